@@ -1,0 +1,1 @@
+"""Message transports behind one interface (``base.Bus``): memory here, NATS JetStream at scale."""

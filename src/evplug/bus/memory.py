@@ -1,0 +1,206 @@
+"""The embedded bus: one process, the same ack and redelivery semantics as JetStream.
+
+One log of messages (bounded: the oldest are dropped, counted and logged, as a stream with a
+message limit would); each durable consumer keeps its own cursor and its unacked deliveries, so
+a subscriber that stops and comes back (a restarted mothership) gets what it had not acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+import structlog
+
+from evplug.bus.base import Handler, subject_matches
+from evplug.clock import Clock, SystemClock
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Stored:
+    seq: int
+    subject: str
+    data: bytes
+    msg_id: str
+
+
+@dataclass(slots=True, eq=False)
+class MemoryMessage:
+    subject: str
+    data: bytes
+    msg_id: str
+    deliveries: int
+    _consumer: _Consumer
+    _seq: int
+
+    async def ack(self) -> None:
+        self._consumer.acked(self._seq)
+
+    async def nak(self) -> None:
+        self._consumer.nakked(self._seq)
+
+
+@dataclass(eq=False)
+class _Consumer:
+    bus: MemoryBus
+    pattern: str
+    durable: str
+    ack_wait_ms: int = 30_000
+    max_ack_pending: int = 1000
+    cursor: int = 0  # last seq looked at
+    # seq -> (redeliver at ms, deliveries so far)
+    pending: OrderedDict[int, tuple[int, int]] = field(default_factory=OrderedDict)
+    redeliver_now: deque[int] = field(default_factory=deque)
+    handler: Handler | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def acked(self, seq: int) -> None:
+        if self.pending.pop(seq, None) is not None:
+            self.wake.set()
+
+    def nakked(self, seq: int) -> None:
+        if seq in self.pending:
+            self.redeliver_now.append(seq)
+            self.wake.set()
+
+
+class _MemorySubscription:
+    def __init__(self, consumer: _Consumer, tasks: list[asyncio.Task[None]]) -> None:
+        self._consumer = consumer
+        self._tasks = tasks
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._consumer.handler = None
+        # What was delivered but not acked goes to the next subscriber straight away.
+        self._consumer.redeliver_now.extend(self._consumer.pending)
+
+
+class MemoryBus:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        max_messages: int = 1_000_000,
+        dedupe_window: int = 100_000,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.max_messages = max_messages
+        self._log: deque[_Stored] = deque()
+        self._seq = 0
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_window = dedupe_window
+        self._consumers: dict[str, _Consumer] = {}
+        self.dropped = 0
+        self.duplicates = 0
+
+    async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
+        if msg_id:
+            if msg_id in self._ids:
+                self.duplicates += 1
+                return False
+            self._ids[msg_id] = None
+            if len(self._ids) > self._dedupe_window:
+                self._ids.popitem(last=False)
+        self._seq += 1
+        self._log.append(_Stored(self._seq, subject, data, msg_id))
+        if len(self._log) > self.max_messages:
+            lost = self._log.popleft()
+            self.dropped += 1
+            log.warning(
+                "bus.dropped_oldest", subject=lost.subject, seq=lost.seq, total=self.dropped
+            )
+        for consumer in self._consumers.values():
+            consumer.wake.set()
+        return True
+
+    async def subscribe(
+        self,
+        subject: str,
+        durable: str,
+        handler: Handler,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 1000,
+    ) -> _MemorySubscription:
+        consumer = self._consumers.get(durable)
+        if consumer is None:
+            consumer = _Consumer(self, subject, durable)
+            self._consumers[durable] = consumer
+        elif consumer.pattern != subject:
+            raise ValueError(
+                f"durable {durable!r} is bound to {consumer.pattern!r}, not {subject!r}"
+            )
+        if consumer.handler is not None:
+            raise ValueError(f"durable {durable!r} already has a subscriber")
+        consumer.ack_wait_ms = int(ack_wait_s * 1000)
+        consumer.max_ack_pending = max_ack_pending
+        consumer.handler = handler
+        consumer.wake.set()
+        tasks = [
+            asyncio.create_task(self._deliver(consumer), name=f"bus-deliver-{durable}"),
+            asyncio.create_task(self._redeliver_expired(consumer), name=f"bus-expire-{durable}"),
+        ]
+        return _MemorySubscription(consumer, tasks)
+
+    def _find(self, seq: int) -> _Stored | None:
+        if not self._log or seq < self._log[0].seq:
+            return None
+        index = seq - self._log[0].seq
+        return self._log[index] if index < len(self._log) else None
+
+    async def _deliver(self, consumer: _Consumer) -> None:
+        while True:
+            await consumer.wake.wait()
+            consumer.wake.clear()
+            while consumer.redeliver_now:
+                seq = consumer.redeliver_now.popleft()
+                if seq in consumer.pending:
+                    await self._hand_over(consumer, seq)
+            while len(consumer.pending) < consumer.max_ack_pending and consumer.cursor < self._seq:
+                consumer.cursor += 1
+                stored = self._find(consumer.cursor)
+                if stored is not None and subject_matches(consumer.pattern, stored.subject):
+                    await self._hand_over(consumer, stored.seq)
+
+    async def _hand_over(self, consumer: _Consumer, seq: int) -> None:
+        stored = self._find(seq)
+        if stored is None:  # trimmed from the log while waiting: already counted as dropped
+            consumer.pending.pop(seq, None)
+            return
+        _, deliveries = consumer.pending.get(seq, (0, 0))
+        consumer.pending[seq] = (self.clock.now_ms() + consumer.ack_wait_ms, deliveries + 1)
+        message = MemoryMessage(
+            stored.subject, stored.data, stored.msg_id, deliveries + 1, consumer, seq
+        )
+        assert consumer.handler is not None
+        try:
+            await consumer.handler(message)
+        except Exception:
+            # A failing handler must not stop the subscription; the message comes back later.
+            log.exception("bus.handler_failed", durable=consumer.durable, subject=stored.subject)
+
+    async def _redeliver_expired(self, consumer: _Consumer) -> None:
+        while True:
+            await self.clock.sleep(max(consumer.ack_wait_ms / 4000, 0.001))
+            now = self.clock.now_ms()
+            due = [seq for seq, (deadline, _) in consumer.pending.items() if deadline <= now]
+            for seq in due:
+                # Push the deadline on so the next pass does not queue it a second time.
+                consumer.pending[seq] = (now + consumer.ack_wait_ms, consumer.pending[seq][1])
+                consumer.redeliver_now.append(seq)
+            if due:
+                consumer.wake.set()
+
+    def pending_count(self, durable: str) -> int:
+        consumer = self._consumers.get(durable)
+        return len(consumer.pending) if consumer else 0
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""The wire contract: protobuf messages, bus subjects and the gzip framing around them."""

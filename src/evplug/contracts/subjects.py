@@ -1,0 +1,30 @@
+"""Bus subjects, one family per message flow, each scoped to a site.
+
+A site's credentials are later scoped to exactly these subjects, so keep every flow here.
+"""
+
+from __future__ import annotations
+
+TELEMETRY = "telemetry"  # relay -> mothership: ReadingChunk
+COMMANDS = "commands"  # mothership -> relay: LocalStateRequest
+RESPONSES = "responses"  # relay -> mothership: LocalStateResponse
+ANNOUNCE = "announce"  # relay -> mothership: DeviceAnnouncement
+ANNOUNCE_ACK = "announce_ack"  # mothership -> relay: DeviceAnnouncementAck
+
+
+def for_site(flow: str, site_id: str) -> str:
+    """The subject of one flow for one site, e.g. ``telemetry.garage-1``."""
+    if not site_id or any(c in site_id for c in ".*> \t"):
+        raise ValueError(f"site id {site_id!r} may not be empty or contain '.', '*', '>' or spaces")
+    return f"{flow}.{site_id}"
+
+
+def all_sites(flow: str) -> str:
+    """The wildcard subject matching one flow for every site."""
+    return f"{flow}.*"
+
+
+def site_of(subject: str) -> str:
+    """The site id a subject belongs to."""
+    _, _, site = subject.partition(".")
+    return site

@@ -1,0 +1,1 @@
+"""Relay families behind one small interface (``base.Driver``), their emulators and discovery."""

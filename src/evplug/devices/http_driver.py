@@ -1,0 +1,206 @@
+"""What the HTTP relay drivers share: one aiohttp session per device, errors mapped to ``base``.
+
+Each family module only speaks its device's dialect; how a refused connection, a timeout, a 401
+or a body of the wrong shape turns into a ``DeviceError`` is decided here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+
+from evplug.devices.base import (
+    OFF,
+    ON,
+    OVERCURRENT,
+    BadChannel,
+    ChannelReading,
+    DeviceAuthError,
+    DeviceInfo,
+    DeviceUnreachable,
+    SwitchMismatch,
+    UnsupportedDevice,
+)
+
+# Below the relay manager's 2 s poll, so one dead device cannot stall a poll round for long.
+DEFAULT_TIMEOUT_S = 3.0
+
+
+def normalize_url(url: str) -> str:
+    """``192.168.1.5`` and ``http://192.168.1.5/`` name the same device."""
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
+def mac_hex(mac: str) -> str:
+    """A MAC in any common spelling as the hardware id: lowercase hex, no separators."""
+    return mac.replace(":", "").replace("-", "").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    data: Any  # the parsed JSON body, None when the body is empty or not JSON
+    where: str
+
+    def object(self) -> dict[str, Any]:
+        if not isinstance(self.data, dict):
+            raise UnsupportedDevice(f"{self.where}: HTTP {self.status}, not a JSON object")
+        return self.data
+
+
+@contextmanager
+def expect_shape(where: str) -> Iterator[None]:
+    """A reply that parses as JSON but lacks what we index into is an unsupported device."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise UnsupportedDevice(f"{where}: unexpected reply shape ({exc!r})") from exc
+
+
+class DeviceHttp:
+    """One device's HTTP endpoint. Never lets an aiohttp or OS exception escape."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float,
+        *,
+        basic_auth: aiohttp.BasicAuth | None = None,
+        digest: tuple[str, str] | None = None,
+        min_gap_s: float = 0.0,
+    ) -> None:
+        self.base_url = normalize_url(url)
+        self.timeout_s = timeout_s
+        self.has_credentials = basic_auth is not None or digest is not None
+        self._basic_auth = basic_auth
+        self._digest = digest
+        self._min_gap_s = min_gap_s
+        self._last_request = -float("inf")
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use so it belongs to the running loop, not the one that built the driver.
+        if self._session is None:
+            middlewares = (aiohttp.DigestAuthMiddleware(*self._digest),) if self._digest else ()
+            self._session = aiohttp.ClientSession(
+                # Small device web servers drop idle connections and some serve one at a time.
+                connector=aiohttp.TCPConnector(force_close=True, limit=1),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                auth=self._basic_auth,
+                middlewares=middlewares,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+        what: str | None = None,
+    ) -> Reply:
+        """``what`` names the request in errors (the query string may carry a password)."""
+        where = f"{self.base_url}{what or path}"
+        wait = self._last_request + self._min_gap_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            async with self._open().request(
+                method, f"{self.base_url}{path}", params=params, json=json_body
+            ) as response:
+                text = await response.text(errors="replace")
+                status = response.status
+        except TimeoutError as exc:
+            raise DeviceUnreachable(f"{where}: no answer within {self.timeout_s:g} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error)
+            raise DeviceUnreachable(f"{where}: cannot connect ({reason})") from exc
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise DeviceUnreachable(f"{where}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._last_request = time.monotonic()
+        if status == 401:
+            raise DeviceAuthError(
+                f"{where}: the device rejected the configured credentials"
+                if self.has_credentials
+                else f"{where}: the device requires a password"
+            )
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        return Reply(status, data, where)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def confirm_switch(where: str, channel: int, on: bool, actual: str) -> str:
+    """The state read back after a switch. A protection trip is an answer, not a mismatch."""
+    if actual not in (OVERCURRENT, ON if on else OFF):
+        raise SwitchMismatch(
+            f"{where}: channel {channel} reads {actual} after switching {'on' if on else 'off'}"
+        )
+    return actual
+
+
+class HttpDriver:
+    """Constructor, ``switch`` (set + read back) and ``close`` for every HTTP family.
+
+    Subclasses implement ``connect``, ``read``, ``_set`` and ``_state``; ``switch`` never trusts
+    the set command's own reply, it asks the device again.
+    """
+
+    name: ClassVar[str]  # registry key, e.g. "shelly_rpc"
+    tried: ClassVar[str]  # what probing this family asks, for "nothing answers" errors
+
+    def __init__(
+        self,
+        url: str,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.http = self._make_http(normalize_url(url), timeout_s)
+
+    def _make_http(self, url: str, timeout_s: float) -> DeviceHttp:
+        return DeviceHttp(url, timeout_s)
+
+    @property
+    def url(self) -> str:
+        return self.http.base_url
+
+    async def connect(self) -> DeviceInfo:
+        raise NotImplementedError
+
+    async def read(self) -> list[ChannelReading]:
+        raise NotImplementedError
+
+    async def _set(self, channel: int, on: bool) -> None:
+        raise NotImplementedError
+
+    async def _state(self, channel: int) -> str:
+        raise NotImplementedError
+
+    async def switch(self, channel: int, on: bool) -> str:
+        if channel < 0:
+            # Some dialects read a negative or zero index as "all outputs"; never send one.
+            raise BadChannel(f"{self.url}: no channel {channel}")
+        await self._set(channel, on)
+        return confirm_switch(self.url, channel, on, await self._state(channel))
+
+    async def close(self) -> None:
+        await self.http.close()

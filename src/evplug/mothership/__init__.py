@@ -1,0 +1,1 @@
+"""The server runtime around the core: ingest, plug registry, effects, hydration."""

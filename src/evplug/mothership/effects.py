@@ -1,0 +1,87 @@
+"""Carrying out what the state machine decided: commands on the bus, sessions and money stored.
+
+Effects of one step are applied in order and under one lock, so the store sees them in the order
+the plugs produced them. Store writes come before the command they enable (a session is on disk
+before its relay is asked to switch on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from evplug.bus.base import Bus
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import pack
+from evplug.core.plug import (
+    Effect,
+    Plug,
+    SessionClosed,
+    SessionOpened,
+    SwitchRelay,
+    Transitioned,
+)
+from evplug.store.repository import Repository
+
+log = structlog.get_logger(__name__)
+
+Listener = Callable[[Effect], None]
+
+
+class EffectApplier:
+    def __init__(self, repo: Repository, bus: Bus) -> None:
+        self.repo = repo
+        self.bus = bus
+        self.listeners: list[Listener] = []
+        self._lock = asyncio.Lock()
+
+    async def apply(self, site_id: str, plug: Plug, effects: Sequence[Effect]) -> None:
+        if not effects:
+            return
+        async with self._lock:
+            transitions = [e for e in effects if isinstance(e, Transitioned)]
+            await self.repo.record_transitions(transitions)
+            snapshot = plug.snapshot()
+            wrote_snapshot = False
+            for effect in effects:
+                if isinstance(effect, SessionOpened):
+                    await self.repo.open_session(effect, snapshot)
+                    wrote_snapshot = True
+                elif isinstance(effect, SessionClosed):
+                    await self._close(effect, snapshot)
+                    wrote_snapshot = True
+            if transitions and not wrote_snapshot:
+                await self.repo.save_plugs([snapshot], transitions[-1].at_ms)
+            # Commands last: the state that expects the answer is on disk before it can come.
+            for effect in effects:
+                if isinstance(effect, SwitchRelay):
+                    await self._send_command(site_id, effect)
+        for effect in effects:
+            for listener in self.listeners:
+                listener(effect)
+
+    async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
+        billed = await self.repo.close_session(effect, snapshot)
+        log.info(
+            "session.closed",
+            session_id=effect.session_id,
+            plug_id=effect.plug_id,
+            kwh=round(effect.energy_wh / 1000, 3),
+            cents=effect.cost_cents,
+            reason=effect.reason,
+            billed=billed,
+        )
+
+    async def _send_command(self, site_id: str, effect: SwitchRelay) -> None:
+        request = pb.LocalStateRequest(
+            request_id=effect.request_id,
+            plug_id=effect.plug_id,
+            requested_state=pb.REQUESTED_STATE_ON if effect.on else pb.REQUESTED_STATE_OFF,
+            issued_ms=effect.issued_ms,
+        )
+        await self.bus.publish(
+            subjects.for_site(subjects.COMMANDS, site_id), pack(request), msg_id=effect.request_id
+        )

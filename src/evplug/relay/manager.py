@@ -1,0 +1,297 @@
+"""The relay manager: polls every relay of a site, publishes its readings, executes commands.
+
+At start-up it announces its devices and waits for the mothership's ack (retrying), then runs
+two loops: polling on an interval, and answering each LocalStateRequest with a
+LocalStateResponse after reading the relay back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+
+import structlog
+
+from evplug.bus.base import Bus, BusError, Message, Subscription
+from evplug.clock import Clock
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import WireError, pack, unpack
+from evplug.devices.base import DeviceError, DeviceInfo, Driver
+
+log = structlog.get_logger(__name__)
+
+_ACTUAL = {
+    "ON": pb.ACTUAL_STATE_ON,
+    "OFF": pb.ACTUAL_STATE_OFF,
+    "OVERCURRENT": pb.ACTUAL_STATE_OVERCURRENT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    driver: Driver
+    fuze_id: str = ""  # "" = one circuit per device
+
+
+@dataclass(slots=True)
+class _Channel:
+    driver: Driver
+    info: DeviceInfo
+    channel: int
+    fuze_id: str
+
+
+class AnnouncementNotAcked(RuntimeError):
+    pass
+
+
+class RelayManager:
+    def __init__(
+        self,
+        site_id: str,
+        bus: Bus,
+        devices: list[DeviceSpec],
+        clock: Clock,
+        poll_interval_s: float = 2.0,
+        mia_after_failed_polls: int = 3,
+        announce_timeout_s: float = 5.0,
+        announce_attempts: int = 0,  # 0 = keep trying
+    ) -> None:
+        self.site_id = site_id
+        self.bus = bus
+        self.devices = devices
+        self.clock = clock
+        self.poll_interval_s = poll_interval_s
+        self.mia_after_failed_polls = mia_after_failed_polls
+        self.announce_timeout_s = announce_timeout_s
+        self.announce_attempts = announce_attempts
+        self.channels: dict[str, _Channel] = {}
+        self._by_device: list[tuple[DeviceSpec, DeviceInfo]] = []
+        self._failures: dict[int, int] = {}
+        # Strictly increasing across restarts without a file: start from the clock.
+        self._seq = clock.now_ms() * 1000
+        self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
+        self._subscriptions: list[Subscription] = []
+        self._poller: asyncio.Task[None] | None = None
+        self.polls = 0
+        self.publish_failures = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for spec in self.devices:
+            info = await spec.driver.connect()
+            self._by_device.append((spec, info))
+            for channel in range(info.channels):
+                fuze = spec.fuze_id or f"{info.family}:{info.hardware_id}"
+                self.channels[info.plug_id(channel)] = _Channel(spec.driver, info, channel, fuze)
+        name = f"relay-{self.site_id}"
+        self._subscriptions.append(
+            await self.bus.subscribe(
+                subjects.for_site(subjects.ANNOUNCE_ACK, self.site_id),
+                f"{name}-announce-ack",
+                self._on_announce_ack,
+            )
+        )
+        await self.announce()
+        self._subscriptions.append(
+            await self.bus.subscribe(
+                subjects.for_site(subjects.COMMANDS, self.site_id),
+                f"{name}-commands",
+                self._on_command,
+            )
+        )
+        self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.site_id}")
+        log.info("relay.started", site=self.site_id, plugs=len(self.channels))
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for sub in self._subscriptions:
+            await sub.stop()
+        self._subscriptions = []
+        for spec, _ in self._by_device:
+            await spec.driver.close()
+
+    # -- announcement ------------------------------------------------------------------------
+
+    async def announce(self) -> pb.DeviceAnnouncementAck:
+        """Announce every plug and wait for the ack, retrying until it comes."""
+        announcement = pb.DeviceAnnouncement(
+            site_id=self.site_id,
+            announcement_id=uuid.uuid4().hex,
+            timestamp_ms=self.clock.now_ms(),
+            devices=[
+                pb.Device(
+                    plug_id=plug_id,
+                    fuze_id=ch.fuze_id,
+                    model=ch.info.model,
+                    address=ch.info.address,
+                    channel=ch.channel,
+                )
+                for plug_id, ch in self.channels.items()
+            ],
+        )
+        data = pack(announcement)
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.bus.publish(
+                subjects.for_site(subjects.ANNOUNCE, self.site_id),
+                data,
+                msg_id=f"{announcement.announcement_id}:{attempt}",
+            )
+            with contextlib.suppress(TimeoutError):
+                ack = await self._wait_for_ack(announcement.announcement_id)
+                if ack.rejected_plug_ids:
+                    log.error(
+                        "relay.plugs_rejected",
+                        site=self.site_id,
+                        plugs=list(ack.rejected_plug_ids),
+                        fix="is this site provisioned on the mothership, with these plugs?",
+                    )
+                return ack
+            if self.announce_attempts and attempt >= self.announce_attempts:
+                raise AnnouncementNotAcked(
+                    f"no ack for the announcement of site {self.site_id} after {attempt} attempts:"
+                    " is the mothership running and connected to the same bus?"
+                )
+            log.warning("relay.announce_retry", site=self.site_id, attempt=attempt)
+
+    async def _wait_for_ack(self, announcement_id: str) -> pb.DeviceAnnouncementAck:
+        timer = asyncio.ensure_future(self.clock.sleep(self.announce_timeout_s))
+        try:
+            while True:
+                getter = asyncio.ensure_future(self._acks.get())
+                done, _ = await asyncio.wait({getter, timer}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise TimeoutError
+                ack = getter.result()
+                if ack.announcement_id == announcement_id:
+                    return ack
+        finally:
+            timer.cancel()
+
+    async def _on_announce_ack(self, msg: Message) -> None:
+        try:
+            self._acks.put_nowait(unpack(msg.data, pb.DeviceAnnouncementAck))
+        except WireError as exc:
+            log.warning("relay.bad_announce_ack", error=str(exc))
+        await msg.ack()
+
+    # -- polling -----------------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        while True:
+            started = self.clock.now_ms()
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("relay.poll_failed", site=self.site_id)
+            spent_s = (self.clock.now_ms() - started) / 1000
+            await self.clock.sleep(max(self.poll_interval_s - spent_s, 0.0))
+
+    async def poll_once(self) -> pb.ReadingChunk:
+        results = await asyncio.gather(
+            *(spec.driver.read() for spec, _ in self._by_device), return_exceptions=True
+        )
+        now = self.clock.now_ms()
+        chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
+        for index, ((_, info), result) in enumerate(zip(self._by_device, results, strict=True)):
+            if isinstance(result, BaseException):
+                self._device_failed(index, info, result)
+                if self._failures[index] >= self.mia_after_failed_polls:
+                    for channel in range(info.channels):
+                        plug_id = info.plug_id(channel)
+                        chunk.readings.add(
+                            plug_id=plug_id,
+                            fuze_id=self.channels[plug_id].fuze_id,
+                            actual_state=pb.ACTUAL_STATE_MIA,
+                            timestamp_ms=now,
+                        )
+                continue
+            if self._failures.pop(index, 0):
+                log.info("relay.device_back", device=info.hardware_id)
+            for r in result:
+                plug_id = info.plug_id(r.channel)
+                reading = chunk.readings.add(
+                    plug_id=plug_id,
+                    fuze_id=self.channels[plug_id].fuze_id,
+                    actual_state=_ACTUAL.get(r.actual, pb.ACTUAL_STATE_UNKNOWN),
+                    current_a=r.current_a,
+                    voltage_v=r.voltage_v,
+                    power_factor=r.power_factor,
+                    timestamp_ms=now,
+                    active_power_w=r.power_w,
+                )
+                if r.energy_wh is not None:
+                    reading.energy_wh = r.energy_wh
+        self.polls += 1
+        await self._publish(
+            subjects.for_site(subjects.TELEMETRY, self.site_id),
+            pack(chunk),
+            f"{self.site_id}:{chunk.seq}",
+        )
+        return chunk
+
+    def _device_failed(self, index: int, info: DeviceInfo, error: BaseException) -> None:
+        failures = self._failures.get(index, 0) + 1
+        self._failures[index] = failures
+        if not isinstance(error, DeviceError):
+            log.error("relay.driver_bug", device=info.hardware_id, error=repr(error))
+        elif failures == self.mia_after_failed_polls:
+            log.warning("relay.device_mia", device=info.hardware_id, error=str(error))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        try:
+            await self.bus.publish(subject, data, msg_id=msg_id)
+        except BusError as exc:
+            self.publish_failures += 1
+            log.warning("relay.publish_failed", subject=subject, error=str(exc))
+            raise
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def _on_command(self, msg: Message) -> None:
+        try:
+            request = unpack(msg.data, pb.LocalStateRequest)
+        except WireError as exc:
+            log.warning("relay.bad_command", error=str(exc))
+            await msg.ack()
+            return
+        response = await self.execute(request)
+        await self._publish(
+            subjects.for_site(subjects.RESPONSES, self.site_id),
+            pack(response),
+            f"{request.request_id}:response",
+        )
+        await msg.ack()
+
+    async def execute(self, request: pb.LocalStateRequest) -> pb.LocalStateResponse:
+        response = pb.LocalStateResponse(request_id=request.request_id, plug_id=request.plug_id)
+        channel = self.channels.get(request.plug_id)
+        on = request.requested_state == pb.REQUESTED_STATE_ON
+        if channel is None or request.requested_state == pb.REQUESTED_STATE_UNKNOWN:
+            response.ok = False
+            response.error = f"no plug {request.plug_id!r} on site {self.site_id}, or no state"
+        else:
+            try:
+                actual = await channel.driver.switch(channel.channel, on)
+                response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
+                response.ok = True
+            except DeviceError as exc:
+                response.ok = False
+                response.error = f"{type(exc).__name__}: {exc}"
+                log.warning("relay.switch_failed", plug_id=request.plug_id, error=response.error)
+        response.timestamp_ms = self.clock.now_ms()
+        return response

@@ -1,0 +1,105 @@
+"""The schema. Money is integer cents; times are integer milliseconds since the epoch."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    price_cents_per_kwh: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class Circuit(Base):
+    __tablename__ = "circuits"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    limit_a: Mapped[float] = mapped_column(Float)
+
+
+class PlugRow(Base):
+    __tablename__ = "plugs"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    fuze_id: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    state: Mapped[str] = mapped_column(String(40))
+    # The plug state machine's snapshot (core.plug.Plug.snapshot), for hydration on restart.
+    snapshot: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # The sum of the user's ledger entries, kept in the same transaction as each posting.
+    balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChargingSession(Base):
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plug_id: Mapped[str] = mapped_column(ForeignKey("plugs.id"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    price_cents_per_kwh: Mapped[int] = mapped_column(Integer)
+    energy_wh: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(40), default="")
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    memo: Mapped[str] = mapped_column(String(200), default="")
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_ledger_idempotency_key"),)
+
+
+class Transition(Base):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plug_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64), default="")
+    from_state: Mapped[str] = mapped_column(String(40))
+    to_state: Mapped[str] = mapped_column(String(40))
+    trigger: Mapped[str] = mapped_column(String(40))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_transitions_plug_at", "plug_id", "at_ms"),)
+
+
+class ReadingRow(Base):
+    __tablename__ = "readings"
+    plug_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actual_state: Mapped[int] = mapped_column(Integer)
+    current_a: Mapped[float] = mapped_column(Float)
+    voltage_v: Mapped[float] = mapped_column(Float)
+    power_factor: Mapped[float] = mapped_column(Float)
+    active_power_w: Mapped[float] = mapped_column(Float)
+    energy_wh: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,1 @@
+"""The web front: driver pages, JSON API."""

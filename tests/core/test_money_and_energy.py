@@ -1,0 +1,113 @@
+"""Metering, pricing and ledger rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evplug.core import ledger
+from evplug.core.metering import MAX_INTEGRATION_GAP_MS, counter_delta_wh, integrated_wh
+from evplug.core.pricing import affordable_wh, cost_cents, validate_price
+
+
+@given(st.lists(st.tuples(st.floats(0, 10_000), st.booleans()), min_size=1, max_size=200))
+def test_energy_from_a_counter_with_resets_is_never_negative(
+    steps: list[tuple[float, bool]],
+) -> None:
+    counter, last, total, truth = 0.0, 0.0, 0.0, 0.0
+    for wh, reset in steps:
+        counter = wh if reset else counter + wh
+        truth += wh
+        delta = counter_delta_wh(last, counter)
+        assert delta >= 0
+        total += delta
+        last = counter
+    # A reset loses nothing as long as it is seen before the counter passes its old value.
+    assert total <= truth + 1e-6
+
+
+def test_counter_delta_treats_a_drop_as_a_restart_from_zero() -> None:
+    assert counter_delta_wh(1500.0, 1510.5) == pytest.approx(10.5)
+    assert counter_delta_wh(1500.0, 3.0) == 3.0
+
+
+def test_power_integration_is_trapezoidal_and_ignores_long_silences() -> None:
+    assert integrated_wh(2400, 2400, 3_600_000 // 60) == pytest.approx(40.0)
+    assert integrated_wh(0, 2400, 1000) == pytest.approx(2400 / 2 / 3600)
+    assert integrated_wh(2400, 2400, MAX_INTEGRATION_GAP_MS + 1) == 0.0
+    assert integrated_wh(-5, -5, 1000) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("wh", "price", "cents"),
+    [(0, 30, 0), (1000, 30, 30), (1500, 30, 45), (16.66, 30, 0), (16.67, 30, 1), (8123.4, 30, 244)],
+)
+def test_cost_rounds_half_up_to_the_cent(wh: float, price: int, cents: int) -> None:
+    assert cost_cents(wh, price) == cents
+
+
+@given(st.floats(0, 1e6), st.integers(0, 10_000))
+def test_cost_is_integer_and_never_negative(wh: float, price: int) -> None:
+    cents = cost_cents(wh, price)
+    assert isinstance(cents, int) and cents >= 0
+
+
+def test_affordable_energy_costs_exactly_the_credit() -> None:
+    assert cost_cents(affordable_wh(450, 30), 30) == 450
+    assert affordable_wh(100, 0) == float("inf")
+
+
+@pytest.mark.parametrize("price", [-1, 10_001])
+def test_out_of_range_prices_are_refused(price: int) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        validate_price(price)
+
+
+def test_float_prices_are_refused() -> None:
+    with pytest.raises(TypeError):
+        validate_price(0.3)  # type: ignore[arg-type]
+
+
+entry_strategy = st.builds(
+    ledger.Entry,
+    user_id=st.just("u"),
+    kind=st.sampled_from(list(ledger.EntryKind)),
+    amount_cents=st.integers(-ledger.MAX_ENTRY_CENTS, ledger.MAX_ENTRY_CENTS),
+    idempotency_key=st.sampled_from([f"k{i}" for i in range(10)]),
+    created_ms=st.just(0),
+)
+
+
+@given(st.lists(entry_strategy, max_size=60))
+def test_ledger_applies_each_key_once_and_balance_is_the_sum(entries: list[ledger.Entry]) -> None:
+    posted: dict[str, ledger.Entry] = {}
+    cached = 0
+    for entry in entries:
+        try:
+            if ledger.post(posted, entry):
+                cached += entry.amount_cents
+        except ledger.LedgerError:
+            continue
+    assert cached == ledger.balance(posted.values())
+    assert len(posted) <= 10
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount"),
+    [
+        (ledger.EntryKind.TOP_UP, -100),
+        (ledger.EntryKind.SESSION_CHARGE, 100),
+        (ledger.EntryKind.ADJUSTMENT, ledger.MAX_ENTRY_CENTS + 1),
+    ],
+)
+def test_entries_with_the_wrong_sign_or_size_are_refused(
+    kind: ledger.EntryKind, amount: int
+) -> None:
+    with pytest.raises(ledger.LedgerError):
+        ledger.post({}, ledger.Entry("u", kind, amount, "k", 0))
+
+
+def test_fractional_cents_are_refused() -> None:
+    with pytest.raises(ledger.LedgerError, match="integer"):
+        ledger.validate(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1.5, "k", 0))  # type: ignore[arg-type]

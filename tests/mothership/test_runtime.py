@@ -1,0 +1,119 @@
+"""The mothership with its real parts (memory bus, SQLite, simulated relays) in fast time."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import pack
+from evplug.core import ledger
+from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
+from evplug.demo import DEMO_DRIVER, DEMO_SITE, STARTING_CREDIT_CENTS
+from evplug.mothership.runtime import ActionRefused, Mothership, UnknownPlug
+from evplug.store.database import make_engine, sqlite_url
+from evplug.store.repository import Repository
+from evplug.store.telemetry import ReadingSink
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_path) -> None:
+    system = await demo_system()
+    await system.start()
+    plug_id = system.devices[0].info.plug_id(0)
+    first = system.mothership
+    await first.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+    plug = first.plug(plug_id)
+    await wait_for(lambda: plug.state is State.CHARGING and plug.energy_wh > 50)
+    session_id = plug.session_id
+
+    await first.stop()  # the process dies mid-session; the relay carries on publishing
+    energy_at_stop = plug.energy_wh
+
+    engine = make_engine(sqlite_url(tmp_path / "evplug.sqlite3"))
+    repo = Repository(engine)
+    second = Mothership(system.bus, repo, ReadingSink(engine, system.clock), system.clock)
+    system.mothership = second  # so the fixture stops the one that runs
+    await second.start()
+    revived = second.plug(plug_id)
+    assert revived.state is State.CHARGING
+    assert revived.session_id == session_id
+    assert revived.energy_wh >= energy_at_stop * 0.9  # at least up to the last checkpoint
+
+    closed: list[SessionClosed] = []
+    second.effects.listeners.append(
+        lambda e: closed.append(e) if isinstance(e, SessionClosed) else None
+    )
+    await wait_for(lambda: bool(closed), timeout_s=30)
+    session = await repo.get_session(session_id)
+    assert session is not None and session.ended_ms is not None
+    assert session.end_reason == "complete"
+    # The car took what it needed, and the counter says so: nothing lost across the restart.
+    assert session.energy_wh == pytest.approx(400, rel=0.05)
+    charges = [e for e in await repo.entries(DEMO_DRIVER) if e.kind == "session_charge"]
+    assert [e.idempotency_key for e in charges] == [f"session:{session_id}"]
+    assert charges[0].amount_cents == -session.cost_cents
+    balance = await repo.balance(DEMO_DRIVER)
+    assert (
+        balance == STARTING_CREDIT_CENTS - session.cost_cents == await repo.ledger_sum(DEMO_DRIVER)
+    )
+    await engine.dispose()
+
+
+async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
+    system = await demo_system(car_need_wh=20_000.0)
+    await system.start()
+    plug_id = system.devices[0].info.plug_id(0)
+
+    # Leave the driver 10 cents: a third of a kWh.
+    await system.repo.post(
+        ledger.Entry(DEMO_DRIVER, ledger.EntryKind.ADJUSTMENT, 10 - STARTING_CREDIT_CENTS, "t", 0)
+    )
+    seen: list[State] = []
+    system.mothership.effects.listeners.append(
+        lambda e: seen.append(e.to_state) if isinstance(e, Transitioned) else None
+    )
+    await system.mothership.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+    await wait_for(lambda: State.INSUFFICIENT_CREDIT in seen and seen[-1] is State.ACCOUNT_NULL)
+    assert not system.devices[0].sockets[0].relay_on
+    session = (await system.repo.sessions_of_user(DEMO_DRIVER))[0]
+    assert session.end_reason == "insufficient_credit"
+    # Stopped at the first reading past the credit: at most one reading's worth over.
+    assert 10 <= session.cost_cents <= 11
+    assert await system.repo.balance(DEMO_DRIVER) == 10 - session.cost_cents
+
+
+async def test_bad_telemetry_is_counted_and_changes_nothing(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    ms = system.mothership
+    subject = subjects.for_site(subjects.TELEMETRY, DEMO_SITE)
+    stranger = pb.ReadingChunk(site_id=DEMO_SITE, seq=1)
+    stranger.readings.add(plug_id="shelly:ffffffffffff:0", timestamp_ms=1, active_power_w=9)
+    forged = pb.ReadingChunk(site_id="other-site", seq=2)
+    before = (ms.stats.rejected_chunks, ms.stats.unknown_plug_readings)
+    await system.bus.publish(subject, b"garbage")
+    await system.bus.publish(subject, gzip.compress(b"\0" * 50_000_000))
+    await system.bus.publish(subject, pack(forged))
+    await system.bus.publish(subject, pack(stranger))
+    await wait_for(lambda: ms.stats.rejected_chunks == before[0] + 3)
+    await wait_for(lambda: ms.stats.unknown_plug_readings == before[1] + 1)
+    assert "shelly:ffffffffffff:0" not in ms.plugs
+    await wait_for(lambda: system.bus.pending_count("mothership-telemetry") == 0)
+
+
+async def test_driver_errors_are_clear(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    ms = system.mothership
+    plug_id = system.devices[0].info.plug_id(0)
+    with pytest.raises(UnknownPlug):
+        await ms.choose("nope", Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+    await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+    other = system.devices[1].info.plug_id(0)
+    with pytest.raises(ActionRefused, match="already have a session"):
+        await ms.choose(other, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
