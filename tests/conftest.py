@@ -12,8 +12,8 @@ from evplug.demo import DemoOptions, System, build
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
     """Integration tests only: poll a condition of a running system until it holds."""
     async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.01)  # noqa: ASYNC110 - polls state another task owns
+        while not predicate():  # noqa: ASYNC110 - polls state that other tasks own
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
