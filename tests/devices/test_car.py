@@ -1,0 +1,46 @@
+"""The simulated car load: believable numbers, monotonic counter."""
+
+from __future__ import annotations
+
+import pytest
+
+from evplug.devices.car import Car, Socket
+
+
+def test_a_car_charges_at_about_ten_amps_then_tapers_then_trickles() -> None:
+    socket = Socket(car=Car(need_wh=1000))
+    socket.switch(True, 0)
+    socket.advance(1000)
+    assert socket.current_a == pytest.approx(10.0)
+    assert 2300 < socket.power_w < 2450
+    powers = []
+    counter = []
+    for t in range(2_000, 3_600_000, 2_000):
+        socket.advance(t)
+        powers.append(socket.power_w)
+        counter.append(socket.energy_wh)
+    assert counter == sorted(counter)
+    assert socket.car is not None and socket.car.full
+    assert 1.0 < powers[-1] < 10.0  # a trickle once full
+    tapering = [p for p in powers if 10 < p < 2000]
+    assert tapering == sorted(tapering, reverse=True) and tapering
+
+
+def test_no_car_or_relay_off_means_no_power() -> None:
+    empty = Socket(car=None)
+    empty.switch(True, 0)
+    empty.advance(10_000)
+    assert empty.power_w == 0.0 and empty.energy_wh == 0.0
+    off = Socket(car=Car())
+    off.advance(10_000)
+    assert off.power_w == 0.0
+
+
+def test_a_reboot_resets_the_counter_and_the_relay() -> None:
+    socket = Socket(car=Car())
+    socket.switch(True, 0)
+    socket.advance(60_000)
+    socket.advance(120_000)
+    assert socket.energy_wh > 0
+    socket.reboot(180_000)
+    assert socket.energy_wh == 0.0 and not socket.relay_on

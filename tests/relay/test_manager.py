@@ -1,0 +1,157 @@
+"""The relay manager against the memory bus and simulated relays, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from evplug.bus.base import Message
+from evplug.bus.memory import MemoryBus
+from evplug.clock import FakeClock, settle
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import pack, unpack
+from evplug.devices.base import DeviceUnreachable
+from evplug.devices.simulated import SimulatedDevice
+from evplug.relay.manager import AnnouncementNotAcked, DeviceSpec, RelayManager
+
+SITE = "site-1"
+
+
+class FlakyDevice(SimulatedDevice):
+    failing = False
+
+    async def read(self):  # type: ignore[override]
+        if self.failing:
+            raise DeviceUnreachable("http://10.0.0.9: timed out")
+        return await super().read()
+
+
+async def collect(bus: MemoryBus, flow: str, message_type, durable: str) -> list:
+    got: list = []
+
+    async def handler(msg: Message) -> None:
+        got.append(unpack(msg.data, message_type))
+        await msg.ack()
+
+    await bus.subscribe(subjects.all_sites(flow), durable, handler)
+    return got
+
+
+async def acking_mothership(bus: MemoryBus, ignore_first: int = 0) -> list:
+    seen: list = []
+
+    async def handler(msg: Message) -> None:
+        announcement = unpack(msg.data, pb.DeviceAnnouncement)
+        seen.append(announcement)
+        await msg.ack()
+        if len(seen) > ignore_first:
+            ack = pb.DeviceAnnouncementAck(
+                site_id=SITE,
+                announcement_id=announcement.announcement_id,
+                accepted_plug_ids=[d.plug_id for d in announcement.devices],
+            )
+            await bus.publish(subjects.for_site(subjects.ANNOUNCE_ACK, SITE), pack(ack))
+
+    await bus.subscribe(subjects.all_sites(subjects.ANNOUNCE), "ms", handler)
+    return seen
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def started(clock: FakeClock, bus: MemoryBus, *devices: SimulatedDevice) -> RelayManager:
+    relay = RelayManager(SITE, bus, [DeviceSpec(d) for d in devices], clock, poll_interval_s=2)
+    task = asyncio.create_task(relay.start())
+    await settle()
+    await clock.advance(0)
+    await task
+    return relay
+
+
+async def test_announces_every_plug_and_retries_until_acked(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    seen = await acking_mothership(bus, ignore_first=1)
+    device = SimulatedDevice("aa01", clock, channels=4)
+    relay = RelayManager(SITE, bus, [DeviceSpec(device, "main")], clock, announce_timeout_s=5)
+    task = asyncio.create_task(relay.start())
+    await settle()
+    assert len(seen) == 1
+    await clock.advance(5)
+    await task
+    assert len(seen) == 2
+    assert [d.plug_id for d in seen[1].devices] == [f"sim:aa01:{c}" for c in range(4)]
+    assert {d.fuze_id for d in seen[1].devices} == {"main"}
+    await relay.stop()
+
+
+async def test_gives_up_with_a_fix_when_nobody_acks(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    relay = RelayManager(
+        SITE, bus, [DeviceSpec(SimulatedDevice("aa01", clock))], clock, announce_attempts=2
+    )
+    task = asyncio.create_task(relay.start())
+    await settle()
+    await clock.advance(5)
+    await clock.advance(5)
+    with pytest.raises(AnnouncementNotAcked, match="is the mothership running"):
+        await task
+
+
+async def test_polls_every_interval_and_publishes_one_chunk_per_poll(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    chunks = await collect(bus, subjects.TELEMETRY, pb.ReadingChunk, "tel")
+    relay = await started(clock, bus, SimulatedDevice("aa01", clock, channels=2))
+    await clock.advance(6)
+    assert len(chunks) == 4  # at 0, 2, 4 and 6 s
+    assert [c.seq for c in chunks] == sorted({c.seq for c in chunks})
+    reading = chunks[-1].readings[1]
+    assert reading.plug_id == "sim:aa01:1" and reading.actual_state == pb.ACTUAL_STATE_OFF
+    assert reading.HasField("energy_wh") and reading.voltage_v > 200
+    await relay.stop()
+
+
+async def test_a_silent_device_goes_mia_after_three_polls_and_recovers(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    chunks = await collect(bus, subjects.TELEMETRY, pb.ReadingChunk, "tel")
+    device = FlakyDevice("aa01", clock)
+    relay = await started(clock, bus, device)
+    device.failing = True
+    await clock.advance(6)
+    assert [len(c.readings) for c in chunks] == [1, 0, 0, 1]
+    assert chunks[-1].readings[0].actual_state == pb.ACTUAL_STATE_MIA
+    device.failing = False
+    await clock.advance(2)
+    assert chunks[-1].readings[0].actual_state == pb.ACTUAL_STATE_OFF
+    await relay.stop()
+
+
+async def test_executes_commands_and_answers_each(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    answers = await collect(bus, subjects.RESPONSES, pb.LocalStateResponse, "resp")
+    device = SimulatedDevice("aa01", clock)
+    relay = await started(clock, bus, device)
+    commands = subjects.for_site(subjects.COMMANDS, SITE)
+    on = pb.LocalStateRequest(
+        request_id="r1", plug_id="sim:aa01:0", requested_state=pb.REQUESTED_STATE_ON
+    )
+    await bus.publish(commands, pack(on), msg_id="r1")
+    ghost = pb.LocalStateRequest(
+        request_id="r2", plug_id="nope", requested_state=pb.REQUESTED_STATE_ON
+    )
+    await bus.publish(commands, pack(ghost), msg_id="r2")
+    await bus.publish(commands, b"garbage", msg_id="r3")
+    await settle()
+    assert device.sockets[0].relay_on
+    assert [(a.request_id, a.ok, a.actual_state) for a in answers] == [
+        ("r1", True, pb.ACTUAL_STATE_ON),
+        ("r2", False, pb.ACTUAL_STATE_UNKNOWN),
+    ]
+    assert "nope" in answers[1].error
+    await relay.stop()
