@@ -56,3 +56,16 @@ async def test_page_lists_plugs_and_buttons_drive_them(demo_system) -> None:
         me = (await client.get("/api/me")).json()
         assert me["sessions"][0]["reason"] == "driver"
         assert me["balance_cents"] == STARTING_CREDIT_CENTS - closed[0].cost_cents
+
+
+async def test_a_plug_page_exists_for_each_plug_and_not_for_others(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    app = create_app(system.mothership, DEMO_DRIVER)
+    plug_id = system.devices[0].info.plug_id(0)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://evplug.test"
+    ) as client:
+        assert (await client.get(f"/plugs/{plug_id}")).status_code == 200
+        missing = await client.get("/plugs/shelly:000000000000:9")
+        assert missing.status_code == 404 and "check the code" in missing.text

@@ -76,18 +76,23 @@ class RelayManager:
         self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
         self._subscriptions: list[Subscription] = []
         self._poller: asyncio.Task[None] | None = None
+        self.latest: dict[str, pb.Reading] = {}  # for the local status page
         self.polls = 0
         self.publish_failures = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def connect(self) -> None:
+        """Identify every device: its plug ids come from the hardware."""
         for spec in self.devices:
             info = await spec.driver.connect()
             self._by_device.append((spec, info))
             for channel in range(info.channels):
                 fuze = spec.fuze_id or f"{info.family}:{info.hardware_id}"
                 self.channels[info.plug_id(channel)] = _Channel(spec.driver, info, channel, fuze)
+
+    async def start(self) -> None:
+        await self.connect()
         name = f"relay-{self.site_id}"
         self._subscriptions.append(
             await self.bus.subscribe(
@@ -232,6 +237,8 @@ class RelayManager:
                 )
                 if r.energy_wh is not None:
                     reading.energy_wh = r.energy_wh
+        for reading in chunk.readings:
+            self.latest[reading.plug_id] = reading
         self.polls += 1
         await self._publish(
             subjects.for_site(subjects.TELEMETRY, self.site_id),

@@ -30,6 +30,13 @@ def create_app(mothership: Mothership, driver_id: str) -> FastAPI:
     async def plugs_page() -> str:
         return _PAGE
 
+    @app.get("/plugs/{plug_id}", response_class=HTMLResponse)
+    async def plug_page(plug_id: str) -> str:
+        # Where a socket's QR code points: the same page, showing just that plug.
+        if plug_id not in mothership.plugs:
+            raise HTTPException(404, f"no plug {plug_id!r}: check the code on the socket")
+        return _PAGE
+
     @app.get("/api/plugs")
     async def list_plugs() -> list[dict[str, Any]]:
         return [mothership.status(plug_id) for plug_id in sorted(mothership.plugs)]

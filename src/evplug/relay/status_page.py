@@ -1,0 +1,68 @@
+"""The relay manager's local page: each plug with its latest reading and a QR code to its page.
+
+A technician on site opens it on the LAN to see that each relay answers; the QR codes are the
+ones printed on the sockets, so a driver's scan lands on the plug's page in the web app.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote
+
+import segno
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.relay.manager import RelayManager
+
+
+def plug_url(base_url: str, plug_id: str) -> str:
+    return f"{base_url.rstrip('/')}/plugs/{quote(plug_id, safe='')}"
+
+
+def qr_svg(url: str) -> str:
+    return segno.make(url, error="m").svg_inline(scale=3, title=url)
+
+
+def render(relay: RelayManager, base_url: str) -> str:
+    rows = []
+    for plug_id, channel in sorted(relay.channels.items()):
+        reading = relay.latest.get(plug_id)
+        if reading is None:
+            state, figures = "no reading yet", ""
+        else:
+            state = pb.ActualState.Name(reading.actual_state).removeprefix("ACTUAL_STATE_")
+            energy = (
+                f"{reading.energy_wh:.1f} Wh" if reading.HasField("energy_wh") else "no counter"
+            )
+            figures = (
+                f"{reading.active_power_w:.0f} W · {reading.voltage_v:.1f} V ·"
+                f" {reading.current_a:.2f} A · {energy}"
+            )
+        url = plug_url(base_url, plug_id)
+        rows.append(
+            f"<tr><td>{qr_svg(url)}</td><td><b>{escape(plug_id)}</b><br>"
+            f"{escape(channel.info.model)} at {escape(channel.info.address)}, circuit"
+            f" {escape(channel.fuze_id)}<br>{escape(state)} {escape(figures)}<br>"
+            f'<a href="{escape(url)}">{escape(url)}</a></td></tr>'
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5">
+<title>evplug relay — {escape(relay.site_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1rem}}td{{padding:.4rem;vertical-align:top}}</style>
+</head><body><h1>Site {escape(relay.site_id)}</h1>
+<p>{len(relay.channels)} plugs, {relay.polls} polls so far.</p>
+<table>{"".join(rows)}</table></body></html>"""
+
+
+def create_app(relay: RelayManager, base_url: str) -> FastAPI:
+    app = FastAPI(title=f"evplug relay {relay.site_id}", docs_url=None, redoc_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def status() -> str:
+        return render(relay, base_url)
+
+    return app

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from evplug.bus.memory import MemoryBus
+from evplug.clock import FakeClock
+from evplug.devices.simulated import SimulatedDevice
+from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.status_page import plug_url, render
+
+
+async def test_lists_every_plug_with_its_reading_and_a_qr_code() -> None:
+    clock = FakeClock()
+    device = SimulatedDevice("aa01", clock, channels=2)
+    relay = RelayManager("site-1", MemoryBus(clock), [DeviceSpec(device, "main")], clock)
+    await relay.connect()
+    assert render(relay, "https://ev.example").count("no reading yet") == 2
+
+    await device.switch(1, True)
+    await clock.advance(10)
+    await relay.poll_once()
+    html = render(relay, "https://ev.example/")
+    assert "no reading yet" not in html
+    assert html.count("<svg") == 2
+    url = plug_url("https://ev.example", "sim:aa01:1")
+    assert url == "https://ev.example/plugs/sim%3Aaa01%3A1"
+    assert f'href="{url}"' in html
+    assert " W · " in html and "Wh" in html and "circuit main" in html
