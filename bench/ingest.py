@@ -104,7 +104,7 @@ def charging_plug(plug_id: str) -> Plug:
 async def fresh_store(directory: Path) -> tuple[Repository, ReadingSink]:
     engine = make_engine(sqlite_url(directory / "bench.sqlite3"))
     await create_schema(engine)
-    return Repository(engine), ReadingSink(engine, FakeClock())
+    return Repository(engine), ReadingSink(engine)
 
 
 async def end_to_end(ids: list[str], chunks: list[bytes], directory: Path) -> float:

@@ -63,6 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--car-kwh", type=_positive_float, help="energy each simulated car needs (8; smoke: 1.5)"
     )
     demo.add_argument("--scenario", choices=["smoke"], help="run a scenario headless and exit")
+    demo.add_argument(
+        "--site-config",
+        type=Path,
+        help="a site's TOML file: its real relays replace the simulation",
+    )
+
+    emulate = commands.add_parser("emulate", help="serve an HTTP API that behaves like a relay")
+    emulate.add_argument(
+        "model", help="e.g. shelly-pro4pm, shelly-plugs-gen1, tasmota-4ch, sonoff-spm"
+    )
+    emulate.add_argument("--port", type=_port, required=True)
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--password", help="require this password, as the device would")
+    emulate.add_argument("--mdns", action="store_true", help="announce it over mDNS (multicast!)")
+
+    devices = commands.add_parser("devices", help="technician tools for relays on the LAN")
+    device_commands = devices.add_subparsers(dest="devices_command", required=True)
+    probe = device_commands.add_parser("probe", help="which relay answers at URL, and its plugs")
+    probe.add_argument("url", help="e.g. http://192.168.1.50 or http://127.0.0.1:8081")
+    probe.add_argument("--username")
+    probe.add_argument("--password")
+    probe.add_argument("--timeout", type=_positive_float, default=3.0, help="seconds per request")
+    discover = device_commands.add_parser("discover", help="list the relays mDNS finds")
+    discover.add_argument("--seconds", type=_positive_float, default=5.0, help="how long to listen")
     return parser
 
 
@@ -74,23 +98,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warning" if quiet and args.log_level == "info" else args.log_level, args.log_json
     )
     if args.command == "demo":
-        from evplug import demo
+        return _demo(args)
+    if args.command == "emulate":
+        return _emulate(args)
+    from evplug.devices import technician
 
-        smoke = args.scenario == "smoke"
-        options = demo.DemoOptions(
-            data_dir=args.data_dir,
-            plugs=args.plugs,
-            port=args.port,
-            speed=args.speed or (300.0 if smoke else 60.0),
-            car_need_wh=(args.car_kwh or (1.5 if smoke else 8.0)) * 1000,
+    if args.devices_command == "probe":
+        return technician.probe_command(args.url, args.username, args.password, args.timeout)
+    return technician.discover_command(args.seconds)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from evplug import demo
+
+    smoke = args.scenario == "smoke"
+    # Real relays run in real time; simulated cars can be hurried.
+    default_speed = 1.0 if args.site_config else 300.0 if smoke else 60.0
+    options = demo.DemoOptions(
+        data_dir=args.data_dir,
+        plugs=args.plugs,
+        port=args.port,
+        speed=args.speed or default_speed,
+        car_need_wh=(args.car_kwh or (1.5 if smoke else 8.0)) * 1000,
+        site_config=args.site_config,
+    )
+    try:
+        return demo.run(options, args.scenario)
+    except demo.DemoError as exc:
+        print(f"evplug demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    from evplug.devices.emulators.runner import MODELS, run_emulator_forever
+
+    if args.model not in MODELS:
+        print(
+            f"evplug emulate: no model {args.model!r}; known: {', '.join(MODELS)}", file=sys.stderr
         )
-        try:
-            return demo.run(options, args.scenario)
-        except demo.DemoError as exc:
-            print(f"evplug demo: {exc}", file=sys.stderr)
-            return 2
-    parser.error(f"unknown command {args.command}")
-    return 2
+        return 2
+    try:
+        run_emulator_forever(args.model, args.host, args.port, args.password, args.mdns)
+    except OSError as exc:
+        print(
+            f"evplug emulate: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

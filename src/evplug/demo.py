@@ -24,9 +24,12 @@ from evplug.clock import Clock, ScaledClock
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
+from evplug.devices.base import DeviceError
+from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
-from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.mothership.runtime import Mothership, MothershipConfig, circuit_key
 from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
@@ -51,6 +54,7 @@ class DemoOptions:
     speed: float = 60.0  # simulated seconds per real second
     car_need_wh: float = 8_000.0
     poll_interval_s: float = 2.0
+    site_config: Path | None = None  # real relays instead of simulated plugs
 
 
 @dataclass
@@ -61,9 +65,19 @@ class System:
     sink: ReadingSink
     mothership: Mothership
     relay: RelayManager
-    devices: list[SimulatedDevice] = field(default_factory=list)
+    simulated: list[SimulatedDevice] = field(default_factory=list)
+
+    async def connect(self) -> None:
+        """Identify the relays, so a wrong address fails before anything else starts."""
+        try:
+            await self.relay.connect()
+        except DeviceError as exc:
+            raise DemoError(
+                f"{exc}: is the relay on, and its address in the site config right?"
+            ) from None
 
     async def start(self) -> None:
+        await self.connect()
         await self.mothership.start()
         await self.relay.start()
 
@@ -101,12 +115,15 @@ def check_port_free(host: str, port: int) -> None:
 
 
 async def build(options: DemoOptions) -> System:
+    check_options(options)
     clock = ScaledClock(options.speed)
     bus = MemoryBus(clock)
     engine = make_engine(sqlite_url(options.data_dir / "evplug.sqlite3"))
     await create_schema(engine)
     repo = Repository(engine)
-    await repo.ensure_site(DEMO_SITE, "Demo garage", DEFAULT_PRICE_CENTS_PER_KWH, DEFAULT_CURRENCY)
+    config = _load_site_config(options.site_config) if options.site_config else None
+    site_id = config.site_id if config else DEMO_SITE
+    await repo.ensure_site(site_id, site_id, DEFAULT_PRICE_CENTS_PER_KWH, DEFAULT_CURRENCY)
     await repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
     await repo.post(
         ledger.Entry(
@@ -118,20 +135,42 @@ async def build(options: DemoOptions) -> System:
             memo="demo starting credit",
         )
     )
-    sink = ReadingSink(engine, clock)
+    sink = ReadingSink(engine)
     mothership = Mothership(bus, repo, sink, clock, MothershipConfig())
-    devices = [
-        SimulatedDevice(f"demo{n:02d}", clock, car_need_wh=options.car_need_wh)
-        for n in range(1, options.plugs + 1)
-    ]
-    relay = RelayManager(
-        DEMO_SITE,
-        bus,
-        [DeviceSpec(d, fuze_id="main") for d in devices],
-        clock,
-        poll_interval_s=options.poll_interval_s,
-    )
-    return System(clock, bus, repo, sink, mothership, relay, devices)
+    simulated: list[SimulatedDevice] = []
+    if config is None:
+        simulated = [
+            SimulatedDevice(f"demo{n:02d}", clock, car_need_wh=options.car_need_wh)
+            for n in range(1, options.plugs + 1)
+        ]
+        specs = [DeviceSpec(d, fuze_id="main") for d in simulated]
+        relay = RelayManager(site_id, bus, specs, clock, poll_interval_s=options.poll_interval_s)
+    else:
+        for fuze_id, limit_a in config.fuze_limits().items():
+            await repo.ensure_circuit(circuit_key(site_id, fuze_id), site_id, limit_a)
+        specs = [
+            DeviceSpec(create_driver(d.driver, d.url, d.username, d.password), d.fuze_id or "")
+            for d in config.devices
+        ]
+        relay = RelayManager(
+            site_id,
+            bus,
+            specs,
+            clock,
+            poll_interval_s=config.poll_interval_s,
+            mia_after_failed_polls=config.mia_after_failed_polls,
+        )
+    return System(clock, bus, repo, sink, mothership, relay, simulated)
+
+
+def _load_site_config(path: Path) -> SiteConfig:
+    try:
+        config = load_site_config(path)
+    except SiteConfigError as exc:
+        raise DemoError(str(exc)) from None
+    if any(d.driver == AUTO for d in config.devices):
+        raise DemoError(f"{path}: the demo needs each device's driver named, not {AUTO!r}")
+    return config
 
 
 async def serve(options: DemoOptions) -> None:
@@ -140,14 +179,18 @@ async def serve(options: DemoOptions) -> None:
     from evplug.web.app import create_app
 
     system = await build(options)
-    await system.start()
+    try:
+        await system.start()
+    except DemoError:
+        await system.stop()
+        raise
     app = create_app(system.mothership, DEMO_DRIVER)
     server = uvicorn.Server(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     )
     print(
-        f"evplug demo: http://{options.host}:{options.port}  (site {DEMO_SITE},"
-        f" {options.plugs} simulated plugs, time x{options.speed:g}; Ctrl-C to stop)",
+        f"evplug demo: http://{options.host}:{options.port}  (site {system.relay.site_id},"
+        f" {len(system.relay.channels)} plugs, time x{options.speed:g}; Ctrl-C to stop)",
         file=sys.stderr,
     )
     try:
@@ -159,10 +202,10 @@ async def serve(options: DemoOptions) -> None:
 async def smoke(options: DemoOptions, timeout_s: float = 50.0) -> dict[str, Any]:
     """One whole session, headless: enable the first plug, charge until full, bill."""
     system = await build(options)
-    plug_id = system.devices[0].info.plug_id(0)
-    watcher = _SessionWatcher(plug_id)
-    system.mothership.effects.listeners.append(watcher)
     try:
+        await system.connect()
+        watcher = _SessionWatcher(min(system.relay.channels))
+        system.mothership.effects.listeners.append(watcher)
         await system.start()
         return await asyncio.wait_for(_one_session(system, watcher), timeout_s)
     except TimeoutError:
@@ -219,7 +262,6 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
 
 
 def run(options: DemoOptions, scenario: str | None) -> int:
-    check_options(options)
     if scenario is None:
         check_port_free(options.host, options.port)
         with contextlib.suppress(KeyboardInterrupt):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_path) -> None:
     system = await demo_system()
     await system.start()
-    plug_id = system.devices[0].info.plug_id(0)
+    plug_id = system.simulated[0].info.plug_id(0)
     first = system.mothership
     await first.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     plug = first.plug(plug_id)
@@ -36,7 +36,7 @@ async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_
 
     engine = make_engine(sqlite_url(tmp_path / "evplug.sqlite3"))
     repo = Repository(engine)
-    second = Mothership(system.bus, repo, ReadingSink(engine, system.clock), system.clock)
+    second = Mothership(system.bus, repo, ReadingSink(engine), system.clock)
     system.mothership = second  # so the fixture stops the one that runs
     await second.start()
     revived = second.plug(plug_id)
@@ -67,7 +67,7 @@ async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_
 async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
     system = await demo_system(car_need_wh=20_000.0)
     await system.start()
-    plug_id = system.devices[0].info.plug_id(0)
+    plug_id = system.simulated[0].info.plug_id(0)
 
     # Leave the driver 10 cents: a third of a kWh.
     await system.repo.post(
@@ -79,7 +79,7 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
     )
     await system.mothership.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await wait_for(lambda: State.INSUFFICIENT_CREDIT in seen and seen[-1] is State.ACCOUNT_NULL)
-    assert not system.devices[0].sockets[0].relay_on
+    assert not system.simulated[0].sockets[0].relay_on
     session = (await system.repo.sessions_of_user(DEMO_DRIVER))[0]
     assert session.end_reason == "insufficient_credit"
     # Stopped at the first reading past the credit: at most one reading's worth over.
@@ -110,10 +110,10 @@ async def test_driver_errors_are_clear(demo_system) -> None:
     system = await demo_system()
     await system.start()
     ms = system.mothership
-    plug_id = system.devices[0].info.plug_id(0)
+    plug_id = system.simulated[0].info.plug_id(0)
     with pytest.raises(UnknownPlug):
         await ms.choose("nope", Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
-    other = system.devices[1].info.plug_id(0)
+    other = system.simulated[1].info.plug_id(0)
     with pytest.raises(ActionRefused, match="already have a session"):
         await ms.choose(other, Prompt.ENABLE_SOCKET, DEMO_DRIVER)

@@ -17,7 +17,7 @@ async def test_page_lists_plugs_and_buttons_drive_them(demo_system) -> None:
     system = await demo_system()
     await system.start()
     app = create_app(system.mothership, DEMO_DRIVER)
-    plug_id = system.devices[0].info.plug_id(0)
+    plug_id = system.simulated[0].info.plug_id(0)
     plug = system.mothership.plug(plug_id)
     closed: list[SessionClosed] = []
     system.mothership.effects.listeners.append(
@@ -62,7 +62,7 @@ async def test_a_plug_page_exists_for_each_plug_and_not_for_others(demo_system) 
     system = await demo_system()
     await system.start()
     app = create_app(system.mothership, DEMO_DRIVER)
-    plug_id = system.devices[0].info.plug_id(0)
+    plug_id = system.simulated[0].info.plug_id(0)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://evplug.test"
     ) as client:

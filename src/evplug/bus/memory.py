@@ -19,6 +19,8 @@ from evplug.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 
+STOP_GRACE_S = 10.0
+
 
 @dataclass(slots=True)
 class _Stored:
@@ -74,12 +76,19 @@ class _MemorySubscription:
         self._tasks = tasks
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        deliver, *others = self._tasks
+        for task in others:
             task.cancel()
-        for task in self._tasks:
+        # Let the handler in progress finish: cut off mid-way it could leave a write half done.
+        self._consumer.handler = None
+        self._consumer.wake.set()
+        try:
+            await asyncio.wait_for(deliver, STOP_GRACE_S)
+        except TimeoutError:
+            log.warning("bus.handler_cut_off", durable=self._consumer.durable)
+        for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._consumer.handler = None
         # What was delivered but not acked goes to the next subscriber straight away.
         self._consumer.redeliver_now.extend(self._consumer.pending)
 
@@ -156,14 +165,18 @@ class MemoryBus:
         return self._log[index] if index < len(self._log) else None
 
     async def _deliver(self, consumer: _Consumer) -> None:
-        while True:
+        while consumer.handler is not None:
             await consumer.wake.wait()
             consumer.wake.clear()
-            while consumer.redeliver_now:
+            while consumer.redeliver_now and consumer.handler is not None:
                 seq = consumer.redeliver_now.popleft()
                 if seq in consumer.pending:
                     await self._hand_over(consumer, seq)
-            while len(consumer.pending) < consumer.max_ack_pending and consumer.cursor < self._seq:
+            while (
+                consumer.handler is not None
+                and len(consumer.pending) < consumer.max_ack_pending
+                and consumer.cursor < self._seq
+            ):
                 consumer.cursor += 1
                 stored = self._find(consumer.cursor)
                 if stored is not None and subject_matches(consumer.pattern, stored.subject):
@@ -179,9 +192,11 @@ class MemoryBus:
         message = MemoryMessage(
             stored.subject, stored.data, stored.msg_id, deliveries + 1, consumer, seq
         )
-        assert consumer.handler is not None
+        handler = consumer.handler
+        if handler is None:  # stopping: it stays pending for the next subscriber
+            return
         try:
-            await consumer.handler(message)
+            await handler(message)
         except Exception:
             # A failing handler must not stop the subscription; the message comes back later.
             log.exception("bus.handler_failed", durable=consumer.durable, subject=stored.subject)

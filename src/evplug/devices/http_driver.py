@@ -7,6 +7,7 @@ or a body of the wrong shape turns into a ``DeviceError`` is decided here, once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -29,7 +30,8 @@ from evplug.devices.base import (
     UnsupportedDevice,
 )
 
-# Below the relay manager's 2 s poll, so one dead device cannot stall a poll round for long.
+# Room for a slow Wi-Fi round trip plus a digest challenge, yet a dead device is declared MIA
+# (after a few failed polls) within seconds.
 DEFAULT_TIMEOUT_S = 3.0
 
 
@@ -73,14 +75,18 @@ class DeviceHttp:
         url: str,
         timeout_s: float,
         *,
-        basic_auth: aiohttp.BasicAuth | None = None,
+        basic_auth: tuple[str, str] | None = None,
         digest: tuple[str, str] | None = None,
         min_gap_s: float = 0.0,
     ) -> None:
+        """``basic_auth``/``digest``: (user, password) for HTTP basic or digest auth."""
         self.base_url = normalize_url(url)
         self.timeout_s = timeout_s
         self.has_credentials = basic_auth is not None or digest is not None
-        self._basic_auth = basic_auth
+        self._headers: dict[str, str] = {}
+        if basic_auth is not None:
+            token = base64.b64encode(":".join(basic_auth).encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
         self._digest = digest
         self._min_gap_s = min_gap_s
         self._last_request = -float("inf")
@@ -94,7 +100,7 @@ class DeviceHttp:
                 # Small device web servers drop idle connections and some serve one at a time.
                 connector=aiohttp.TCPConnector(force_close=True, limit=1),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                auth=self._basic_auth,
+                headers=self._headers,
                 middlewares=middlewares,
             )
         return self._session

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,7 @@ class Mothership:
         self._warned: set[str] = set()
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -116,9 +118,11 @@ class Mothership:
             ),
         ]
         self._tasks = [
-            asyncio.create_task(self.sink.run(), name="telemetry-flush"),
-            asyncio.create_task(self._tick_loop(), name="plug-ticks"),
-            asyncio.create_task(self._checkpoint_loop(), name="plug-checkpoints"),
+            asyncio.create_task(self._every(self.sink.max_delay_s, self.sink.flush, "flush")),
+            asyncio.create_task(self._every(self.config.tick_s, self.tick, "tick")),
+            asyncio.create_task(
+                self._every(self.config.checkpoint_s, self.checkpoint, "checkpoint")
+            ),
         ]
         log.info("mothership.started", plugs=len(self.plugs))
 
@@ -130,6 +134,10 @@ class Mothership:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Work the loops had started runs to its end: a write cut off holds the database lock.
+        for work in list(self._in_flight):
+            with contextlib.suppress(Exception):
+                await work
         self._subscriptions, self._tasks = [], []
         await self.sink.flush()
         await self.checkpoint()
@@ -146,7 +154,7 @@ class Mothership:
         self.plugs[plug.plug_id] = plug
         self.site_of[plug.plug_id] = site_id
         self.site_plugs[site_id][plug.plug_id] = plug
-        self.circuit_plugs[_circuit_key(site_id, plug.fuze_id)].append(plug)
+        self.circuit_plugs[circuit_key(site_id, plug.fuze_id)].append(plug)
         self._track_state(plug)
 
     async def checkpoint(self) -> None:
@@ -226,7 +234,7 @@ class Mothership:
                 return False
             return True
         fuze_id = device.fuze_id or device.plug_id
-        circuit = _circuit_key(site_id, fuze_id)
+        circuit = circuit_key(site_id, fuze_id)
         if circuit not in self.circuit_limits:
             self.circuit_limits[circuit] = self.config.default_circuit_limit_a
             await self.repo.ensure_circuit(circuit, site_id, self.config.default_circuit_limit_a)
@@ -281,7 +289,7 @@ class Mothership:
     async def _apply(self, plug: Plug, effects: list[Effect]) -> None:
         await self.effects.apply(self.site_of[plug.plug_id], plug, effects)
         if plug.state is State.IN_QUEUE:
-            await self._admit(_circuit_key(self.site_of[plug.plug_id], plug.fuze_id))
+            await self._admit(circuit_key(self.site_of[plug.plug_id], plug.fuze_id))
 
     async def _apply_all(self, effects: list[Effect]) -> None:
         """Apply a batch of effects from many plugs, grouped by plug in their order."""
@@ -299,7 +307,7 @@ class Mothership:
         for plug_id in list(self.active):
             plug = self.plugs[plug_id]
             if plug.state is State.IN_QUEUE:
-                circuits_waiting.add(_circuit_key(self.site_of[plug_id], plug.fuze_id))
+                circuits_waiting.add(circuit_key(self.site_of[plug_id], plug.fuze_id))
             else:
                 await self._apply(plug, plug.tick(now))
         for circuit in circuits_waiting:
@@ -316,21 +324,19 @@ class Mothership:
             plug = self.plugs[plug_id]
             await self.effects.apply(self.site_of[plug_id], plug, plug.admit(self.clock.now_ms()))
 
-    async def _tick_loop(self) -> None:
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``work`` every ``seconds``; stopping cancels the wait, never the work itself."""
         while True:
-            await self.clock.sleep(self.config.tick_s)
+            await self.clock.sleep(seconds)
+            future = asyncio.ensure_future(work())
+            self._in_flight.add(future)
+            future.add_done_callback(self._in_flight.discard)
             try:
-                await self.tick()
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("mothership.tick_failed")
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await self.clock.sleep(self.config.checkpoint_s)
-            try:
-                await self.checkpoint()
-            except Exception:
-                log.exception("mothership.checkpoint_failed")
+                log.exception("mothership.periodic_failed", work=what)
 
     def _track(self, effect: Effect) -> None:
         if isinstance(effect, Transitioned):
@@ -362,5 +368,6 @@ class Mothership:
         }
 
 
-def _circuit_key(site_id: str, fuze_id: str) -> str:
+def circuit_key(site_id: str, fuze_id: str) -> str:
+    """Fuze ids are the site's own names: scope them by site."""
     return f"{site_id}/{fuze_id}"

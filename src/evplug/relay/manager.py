@@ -20,6 +20,7 @@ from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import WireError, pack, unpack
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
+from evplug.devices.health import Change, PollHealth
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +66,11 @@ class RelayManager:
         self.devices = devices
         self.clock = clock
         self.poll_interval_s = poll_interval_s
-        self.mia_after_failed_polls = mia_after_failed_polls
         self.announce_timeout_s = announce_timeout_s
         self.announce_attempts = announce_attempts
         self.channels: dict[str, _Channel] = {}
         self._by_device: list[tuple[DeviceSpec, DeviceInfo]] = []
-        self._failures: dict[int, int] = {}
+        self.health = PollHealth(mia_after_failed_polls)
         # Strictly increasing across restarts without a file: start from the clock.
         self._seq = clock.now_ms() * 1000
         self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
@@ -84,6 +84,8 @@ class RelayManager:
 
     async def connect(self) -> None:
         """Identify every device: its plug ids come from the hardware."""
+        if self._by_device:
+            return
         for spec in self.devices:
             info = await spec.driver.connect()
             self._by_device.append((spec, info))
@@ -208,10 +210,11 @@ class RelayManager:
         )
         now = self.clock.now_ms()
         chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
-        for index, ((_, info), result) in enumerate(zip(self._by_device, results, strict=True)):
+        for (_, info), result in zip(self._by_device, results, strict=True):
+            device = info.hardware_id
             if isinstance(result, BaseException):
-                self._device_failed(index, info, result)
-                if self._failures[index] >= self.mia_after_failed_polls:
+                self._device_failed(info, result)
+                if self.health.is_mia(device):
                     for channel in range(info.channels):
                         plug_id = info.plug_id(channel)
                         chunk.readings.add(
@@ -221,8 +224,8 @@ class RelayManager:
                             timestamp_ms=now,
                         )
                 continue
-            if self._failures.pop(index, 0):
-                log.info("relay.device_back", device=info.hardware_id)
+            if self.health.succeeded(device) is Change.RECOVERED:
+                log.info("relay.device_back", device=device)
             for r in result:
                 plug_id = info.plug_id(r.channel)
                 reading = chunk.readings.add(
@@ -247,13 +250,14 @@ class RelayManager:
         )
         return chunk
 
-    def _device_failed(self, index: int, info: DeviceInfo, error: BaseException) -> None:
-        failures = self._failures.get(index, 0) + 1
-        self._failures[index] = failures
+    def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
+        change = self.health.failed(info.hardware_id, str(error))
         if not isinstance(error, DeviceError):
             log.error("relay.driver_bug", device=info.hardware_id, error=repr(error))
-        elif failures == self.mia_after_failed_polls:
-            log.warning("relay.device_mia", device=info.hardware_id, error=str(error))
+        elif change is Change.WENT_MIA:
+            log.warning(
+                "relay.device_mia", device=info.hardware_id, address=info.address, error=str(error)
+            )
 
     def _next_seq(self) -> int:
         self._seq += 1

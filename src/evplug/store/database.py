@@ -24,15 +24,18 @@ def make_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets the web read while the mothership writes; NORMAL is durable at each checkpoint
-    # and survives a process crash, which is what we need (power loss may cost the last commit).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # First, so every later statement waits for a lock rather than failing at once.
     cursor.execute("PRAGMA busy_timeout=10000")
+    # NORMAL in WAL mode survives a process crash (power loss may cost the last commit).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 async def create_schema(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            # WAL lets the web read while the mothership writes; it is kept in the file, so
+            # setting it once here spares every new connection a lock-taking mode switch.
+            await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         await conn.run_sync(Base.metadata.create_all)

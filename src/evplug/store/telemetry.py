@@ -15,8 +15,6 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from evplug.clock import Clock
-
 log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]  # (plug_id, timestamp_ms, actual_state, A, V, pf, W, Wh|None)
@@ -34,12 +32,10 @@ class ReadingSink:
     def __init__(
         self,
         engine: AsyncEngine,
-        clock: Clock,
         max_rows: int = 5000,
         max_delay_s: float = 1.0,
     ) -> None:
         self.engine = engine
-        self.clock = clock
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self._rows: list[Row] = []
@@ -83,12 +79,3 @@ class ReadingSink:
             self.flushes += 1
         for ack in acks:
             await ack()
-
-    async def run(self) -> None:
-        """Flush at least every ``max_delay_s`` (of the given clock) until cancelled."""
-        while True:
-            await self.clock.sleep(self.max_delay_s)
-            try:
-                await self.flush()
-            except Exception:
-                await self.clock.sleep(self.max_delay_s)

@@ -1,0 +1,56 @@
+"""`evplug demo --site-config`: a whole session against an emulated relay over real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evplug.clock import ScaledClock
+from evplug.demo import DemoError, DemoOptions, smoke
+from evplug.devices.car import Car
+from evplug.devices.emulators.runner import start_emulator
+
+pytestmark = pytest.mark.integration
+SPEED = 300.0
+
+
+@pytest.mark.parametrize("model", ["shelly-pro4pm", "tasmota-4ch"])
+async def test_a_session_against_an_emulated_relay_is_metered_and_billed(
+    tmp_path: Path, model: str
+) -> None:
+    emulator = await start_emulator(model, clock=ScaledClock(SPEED))
+    try:
+        for socket in emulator.sockets:
+            socket.car = Car(need_wh=300.0)
+        config = tmp_path / "site.toml"
+        driver = "shelly_rpc" if model.startswith("shelly") else "tasmota"
+        config.write_text(
+            f'site_id = "garage-7"\npoll_interval_s = 2\n\n[[devices]]\ndriver = "{driver}"\n'
+            f'url = "{emulator.url}"\nfuze_id = "A"\nfuze_limit_a = 32\n'
+        )
+        options = DemoOptions(data_dir=tmp_path / "data", speed=SPEED, site_config=config)
+        result = await smoke(options, timeout_s=40)
+    finally:
+        await emulator.stop()
+    family = "shelly" if model.startswith("shelly") else "tasmota"
+    assert result["plug_id"].startswith(f"{family}:{emulator.hardware_id}:")
+    assert result["states"][-1] == "ACCOUNT_NULL" and "CHARGING" in result["states"]
+    assert result["kwh"] == pytest.approx(0.3, abs=0.02)
+    assert result["balance_after_cents"] == result["balance_before_cents"] - result["cents"] > 0
+
+
+async def test_an_unreachable_relay_in_the_site_config_is_one_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text(
+        'site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:9"\n'
+    )
+    with pytest.raises(DemoError, match=r"127\.0\.0\.1:9.*site config"):
+        await smoke(DemoOptions(data_dir=tmp_path, site_config=config), timeout_s=10)
+
+
+async def test_a_broken_site_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text('site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\n')
+    with pytest.raises(DemoError, match=r"devices\[0\]\.url"):
+        await smoke(DemoOptions(data_dir=tmp_path, site_config=config), timeout_s=10)
