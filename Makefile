@@ -39,6 +39,7 @@ diagram: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/relay_poll.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -176,6 +176,7 @@ def _load_site_config(path: Path) -> SiteConfig:
 async def serve(options: DemoOptions) -> None:
     import uvicorn
 
+    from evplug.relay import status_page
     from evplug.web.app import create_app
 
     system = await build(options)
@@ -185,12 +186,16 @@ async def serve(options: DemoOptions) -> None:
         await system.stop()
         raise
     app = create_app(system.mothership, DEMO_DRIVER)
+    # The relay manager's own page, which on a site would be served by the Pi itself.
+    base_url = f"http://{options.host}:{options.port}"
+    app.mount("/relay", status_page.create_app(system.relay, base_url))
     server = uvicorn.Server(
         uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
     )
     print(
         f"evplug demo: http://{options.host}:{options.port}  (site {system.relay.site_id},"
-        f" {len(system.relay.channels)} plugs, time x{options.speed:g}; Ctrl-C to stop)",
+        f" {len(system.relay.channels)} plugs, time x{options.speed:g}; relay page at /relay/;"
+        " Ctrl-C to stop)",
         file=sys.stderr,
     )
     try:
