@@ -23,6 +23,11 @@ ACTUAL_NAMES = tuple(
 )
 
 
+def actual_name(number: int) -> str:
+    """The core's name for an ActualState; numbers from a newer contract read as UNKNOWN."""
+    return ACTUAL_NAMES[number] if 0 <= number < len(ACTUAL_NAMES) else "UNKNOWN"
+
+
 class ForeignChunk(ValueError):
     """A chunk whose site id does not match the subject it came on."""
 
