@@ -7,7 +7,6 @@ Digest auth (SHA-256, user ``admin``) is answered by aiohttp's digest middleware
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -23,7 +22,6 @@ from evplug.devices.base import (
     UnsupportedDevice,
 )
 from evplug.devices.http_driver import (
-    DEFAULT_TIMEOUT_S,
     DeviceHttp,
     HttpDriver,
     expect_shape,
@@ -108,22 +106,15 @@ class ShellyRpcDriver(HttpDriver):
     name: ClassVar[str] = "shelly_rpc"
     tried: ClassVar[str] = "Shelly Gen2+ (GET /shelly with gen >= 2)"
 
-    def __init__(
-        self,
-        url: str,
-        username: str | None = None,
-        password: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> None:
-        super().__init__(url, username, password, timeout_s)
-        self._ids = itertools.count(1)
+    _last_id = 0  # JSON-RPC frame ids, per driver instance once the first frame is sent
 
     def _make_http(self, url: str, timeout_s: float) -> DeviceHttp:
         digest = (self.username or AUTH_USER, self.password) if self.password else None
         return DeviceHttp(url, timeout_s, digest=digest)
 
     async def _rpc(self, method: str, **params: Any) -> Any:
-        frame = {"id": next(self._ids), "src": SRC, "method": method, "params": params}
+        self._last_id += 1
+        frame = {"id": self._last_id, "src": SRC, "method": method, "params": params}
         reply = await self.http.request("POST", "/rpc", json_body=frame, what=f"/rpc {method}")
         return frame_result(reply.object(), reply.where)
 

@@ -177,6 +177,20 @@ class EmulatedDevice:
         return web.json_response({"ok": True, "hook": name})
 
 
+def service(
+    service_type: str, instance: str, address: str, port: int, properties: dict[str, str]
+) -> ServiceInfo:
+    """One mDNS record as devices announce them: ``<instance>.<type>`` on ``<instance>.local``."""
+    return ServiceInfo(
+        service_type,
+        f"{instance}.{service_type}",
+        parsed_addresses=[address],
+        port=port,
+        properties=properties,
+        server=f"{instance}.local.",
+    )
+
+
 class EmulatorModel(Protocol):
     """One entry of ``MODELS``: a family's device spec that can build its emulator."""
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from zeroconf import ServiceInfo
 
 from evplug.clock import Clock
-from evplug.devices.emulators.device import EmulatedDevice
+from evplug.devices.emulators.device import EmulatedDevice, service
 
 AUTH_USER = "admin"
 
@@ -176,13 +176,4 @@ class ShellyGen1Emulator(EmulatedDevice):
         return web.json_response(self.meter(self._channel(request)))
 
     def services(self, address: str, port: int) -> list[ServiceInfo]:
-        return [
-            ServiceInfo(
-                "_http._tcp.local.",
-                f"{self.hostname}._http._tcp.local.",
-                parsed_addresses=[address],
-                port=port,
-                properties={},
-                server=f"{self.hostname}.local.",
-            )
-        ]
+        return [service("_http._tcp.local.", self.hostname, address, port, {})]

@@ -24,7 +24,7 @@ from aiohttp import web
 from zeroconf import ServiceInfo
 
 from evplug.clock import Clock
-from evplug.devices.emulators.device import MINUTE_MS, EmulatedDevice
+from evplug.devices.emulators.device import MINUTE_MS, EmulatedDevice, service
 
 AUTH_USER = "admin"
 OPEN_METHODS = frozenset({"Shelly.GetDeviceInfo"})
@@ -327,13 +327,6 @@ class ShellyRpcEmulator(EmulatedDevice):
             "id": self.device_id,
         }
         return [
-            ServiceInfo(
-                service_type,
-                f"{self.device_id}.{service_type}",
-                parsed_addresses=[address],
-                port=port,
-                properties=properties,
-                server=f"{self.device_id}.local.",
-            )
+            service(service_type, self.device_id, address, port, properties)
             for service_type in ("_shelly._tcp.local.", "_http._tcp.local.")
         ]

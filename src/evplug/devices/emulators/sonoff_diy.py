@@ -19,7 +19,7 @@ from aiohttp import web
 from zeroconf import ServiceInfo
 
 from evplug.clock import Clock
-from evplug.devices.emulators.device import EmulatedDevice
+from evplug.devices.emulators.device import EmulatedDevice, service
 
 TXT_CHUNK = 249
 TXT_CHUNKS = 4
@@ -203,12 +203,5 @@ class SonoffDiyEmulator(EmulatedDevice):
         }
         state = self.switch_state() | (self.meters() if self.spec.metered else {})
         return [
-            ServiceInfo(
-                "_ewelink._tcp.local.",
-                f"{name}._ewelink._tcp.local.",
-                parsed_addresses=[address],
-                port=port,
-                properties=properties | txt_records(state),
-                server=f"{name}.local.",
-            )
+            service("_ewelink._tcp.local.", name, address, port, properties | txt_records(state))
         ]

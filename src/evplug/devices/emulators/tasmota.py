@@ -22,7 +22,7 @@ from zeroconf import ServiceInfo
 
 from evplug.clock import Clock
 from evplug.devices.car import Socket
-from evplug.devices.emulators.device import EmulatedDevice
+from evplug.devices.emulators.device import EmulatedDevice, service
 
 AUTH_USER = "admin"
 AUTH_WARNING = {"WARNING": "Need user=<username>&password=<password>"}
@@ -282,12 +282,5 @@ class TasmotaEmulator(EmulatedDevice):
     def services(self, address: str, port: int) -> list[ServiceInfo]:
         # Only with SetOption55 1 on a USE_DISCOVERY build; the TXT key is from forks.
         return [
-            ServiceInfo(
-                "_http._tcp.local.",
-                f"{self.hostname}._http._tcp.local.",
-                parsed_addresses=[address],
-                port=port,
-                properties={"devicetype": "tasmota"},
-                server=f"{self.hostname}.local.",
-            )
+            service("_http._tcp.local.", self.hostname, address, port, {"devicetype": "tasmota"})
         ]
