@@ -371,12 +371,15 @@ class Plug:
                 return self._fire(T.RELAY_OFF, timestamp_ms)
         return NO_EFFECTS
 
-    def _idle_reading(self, now_ms: int, actual: str) -> list[Effect]:
-        effects: list[Effect] = []
-        if self.state is S.INITIALISING:
-            effects += self._fire(T.FIRST_READING, now_ms)
-        if actual == ON and now_ms >= self.command_issued_ms + self.settings.command_timeout_ms:
-            # Nobody owns this socket, so it must not give away power: switch it off.
+    def _idle_reading(self, now_ms: int, actual: str) -> tuple[Effect, ...] | list[Effect]:
+        first = self.state is S.INITIALISING
+        # Nobody owns this socket, so it must not give away power: switch it off (once a
+        # timeout, not at every reading while the command is on its way).
+        loose = actual == ON and now_ms >= self.command_issued_ms + self.settings.command_timeout_ms
+        if not (first or loose):
+            return NO_EFFECTS  # the common case: an idle socket, off
+        effects = self._fire(T.FIRST_READING, now_ms) if first else []
+        if loose:
             effects.append(self._command(on=False, now_ms=now_ms))
         return effects
 

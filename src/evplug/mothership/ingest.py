@@ -28,6 +28,11 @@ def actual_name(number: int) -> str:
     return ACTUAL_NAMES[number] if 0 <= number < len(ACTUAL_NAMES) else "UNKNOWN"
 
 
+# Unknown plug ids are logged once each, up to this many; past it they are only counted, so a
+# sender inventing ids cannot grow memory without bound.
+MAX_WARNED_PLUGS = 10_000
+
+
 class ForeignChunk(ValueError):
     """A chunk whose site id does not match the subject it came on."""
 
@@ -67,7 +72,7 @@ def process_chunk(
         plug = plugs.get(plug_id)
         if plug is None:
             unknown += 1
-            if plug_id not in warned:
+            if plug_id not in warned and len(warned) < MAX_WARNED_PLUGS:
                 warned.add(plug_id)
                 log.warning("ingest.unknown_plug", site=subject_site, plug_id=plug_id)
             continue
