@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evplug.clock import ScaledClock
-from evplug.demo import DemoError, DemoOptions, smoke
+from evplug.demo import DemoError, DemoOptions, build, smoke
 from evplug.devices.car import Car
 from evplug.devices.emulators.runner import start_emulator
 
@@ -54,3 +54,16 @@ async def test_a_broken_site_config_names_the_key(tmp_path: Path) -> None:
     config.write_text('site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\n')
     with pytest.raises(DemoError, match=r"devices\[0\]\.url"):
         await smoke(DemoOptions(data_dir=tmp_path, site_config=config), timeout_s=10)
+
+
+async def test_discovery_is_opt_in_and_takes_the_configured_interval(tmp_path: Path) -> None:
+    base = 'site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:9"\n'
+    for extra, expected in [("", None), ("discovery = true\ndiscovery_interval_s = 120\n", 120.0)]:
+        config = tmp_path / "site.toml"
+        config.write_text(extra + base)
+        system = await build(DemoOptions(data_dir=tmp_path, site_config=config))
+        try:
+            interval = system.rediscovery.interval_s if system.rediscovery else None
+            assert interval == expected
+        finally:
+            await system.stop()

@@ -29,6 +29,7 @@ from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.runtime import Mothership, MothershipConfig, circuit_key
 from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.rediscovery import Rediscovery
 from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
@@ -66,6 +67,8 @@ class System:
     mothership: Mothership
     relay: RelayManager
     simulated: list[SimulatedDevice] = field(default_factory=list)
+    rediscovery: Rediscovery | None = None  # only when the site config asks for it
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def connect(self) -> None:
         """Identify the relays, so a wrong address fails before anything else starts."""
@@ -80,8 +83,14 @@ class System:
         await self.connect()
         await self.mothership.start()
         await self.relay.start()
+        if self.rediscovery is not None:
+            self._background.append(asyncio.create_task(self.rediscovery.run()))
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.relay.stop()
         await self.mothership.stop()
         await self.repo.engine.dispose()
@@ -160,7 +169,10 @@ async def build(options: DemoOptions) -> System:
             poll_interval_s=config.poll_interval_s,
             mia_after_failed_polls=config.mia_after_failed_polls,
         )
-    return System(clock, bus, repo, sink, mothership, relay, simulated)
+    rediscovery = None
+    if config is not None and config.discovery:
+        rediscovery = Rediscovery(relay, clock, interval_s=config.discovery_interval_s)
+    return System(clock, bus, repo, sink, mothership, relay, simulated, rediscovery)
 
 
 def _load_site_config(path: Path) -> SiteConfig:

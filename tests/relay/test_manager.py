@@ -6,17 +6,15 @@ import asyncio
 
 import pytest
 
-from evplug.bus.base import Message
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import pack, unpack
+from evplug.contracts.wire import pack
 from evplug.devices.base import DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import AnnouncementNotAcked, DeviceSpec, RelayManager
-
-SITE = "site-1"
+from tests.relay.fakes import SITE, acking_mothership, collect
 
 
 class FlakyDevice(SimulatedDevice):
@@ -26,36 +24,6 @@ class FlakyDevice(SimulatedDevice):
         if self.failing:
             raise DeviceUnreachable("http://10.0.0.9: timed out")
         return await super().read()
-
-
-async def collect(bus: MemoryBus, flow: str, message_type, durable: str) -> list:
-    got: list = []
-
-    async def handler(msg: Message) -> None:
-        got.append(unpack(msg.data, message_type))
-        await msg.ack()
-
-    await bus.subscribe(subjects.all_sites(flow), durable, handler)
-    return got
-
-
-async def acking_mothership(bus: MemoryBus, ignore_first: int = 0) -> list:
-    seen: list = []
-
-    async def handler(msg: Message) -> None:
-        announcement = unpack(msg.data, pb.DeviceAnnouncement)
-        seen.append(announcement)
-        await msg.ack()
-        if len(seen) > ignore_first:
-            ack = pb.DeviceAnnouncementAck(
-                site_id=SITE,
-                announcement_id=announcement.announcement_id,
-                accepted_plug_ids=[d.plug_id for d in announcement.devices],
-            )
-            await bus.publish(subjects.for_site(subjects.ANNOUNCE_ACK, SITE), pack(ack))
-
-    await bus.subscribe(subjects.all_sites(subjects.ANNOUNCE), "ms", handler)
-    return seen
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ site_id = "garage-7"
 bus_url = "nats://mothership.example:4222"
 poll_interval_s = 1.5
 discovery = true
+discovery_interval_s = 120
 mia_after_failed_polls = 5
 
 [[devices]]
@@ -43,6 +44,7 @@ def test_full_file(tmp_path: Path) -> None:
         bus_url="nats://mothership.example:4222",
         poll_interval_s=1.5,
         discovery=True,
+        discovery_interval_s=120.0,
         mia_after_failed_polls=5,
         devices=(
             DeviceConfig("shelly_rpc", "http://192.168.1.50", "admin", "s3cret", "A", 32.0),

@@ -76,6 +76,7 @@ class RelayManager:
         self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
         self._subscriptions: list[Subscription] = []
         self._poller: asyncio.Task[None] | None = None
+        self._announced = False
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
         self.polls = 0
         self.publish_failures = 0
@@ -87,11 +88,63 @@ class RelayManager:
         if self._by_device:
             return
         for spec in self.devices:
-            info = await spec.driver.connect()
-            self._by_device.append((spec, info))
-            for channel in range(info.channels):
-                fuze = spec.fuze_id or f"{info.family}:{info.hardware_id}"
-                self.channels[info.plug_id(channel)] = _Channel(spec.driver, info, channel, fuze)
+            self._attach(spec, await spec.driver.connect())
+
+    def _attach(self, spec: DeviceSpec, info: DeviceInfo) -> None:
+        self._by_device.append((spec, info))
+        for channel in range(info.channels):
+            fuze = spec.fuze_id or f"{info.family}:{info.hardware_id}"
+            self.channels[info.plug_id(channel)] = _Channel(spec.driver, info, channel, fuze)
+
+    @property
+    def addresses(self) -> set[str]:
+        return {info.address for _, info in self._by_device}
+
+    async def add_devices(self, specs: list[DeviceSpec]) -> list[str]:
+        """Take on devices found while running; return the new plug ids (announced, if any).
+
+        A device already known by its hardware id has moved to a new address: it keeps its
+        plugs and circuit, and is read at the new address from now on.
+        """
+        new_plugs: list[str] = []
+        for spec in specs:
+            try:
+                info = await spec.driver.connect()
+            except DeviceError as exc:
+                await spec.driver.close()
+                log.warning(
+                    "relay.found_device_unusable",
+                    error=str(exc),
+                    fix="give its address and credentials in the site config",
+                )
+                continue
+            known = next(
+                (
+                    i
+                    for i, (_, old) in enumerate(self._by_device)
+                    if (old.family, old.hardware_id) == (info.family, info.hardware_id)
+                ),
+                None,
+            )
+            if known is None:
+                self._attach(spec, info)
+                new_plugs += [info.plug_id(c) for c in range(info.channels)]
+                log.info("relay.device_added", device=info.hardware_id, address=info.address)
+                continue
+            old_spec, old_info = self._by_device.pop(known)
+            await old_spec.driver.close()
+            for channel in range(old_info.channels):
+                self.channels.pop(old_info.plug_id(channel), None)
+            self._attach(DeviceSpec(spec.driver, old_spec.fuze_id), info)
+            log.info(
+                "relay.device_moved",
+                device=info.hardware_id,
+                old=old_info.address,
+                new=info.address,
+            )
+        if new_plugs and self._announced:
+            await self.announce()
+        return new_plugs
 
     async def start(self) -> None:
         await self.connect()
@@ -155,6 +208,7 @@ class RelayManager:
             )
             with contextlib.suppress(TimeoutError):
                 ack = await self._wait_for_ack(announcement.announcement_id)
+                self._announced = True
                 if ack.rejected_plug_ids:
                     log.error(
                         "relay.plugs_rejected",
@@ -205,12 +259,13 @@ class RelayManager:
             await self.clock.sleep(max(self.poll_interval_s - spent_s, 0.0))
 
     async def poll_once(self) -> pb.ReadingChunk:
+        devices = list(self._by_device)  # devices found meanwhile join the next poll
         results = await asyncio.gather(
-            *(spec.driver.read() for spec, _ in self._by_device), return_exceptions=True
+            *(spec.driver.read() for spec, _ in devices), return_exceptions=True
         )
         now = self.clock.now_ms()
         chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
-        for (_, info), result in zip(self._by_device, results, strict=True):
+        for (_, info), result in zip(devices, results, strict=True):
             device = info.hardware_id
             if isinstance(result, BaseException):
                 self._device_failed(info, result)

@@ -5,6 +5,7 @@ site_id = "garage-7"
 bus_url = "nats://mothership.example:4222"   # optional; absent = the embedded bus
 poll_interval_s = 2                          # optional, default 2
 discovery = false                            # optional, default off (mDNS multicasts)
+discovery_interval_s = 300                   # optional: how often to look for new relays
 mia_after_failed_polls = 3                   # optional, default 3
 
 [[devices]]
@@ -34,6 +35,7 @@ from evplug.devices.registry import DRIVERS
 
 AUTO = "auto"
 DEFAULT_POLL_INTERVAL_S = 2.0
+DEFAULT_DISCOVERY_INTERVAL_S = 300.0
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -59,6 +61,7 @@ class SiteConfig:
     bus_url: str | None = None
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     discovery: bool = False
+    discovery_interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S
     mia_after_failed_polls: int = DEFAULT_MIA_AFTER
     devices: tuple[DeviceConfig, ...] = ()
 
@@ -119,7 +122,14 @@ class _Table:
         return value
 
 
-_SITE_KEYS = {"site_id", "bus_url", "poll_interval_s", "discovery", "mia_after_failed_polls"}
+_SITE_KEYS = {
+    "site_id",
+    "bus_url",
+    "poll_interval_s",
+    "discovery",
+    "discovery_interval_s",
+    "mia_after_failed_polls",
+}
 _DEVICE_KEYS = {"driver", "url", "username", "password", "fuze_id", "fuze_limit_a"}
 
 
@@ -191,6 +201,7 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
         bus_url=site.text("bus_url"),
         poll_interval_s=site.number("poll_interval_s") or DEFAULT_POLL_INTERVAL_S,
         discovery=site.flag("discovery", False),
+        discovery_interval_s=site.number("discovery_interval_s") or DEFAULT_DISCOVERY_INTERVAL_S,
         mia_after_failed_polls=site.integer("mia_after_failed_polls", DEFAULT_MIA_AFTER),
         devices=tuple(devices),
     )
