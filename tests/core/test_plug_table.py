@@ -74,6 +74,9 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
             out += plug.reading(NOW, "ON", s.charge_start_w + 100, None)
         case Trigger.NO_DRAW:
             out += plug.tick(NOW + s.no_draw_timeout_ms)
+        case Trigger.NO_CAR:
+            out += plug.reading(NOW, "ON", 0.0, None)
+            out += plug.reading(NOW + s.no_car_timeout_ms, "ON", 0.0, None)
         case Trigger.LOW_POWER_SUSTAINED:
             step = s.complete_window_ms // s.complete_min_readings
             for i in range(s.complete_min_readings + 1):
@@ -95,7 +98,7 @@ EXTERNAL = [t for t in Trigger if t not in {
     Trigger.RELEASE,
 }]  # fmt: skip
 GUARDED = {Trigger.FIRST_READING, Trigger.RELAY_ON, Trigger.RELAY_OFF, Trigger.NO_RESPONSE,
-           Trigger.CAR_DRAWING, Trigger.NO_DRAW, Trigger.LOW_POWER_SUSTAINED,
+           Trigger.CAR_DRAWING, Trigger.NO_DRAW, Trigger.NO_CAR, Trigger.LOW_POWER_SUSTAINED,
            Trigger.CREDIT_EXHAUSTED}  # fmt: skip
 
 

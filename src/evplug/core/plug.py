@@ -58,6 +58,7 @@ class Trigger(StrEnum):
     NO_RESPONSE = "no response"
     CAR_DRAWING = "power above start"
     NO_DRAW = "no draw"
+    NO_CAR = "no car came"
     LOW_POWER_SUSTAINED = "low power sustained"
     CREDIT_EXHAUSTED = "credit exhausted"
     RELEASE = "release"
@@ -103,7 +104,7 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
         T.RELAY_ON: S.SENSING_CHARGE,
     },
     S.SENSING_CHARGE: {T.CAR_DRAWING: S.CHARGING, T.NO_DRAW: S.WAITING_FOR_PLUG_IN},
-    S.WAITING_FOR_PLUG_IN: {T.CAR_DRAWING: S.CHARGING},
+    S.WAITING_FOR_PLUG_IN: {T.CAR_DRAWING: S.CHARGING, T.NO_CAR: S.ACCOUNT_REMOVAL_REQUESTED},
     S.CHARGING: {
         T.LOW_POWER_SUSTAINED: S.CHARGE_COMPLETE,
         T.CREDIT_EXHAUSTED: S.INSUFFICIENT_CREDIT,
@@ -123,6 +124,15 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
 }
 for _state in _DISABLE_FROM:
     TRANSITIONS[_state][T.DISABLE] = S.ACCOUNT_REMOVAL_REQUESTED
+# States whose relay may be on while the session's meter runs: the credit is checked in each.
+METERED_STATES = (
+    S.SENSING_START_NOT_RESPONDING,
+    S.SENSING_CHARGE,
+    S.WAITING_FOR_PLUG_IN,
+    S.CHARGING,
+)
+for _state in METERED_STATES:
+    TRANSITIONS[_state][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
 
 PROMPTS: dict[State, tuple[Prompt, ...]] = {
     S.ACCOUNT_NULL: (Prompt.ENABLE_SOCKET,),
@@ -164,13 +174,20 @@ DRAWING_STATES = frozenset(
 )
 # States that need the passing of time (``Plug.tick``) to move on.
 TIMED_STATES = frozenset(
-    {S.SENSING_START_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.SENSING_CHARGE}
+    {
+        S.SENSING_START_ISSUED_LOCALLY,
+        S.ACCOUNT_REMOVAL_ISSUED_LOCALLY,
+        # An OFF that went unanswered is sent again until the relay confirms it.
+        S.ACCOUNT_REMOVAL_NOT_RESPONDING,
+        S.SENSING_CHARGE,
+    }
 )
 
 # Why a session ended, by the state that started its removal.
 _END_REASONS = {
     S.CHARGE_COMPLETE: "complete",
     S.INSUFFICIENT_CREDIT: "insufficient_credit",
+    S.WAITING_FOR_PLUG_IN: "no_car",
 }
 
 
@@ -188,6 +205,9 @@ class Settings:
     complete_min_readings: int = 20
     command_timeout_ms: int = 60_000
     no_draw_timeout_ms: int = 120_000
+    # A socket drawing nothing this long in WAITING_FOR_PLUG_IN is released, so it is not left
+    # live on the account of a driver who walked away (for the next car to use).
+    no_car_timeout_ms: int = 30 * 60_000
     min_start_credit_cents: int = 1
 
 
@@ -256,6 +276,7 @@ class Plug:
         "session_id",
         "user_id",
         "session_started_ms",
+        "metered_from_ms",
         "price_cents_per_kwh",
         "credit_cents",
         "credit_wh",
@@ -290,6 +311,7 @@ class Plug:
         self.session_id = ""
         self.user_id = ""
         self.session_started_ms = 0
+        self.metered_from_ms = 0
         self.price_cents_per_kwh = 0
         self.credit_cents = 0
         self.credit_wh = 0.0
@@ -339,9 +361,9 @@ class Plug:
         elif energy_wh is not None:
             self.last_counter_wh = energy_wh
 
+        if self.session_id and self.energy_wh >= self.credit_wh and state in _CREDIT_CHECKED:
+            return self._fire(T.CREDIT_EXHAUSTED, timestamp_ms)
         if state is S.CHARGING:
-            if self.energy_wh >= self.credit_wh:
-                return self._fire(T.CREDIT_EXHAUSTED, timestamp_ms)
             if power_w < self.settings.complete_below_w:
                 if self.low_since_ms < 0:
                     self.low_since_ms = timestamp_ms
@@ -360,6 +382,14 @@ class Plug:
         if state is S.SENSING_CHARGE or state is S.WAITING_FOR_PLUG_IN:
             if power_w > self.settings.charge_start_w:
                 return self._fire(T.CAR_DRAWING, timestamp_ms)
+            if state is S.WAITING_FOR_PLUG_IN:
+                # A slow car still draws something; only a socket drawing nothing is given up.
+                if power_w >= self.settings.complete_below_w:
+                    self.low_since_ms = -1
+                elif self.low_since_ms < 0:
+                    self.low_since_ms = timestamp_ms
+                elif timestamp_ms - self.low_since_ms >= self.settings.no_car_timeout_ms:
+                    return self._fire(T.NO_CAR, timestamp_ms)
             return NO_EFFECTS
         if state is S.ACCOUNT_NULL or state is S.INITIALISING:
             return self._idle_reading(timestamp_ms, actual)
@@ -395,7 +425,7 @@ class Plug:
             if self.last_counter_wh is not None:
                 self.energy_wh += counter_delta_wh(self.last_counter_wh, energy_wh)
             self.last_counter_wh = energy_wh
-        elif previous_ms >= self.session_started_ms:
+        elif previous_ms >= self.metered_from_ms:
             self.energy_wh += integrated_wh(previous_w, power_w, now_ms - previous_ms)
 
     def enable(
@@ -411,6 +441,8 @@ class Plug:
         self.session_id = session_id
         self.user_id = user_id
         self.session_started_ms = now_ms
+        # On the relay's clock, not ours: integrate only intervals that began in the session.
+        self.metered_from_ms = self.last_reading_ms
         self.price_cents_per_kwh = price_cents_per_kwh
         self.credit_cents = credit_cents
         self.credit_wh = affordable_wh(credit_cents, price_cents_per_kwh)
@@ -472,6 +504,11 @@ class Plug:
             return self._fire(T.NO_RESPONSE, now_ms)
         if state is S.SENSING_CHARGE and waited >= self.settings.no_draw_timeout_ms:
             return self._fire(T.NO_DRAW, now_ms)
+        if (
+            state is S.ACCOUNT_REMOVAL_NOT_RESPONDING
+            and now_ms - self.command_issued_ms >= self.settings.command_timeout_ms
+        ):
+            return [self._command(on=False, now_ms=now_ms)]
         return []
 
     def commission(self, now_ms: int) -> list[Effect]:
@@ -525,6 +562,10 @@ class Plug:
             )
         elif state is S.IN_QUEUE:
             self.queued_at_ms = now_ms
+        elif state is S.WAITING_FOR_PLUG_IN or state is S.CHARGING:
+            # Each counts its own stretch of low power from the moment it is entered.
+            self.low_since_ms = -1
+            self.low_count = 0
         elif state is S.SENSING_START_REQUESTED:
             effects.append(self._command(on=True, now_ms=now_ms))
         elif state is S.ACCOUNT_REMOVAL_REQUESTED:
@@ -550,7 +591,9 @@ class Plug:
 
     def _command(self, on: bool, now_ms: int) -> SwitchRelay:
         self.commands_sent += 1
-        self.pending_request_id = f"{self.plug_id}#{self.commands_sent}"
+        # The time makes ids unique across restarts, where a counter restored from an older
+        # snapshot could repeat one that the bus would then drop as a duplicate.
+        self.pending_request_id = f"{self.plug_id}#{self.commands_sent}@{now_ms}"
         self.command_issued_ms = now_ms
         return SwitchRelay(self.plug_id, self.pending_request_id, on, now_ms)
 
@@ -588,5 +631,6 @@ AUTOMATIC = {
 _AWAITING_ON = frozenset({S.SENSING_START_ISSUED_LOCALLY, S.SENSING_START_NOT_RESPONDING})
 _AWAITING_OFF = frozenset({S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_NOT_RESPONDING})
 _AWAITING_ANSWER = frozenset({S.SENSING_START_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_ISSUED_LOCALLY})
+_CREDIT_CHECKED = frozenset(METERED_STATES)
 
 DEFAULT_SETTINGS = Settings()
