@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 
 import pytest
@@ -117,3 +118,53 @@ async def test_driver_errors_are_clear(demo_system) -> None:
     other = system.simulated[1].info.plug_id(0)
     with pytest.raises(ActionRefused, match="already have a session"):
         await ms.choose(other, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+
+
+async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    ms, repo = system.mothership, system.repo
+    plug_id = system.simulated[0].info.plug_id(0)
+    real_close = repo.close_session
+    failures: list[str] = []
+
+    async def flaky_close(closed, snapshot):  # the database is briefly unavailable
+        if not failures:
+            failures.append(closed.session_id)
+            raise ConnectionError("database unavailable")
+        return await real_close(closed, snapshot)
+
+    repo.close_session = flaky_close  # type: ignore[method-assign]
+    billed: list[SessionClosed] = []
+    ms.effects.listeners.append(
+        lambda e: billed.append(e) if isinstance(e, SessionClosed) else None
+    )
+    await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+    await wait_for(lambda: bool(billed), timeout_s=30)
+    assert failures == [billed[0].session_id]
+    session = await repo.get_session(billed[0].session_id)
+    assert session is not None and session.ended_ms is not None
+    charges = [e for e in await repo.entries(DEMO_DRIVER) if e.kind == "session_charge"]
+    assert len(charges) == 1
+    assert await repo.balance(DEMO_DRIVER) == await repo.ledger_sum(DEMO_DRIVER)
+
+
+async def test_two_enables_at_once_give_one_driver_one_session(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    ms, repo = system.mothership, system.repo
+    real_get_user = repo.get_user
+
+    async def slow_get_user(user_id):  # a database a few milliseconds away, as PostgreSQL is
+        await asyncio.sleep(0.005)
+        return await real_get_user(user_id)
+
+    repo.get_user = slow_get_user  # type: ignore[method-assign]
+    first, second = (d.info.plug_id(0) for d in system.simulated)
+    results = await asyncio.gather(
+        ms.choose(first, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
+        ms.choose(second, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, ActionRefused) for r in results) == 1
+    assert sum(1 for p in ms.plugs.values() if p.user_id == DEMO_DRIVER) == 1

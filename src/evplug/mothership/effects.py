@@ -36,12 +36,14 @@ class EffectApplier:
         self.repo = repo
         self.bus = bus
         self.listeners: list[Listener] = []
-        self._lock = asyncio.Lock()
+        # Held while effects are written; whoever else writes plug snapshots takes it too.
+        self.lock = asyncio.Lock()
 
     async def apply(self, site_id: str, plug: Plug, effects: Sequence[Effect]) -> None:
+        """Apply in order; on failure raise, having applied a prefix (every write is idempotent)."""
         if not effects:
             return
-        async with self._lock:
+        async with self.lock:
             transitions = [e for e in effects if isinstance(e, Transitioned)]
             await self.repo.record_transitions(transitions)
             snapshot = plug.snapshot()

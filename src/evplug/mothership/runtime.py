@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from evplug.core.plug import (
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
-from evplug.store.repository import Repository
+from evplug.store.repository import Repository, UnknownUser
 from evplug.store.telemetry import ReadingSink
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,10 @@ log = structlog.get_logger(__name__)
 
 class UnknownPlug(LookupError):
     pass
+
+
+class EffectsParked(RuntimeError):
+    """Some effects could not be applied yet; the message that caused them stays unacked."""
 
 
 class ActionRefused(ValueError):
@@ -89,6 +93,7 @@ class Mothership:
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Future[None]] = set()
+        self._parked: dict[str, list[Effect]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -159,9 +164,11 @@ class Mothership:
 
     async def checkpoint(self) -> None:
         """Save the meters of plugs with an open session (transitions are saved as they happen)."""
-        snapshots = [p.snapshot() for p in self.plugs.values() if p.session_id]
-        if snapshots:
-            await self.repo.save_plugs(snapshots, self.clock.now_ms())
+        # Under the effects lock: a snapshot taken before a session closed must not land after.
+        async with self.effects.lock:
+            snapshots = [p.snapshot() for p in self.plugs.values() if p.session_id]
+            if snapshots:
+                await self.repo.save_plugs(snapshots, self.clock.now_ms())
 
     # -- bus handlers ------------------------------------------------------------------------
 
@@ -196,7 +203,7 @@ class Mothership:
         if not response.ok:
             log.warning("relay.command_failed", plug_id=plug.plug_id, error=response.error)
         effects = plug.relay_response(response.request_id, actual, response.ok, self.clock.now_ms())
-        await self.effects.apply(site_id, plug, effects)
+        await self._apply(plug, effects)
         await msg.ack()
 
     async def _on_announce(self, msg: Message) -> None:
@@ -262,6 +269,7 @@ class Mothership:
         now = self.clock.now_ms()
         if prompt is Prompt.ENABLE_SOCKET:
             kwargs = await self._session_terms(plug, user_id)
+            self._refuse_if_busy(user_id)  # again: another Enable may have come in meanwhile
             effects = plug.choose(prompt, now, **kwargs)
         else:
             if plug.user_id and plug.user_id != user_id:
@@ -271,10 +279,11 @@ class Mothership:
         return plug
 
     async def _session_terms(self, plug: Plug, user_id: str) -> dict[str, Any]:
-        user = await self.repo.get_user(user_id)
-        busy = next((p for p in self.plugs.values() if p.user_id == user_id), None)
-        if busy is not None:
-            raise ActionRefused(f"you already have a session on {busy.plug_id}")
+        self._refuse_if_busy(user_id)
+        try:
+            user = await self.repo.get_user(user_id)
+        except UnknownUser:
+            raise ActionRefused("no such driver: sign in again") from None
         if user.balance_cents < self.config.plug_settings.min_start_credit_cents:
             raise ActionRefused("your balance is too low to start: top up first")
         site = await self.repo.get_site(self.site_of[plug.plug_id])
@@ -286,8 +295,31 @@ class Mothership:
             "price_cents_per_kwh": price,
         }
 
-    async def _apply(self, plug: Plug, effects: list[Effect]) -> None:
-        await self.effects.apply(self.site_of[plug.plug_id], plug, effects)
+    def _refuse_if_busy(self, user_id: str) -> None:
+        busy = next((p for p in self.plugs.values() if p.user_id == user_id), None)
+        if busy is not None:
+            raise ActionRefused(f"you already have a session on {busy.plug_id}")
+
+    async def _apply(self, plug: Plug, effects: Sequence[Effect]) -> None:
+        """Apply one plug's effects after any that failed before, in order.
+
+        The plug has already moved on in memory, so effects that cannot be written now (store or
+        bus down) are parked and retried every tick: dropping them would lose a bill.
+        """
+        parked = self._parked.pop(plug.plug_id, None)
+        batch = [*parked, *effects] if parked else effects
+        if batch:
+            try:
+                await self.effects.apply(self.site_of[plug.plug_id], plug, batch)
+            except Exception:
+                self._parked[plug.plug_id] = list(batch)
+                log.exception(
+                    "effects.parked",
+                    plug_id=plug.plug_id,
+                    effects=len(batch),
+                    fix="retried every tick: check that the database and the bus are reachable",
+                )
+                raise
         if plug.state is State.IN_QUEUE:
             await self._admit(circuit_key(self.site_of[plug.plug_id], plug.fuze_id))
 
@@ -296,12 +328,21 @@ class Mothership:
         by_plug: dict[str, list[Effect]] = {}
         for effect in effects:
             by_plug.setdefault(effect.plug_id, []).append(effect)
+        failed = 0
         for plug_id, plug_effects in by_plug.items():
-            await self._apply(self.plugs[plug_id], plug_effects)
+            try:
+                await self._apply(self.plugs[plug_id], plug_effects)
+            except Exception:
+                failed += 1  # parked; the other plugs' effects still go out
+        if failed:
+            raise EffectsParked(f"effects of {failed} plugs parked for retry")
 
     # -- time --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
+        for plug_id in list(self._parked):
+            with contextlib.suppress(Exception):  # logged by _apply, parked again
+                await self._apply(self.plugs[plug_id], ())
         now = self.clock.now_ms()
         circuits_waiting = set()
         for plug_id in list(self.active):
@@ -322,7 +363,8 @@ class Mothership:
         limit = self.circuit_limits.get(circuit, self.config.default_circuit_limit_a)
         for plug_id in circuits.admit(queued, drawing, limit, self.config.plug_allowance_a):
             plug = self.plugs[plug_id]
-            await self.effects.apply(self.site_of[plug_id], plug, plug.admit(self.clock.now_ms()))
+            if plug.state is State.IN_QUEUE:  # a driver may have given up since the list was made
+                await self._apply(plug, plug.admit(self.clock.now_ms()))
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``work`` every ``seconds``; stopping cancels the wait, never the work itself."""

@@ -107,20 +107,30 @@ class Repository:
             await _save_snapshots(db, snapshots, now_ms)
 
     async def record_transitions(self, transitions: Sequence[Transitioned]) -> None:
+        """Append to the history; a transition already recorded (a retry) is not added again."""
         if not transitions:
             return
         async with self._sessions.begin() as db:
-            db.add_all(
-                Transition(
-                    plug_id=t.plug_id,
-                    session_id=t.session_id,
-                    from_state=str(t.from_state),
-                    to_state=str(t.to_state),
-                    trigger=str(t.trigger),
-                    at_ms=t.at_ms,
+            for t in transitions:
+                seen = await db.scalar(
+                    select(Transition.id).where(
+                        Transition.plug_id == t.plug_id,
+                        Transition.at_ms == t.at_ms,
+                        Transition.from_state == str(t.from_state),
+                        Transition.to_state == str(t.to_state),
+                    )
                 )
-                for t in transitions
-            )
+                if seen is None:
+                    db.add(
+                        Transition(
+                            plug_id=t.plug_id,
+                            session_id=t.session_id,
+                            from_state=str(t.from_state),
+                            to_state=str(t.to_state),
+                            trigger=str(t.trigger),
+                            at_ms=t.at_ms,
+                        )
+                    )
 
     async def transitions_of_session(self, session_id: str) -> list[Transition]:
         async with self._sessions() as db:
