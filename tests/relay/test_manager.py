@@ -123,3 +123,22 @@ async def test_executes_commands_and_answers_each(clock: FakeClock) -> None:
     ]
     assert "nope" in answers[1].error
     await relay.stop()
+
+
+async def test_an_old_command_redelivered_late_does_not_undo_a_newer_one(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    device = SimulatedDevice("aa01", clock)
+    relay = await started(clock, bus, device)
+
+    def request(request_id: str, state: int, issued_ms: int) -> pb.LocalStateRequest:
+        return pb.LocalStateRequest(
+            request_id=request_id, plug_id="sim:aa01:0", requested_state=state, issued_ms=issued_ms
+        )
+
+    assert (await relay.execute(request("on", pb.REQUESTED_STATE_ON, 1000))).ok
+    assert (await relay.execute(request("off", pb.REQUESTED_STATE_OFF, 2000))).ok
+    late = await relay.execute(request("on", pb.REQUESTED_STATE_ON, 1000))
+    assert not late.ok and "superseded" in late.error
+    assert not device.sockets[0].relay_on
+    await relay.stop()

@@ -77,6 +77,7 @@ class RelayManager:
         self._subscriptions: list[Subscription] = []
         self._poller: asyncio.Task[None] | None = None
         self._announced = False
+        self._newest_command_ms: dict[str, int] = {}
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
         self.polls = 0
         self.publish_failures = 0
@@ -347,10 +348,16 @@ class RelayManager:
         response = pb.LocalStateResponse(request_id=request.request_id, plug_id=request.plug_id)
         channel = self.channels.get(request.plug_id)
         on = request.requested_state == pb.REQUESTED_STATE_ON
+        newest = self._newest_command_ms.get(request.plug_id, 0)
         if channel is None or request.requested_state == pb.REQUESTED_STATE_UNKNOWN:
             response.ok = False
             response.error = f"no plug {request.plug_id!r} on site {self.site_id}, or no state"
+        elif request.issued_ms < newest:
+            # A redelivered old command must not undo a newer one (an ON after the session's OFF).
+            response.ok = False
+            response.error = f"superseded: a command issued at {newest} ms was already carried out"
         else:
+            self._newest_command_ms[request.plug_id] = request.issued_ms
             try:
                 actual = await channel.driver.switch(channel.channel, on)
                 response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
