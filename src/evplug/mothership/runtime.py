@@ -184,7 +184,7 @@ class Mothership:
             await msg.ack()  # a poison message would otherwise come back forever
             return
         await self._apply_all(effects)
-        await self.sink.add(rows, msg.ack)
+        await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
 
     async def _on_response(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)

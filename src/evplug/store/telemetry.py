@@ -8,6 +8,7 @@ so a crash between receipt and write means redelivery, never a lost reading. Rep
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,42 +29,69 @@ _INSERT = {
 }
 
 
+class SinkFull(RuntimeError):
+    """Too many readings wait for the database: the message should come back later."""
+
+
 class ReadingSink:
     def __init__(
         self,
         engine: AsyncEngine,
         max_rows: int = 5000,
         max_delay_s: float = 1.0,
+        max_buffered_rows: int = 100_000,
     ) -> None:
         self.engine = engine
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
-        self._rows: list[Row] = []
-        self._acks: list[OnFlushed] = []
+        self.max_buffered_rows = max_buffered_rows
+        # One batch per bus message: a redelivered message replaces its batch, never adds to it.
+        self._batches: dict[object, tuple[list[Row], OnFlushed | None]] = {}
+        self._buffered = 0
+        self._unkeyed = itertools.count()
         self._lock = asyncio.Lock()
         self._statement = _INSERT[engine.dialect.name]
         self.rows_written = 0
         self.flushes = 0
         self.flush_seconds = 0.0
+        self.refused = 0
 
     @property
     def buffered(self) -> int:
-        return len(self._rows)
+        return self._buffered
 
-    async def add(self, rows: list[Row], on_flushed: OnFlushed | None = None) -> None:
-        """Buffer ``rows``; ``on_flushed`` runs once they are committed."""
-        self._rows.extend(rows)
-        if on_flushed is not None:
-            self._acks.append(on_flushed)
-        if len(self._rows) >= self.max_rows:
+    async def add(
+        self, rows: list[Row], on_flushed: OnFlushed | None = None, key: object = None
+    ) -> None:
+        """Buffer ``rows``; ``on_flushed`` runs once they are committed.
+
+        ``key`` names the message they came in (its id); rows added again under the same key
+        replace the first ones. Past ``max_buffered_rows`` (the database is down or slow) the
+        rows are refused with ``SinkFull``, so the message stays unacked and comes back later.
+        """
+        if key is None:
+            key = next(self._unkeyed)
+        previous = self._batches.pop(key, None)
+        if previous is not None:
+            self._buffered -= len(previous[0])
+        if self._buffered + len(rows) > self.max_buffered_rows:
+            self.refused += 1
+            raise SinkFull(
+                f"{self._buffered} readings wait for the database (limit"
+                f" {self.max_buffered_rows}): is it reachable?"
+            )
+        self._batches[key] = (rows, on_flushed)
+        self._buffered += len(rows)
+        if self._buffered >= self.max_rows:
             await self.flush()
 
     async def flush(self) -> None:
         async with self._lock:
-            rows, acks = self._rows, self._acks
-            if not rows and not acks:
+            batches = self._batches
+            if not batches:
                 return
-            self._rows, self._acks = [], []
+            self._batches, buffered, self._buffered = {}, self._buffered, 0
+            rows = [row for batch, _ in batches.values() for row in batch]
             started = time.perf_counter()
             try:
                 if rows:
@@ -71,11 +99,13 @@ class ReadingSink:
                         await conn.exec_driver_sql(self._statement, rows)
             except Exception:
                 # Keep them for the next attempt; their messages stay unacked meanwhile.
-                self._rows[:0], self._acks[:0] = rows, acks
+                self._batches = batches | self._batches
+                self._buffered += buffered
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
             self.flush_seconds += time.perf_counter() - started
             self.rows_written += len(rows)
             self.flushes += 1
+        acks = [ack for _, ack in batches.values() if ack is not None]
         for ack in acks:
             await ack()

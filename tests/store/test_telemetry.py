@@ -1,0 +1,64 @@
+"""The batched telemetry sink against a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from evplug.store.database import create_schema, make_engine, sqlite_url
+from evplug.store.telemetry import ReadingSink, SinkFull
+
+
+def rows(n: int, start: int = 0) -> list[tuple]:
+    return [(f"p{i}", 1000 + i, 1, 10.0, 240.0, 0.99, 2376.0, 5.0 + i) for i in range(start, n)]
+
+
+class Acks:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> None:
+        self.count += 1
+
+
+async def stored(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT count(*) FROM readings"))).scalar_one()
+
+
+async def test_acks_only_after_commit_and_a_redelivery_replaces_its_batch(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
+    await create_schema(engine)
+    sink, acks = ReadingSink(engine, max_rows=1000), Acks()
+    await sink.add(rows(60), acks, key="site:1")
+    for _ in range(10):  # redelivered while the flush is late
+        await sink.add(rows(60), acks, key="site:1")
+    assert sink.buffered == 60 and acks.count == 0
+    await sink.flush()
+    assert acks.count == 1 and await stored(engine) == 60
+    await engine.dispose()
+
+
+async def test_a_failed_flush_keeps_rows_and_acks_for_the_next(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))  # no schema yet: writes fail
+    sink, acks = ReadingSink(engine, max_rows=1000), Acks()
+    await sink.add(rows(10), acks, key="a")
+    with pytest.raises(Exception, match="no such table"):
+        await sink.flush()
+    assert sink.buffered == 10 and acks.count == 0
+    await create_schema(engine)
+    await sink.flush()
+    assert acks.count == 1 and await stored(engine) == 10
+    await engine.dispose()
+
+
+async def test_past_the_buffer_limit_readings_are_refused_not_dropped(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
+    sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
+    await sink.add(rows(80), key="a")
+    with pytest.raises(SinkFull, match="reachable"):
+        await sink.add(rows(30), key="b")
+    assert sink.buffered == 80 and sink.refused == 1
+    await engine.dispose()
