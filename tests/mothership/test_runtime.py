@@ -103,6 +103,13 @@ async def test_bad_telemetry_is_counted_and_changes_nothing(demo_system) -> None
     await system.bus.publish(subject, pack(stranger))
     await wait_for(lambda: ms.stats.rejected_chunks == before[0] + 3)
     await wait_for(lambda: ms.stats.unknown_plug_readings == before[1] + 1)
+    plug_id = system.simulated[0].info.plug_id(0)
+    ahead = pb.ReadingChunk(site_id=DEMO_SITE, seq=3)
+    far = system.clock.now_ms() + 24 * 3_600_000
+    ahead.readings.add(plug_id=plug_id, timestamp_ms=far, actual_state=pb.ACTUAL_STATE_OFF)
+    await system.bus.publish(subject, pack(ahead))
+    await wait_for(lambda: ms.stats.future_readings == 1)
+    assert ms.plug(plug_id).last_reading_ms < far  # later true readings still count
     assert "shelly:ffffffffffff:0" not in ms.plugs
     await wait_for(lambda: system.bus.pending_count("mothership-telemetry") == 0)
 

@@ -43,6 +43,7 @@ class IngestStats:
     readings: int = 0
     rejected_chunks: int = 0
     unknown_plug_readings: int = 0
+    future_readings: int = 0
 
 
 def process_chunk(
@@ -51,10 +52,13 @@ def process_chunk(
     site_plugs: dict[str, dict[str, Plug]],
     stats: IngestStats,
     warned: set[str],
+    not_after_ms: int,
 ) -> tuple[list[Row], list[Effect]]:
     """Decode, route each reading to its plug's state machine, and build the telemetry rows.
 
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
+    So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
+    its plug ignore every true reading (credit checks, OFF confirmations) until that time.
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
@@ -66,7 +70,7 @@ def process_chunk(
     n_names = len(names)
     rows: list[Row] = []
     effects: list[Effect] = []
-    unknown = 0
+    unknown = future = 0
     for r in chunk.readings:
         plug_id = r.plug_id
         plug = plugs.get(plug_id)
@@ -77,6 +81,9 @@ def process_chunk(
                 log.warning("ingest.unknown_plug", site=subject_site, plug_id=plug_id)
             continue
         ts = r.timestamp_ms
+        if ts > not_after_ms:
+            future += 1
+            continue
         actual = r.actual_state
         power = r.active_power_w
         energy = r.energy_wh if r.HasField("energy_wh") else None
@@ -87,4 +94,12 @@ def process_chunk(
     stats.chunks += 1
     stats.readings += len(rows)
     stats.unknown_plug_readings += unknown
+    if future:
+        stats.future_readings += future
+        log.warning(
+            "ingest.readings_from_the_future",
+            site=subject_site,
+            count=future,
+            fix="the site's clock is ahead: check NTP on the relay manager",
+        )
     return rows, effects

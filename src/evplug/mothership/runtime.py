@@ -60,6 +60,7 @@ class MothershipConfig:
     tick_s: float = 1.0
     checkpoint_s: float = 5.0
     ack_wait_s: float = 30.0
+    max_clock_ahead_ms: int = 5 * 60_000  # readings stamped later than this are refused
     plug_allowance_a: float = circuits.DEFAULT_PLUG_ALLOWANCE_A
     default_circuit_limit_a: float = circuits.DEFAULT_CIRCUIT_LIMIT_A
 
@@ -176,7 +177,12 @@ class Mothership:
         site_id = subjects.site_of(msg.subject)
         try:
             rows, effects = process_chunk(
-                msg.data, site_id, self.site_plugs, self.stats, self._warned
+                msg.data,
+                site_id,
+                self.site_plugs,
+                self.stats,
+                self._warned,
+                not_after_ms=self.clock.now_ms() + self.config.max_clock_ahead_ms,
             )
         except (WireError, ForeignChunk) as exc:
             self.stats.rejected_chunks += 1
