@@ -151,6 +151,16 @@ class Mothership:
     async def hydrate(self) -> None:
         """Rebuild every plug's state machine from the store, as it was before a restart."""
         self.circuit_limits = await self.repo.circuits()
+        allowance = self.config.plug_allowance_a
+        for circuit, limit in self.circuit_limits.items():
+            if limit < allowance:
+                log.error(
+                    "circuit.too_small",
+                    circuit=circuit,
+                    limit_a=limit,
+                    fix=f"no plug on it can start: one car is allowed {allowance} A;"
+                    " correct its limit in the site config",
+                )
         for record in await self.repo.load_plugs():
             snapshot = dict(record.snapshot) or {"plug_id": record.id, "fuze_id": record.fuze_id}
             self._add_plug(Plug.restore(snapshot, self.config.plug_settings), record.site_id)
