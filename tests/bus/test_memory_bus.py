@@ -139,3 +139,34 @@ async def test_max_ack_pending_holds_back_delivery_until_acks() -> None:
     await inbox.messages[0].ack()
     await settle()
     assert len(inbox.messages) == 3
+
+
+async def test_a_message_is_released_once_every_consumer_it_is_for_has_acked() -> None:
+    bus = MemoryBus(FakeClock())
+    fast, slow = Inbox(), Inbox(ack=False)
+    await bus.subscribe("t.*", "fast", fast)
+    await bus.subscribe("t.a", "slow", slow)
+    await bus.publish("t.a", b"for both")
+    await bus.publish("t.b", b"for fast only")
+    await bus.publish("u.x", b"for nobody yet")
+    await settle()
+    assert bus.retained("t") == 2  # the slow consumer has not acked the first
+    await slow.messages[0].ack()
+    assert bus.retained("t") == 0
+    assert bus.retained("u") == 1  # kept for a durable to come
+    late = Inbox()
+    await bus.subscribe("u.*", "late", late)
+    await settle()
+    assert late.data == [b"for nobody yet"] and bus.retained("u") == 0
+
+
+async def test_a_flood_on_one_stream_never_pushes_out_another() -> None:
+    bus = MemoryBus(FakeClock(), max_messages=10)
+    await bus.publish("commands.site-1", b"switch on")
+    for i in range(50):
+        await bus.publish("telemetry.site-1", bytes([i]))
+    inbox = Inbox()
+    await bus.subscribe("commands.site-1", "relay", inbox)
+    await settle()
+    assert inbox.data == [b"switch on"]
+    assert bus.dropped == 40 and bus.retained("telemetry") == 10

@@ -1,8 +1,11 @@
 """The embedded bus: one process, the same ack and redelivery semantics as JetStream.
 
-One log of messages (bounded: the oldest are dropped, counted and logged, as a stream with a
-message limit would); each durable consumer keeps its own cursor and its unacked deliveries, so
-a subscriber that stops and comes back (a restarted mothership) gets what it had not acked.
+One stream per subject family (the first token: ``telemetry``, ``commands``...), so a flood of
+one never pushes out another. A message leaves its stream once every consumer it is for has
+acked it; past the stream's limit the oldest are dropped, counted and logged, as a JetStream
+stream with a message limit would. Each durable consumer keeps its own cursor and its unacked
+deliveries, so a subscriber that stops and comes back (a restarted mothership) gets what it
+had not acked.
 """
 
 from __future__ import annotations
@@ -20,6 +23,29 @@ from evplug.clock import Clock, SystemClock
 log = structlog.get_logger(__name__)
 
 STOP_GRACE_S = 10.0
+
+
+@dataclass(eq=False)
+class _Stream:
+    name: str
+    log: deque[_Stored] = field(default_factory=deque)
+    seq: int = 0  # of the newest message
+    consumers: list[_Consumer] = field(default_factory=list)
+
+    def find(self, seq: int) -> _Stored | None:
+        if not self.log or seq < self.log[0].seq:
+            return None
+        index = seq - self.log[0].seq
+        return self.log[index] if index < len(self.log) else None
+
+    def trim(self) -> None:
+        """Forget messages at the head that every consumer they match has acked."""
+        while self.log:
+            head = self.log[0]
+            matching = [c for c in self.consumers if subject_matches(c.pattern, head.subject)]
+            if not matching or any(c.cursor < head.seq or head.seq in c.pending for c in matching):
+                return  # kept for a consumer to come, or not yet acked
+            self.log.popleft()
 
 
 @dataclass(slots=True)
@@ -49,6 +75,7 @@ class MemoryMessage:
 @dataclass(eq=False)
 class _Consumer:
     bus: MemoryBus
+    stream: _Stream
     pattern: str
     durable: str
     ack_wait_ms: int = 30_000
@@ -62,6 +89,7 @@ class _Consumer:
 
     def acked(self, seq: int) -> None:
         if self.pending.pop(seq, None) is not None:
+            self.stream.trim()
             self.wake.set()
 
     def nakked(self, seq: int) -> None:
@@ -97,13 +125,12 @@ class MemoryBus:
     def __init__(
         self,
         clock: Clock | None = None,
-        max_messages: int = 1_000_000,
+        max_messages: int = 100_000,  # per stream
         dedupe_window: int = 100_000,
     ) -> None:
         self.clock = clock or SystemClock()
         self.max_messages = max_messages
-        self._log: deque[_Stored] = deque()
-        self._seq = 0
+        self._streams: dict[str, _Stream] = {}
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self._consumers: dict[str, _Consumer] = {}
@@ -118,17 +145,31 @@ class MemoryBus:
             self._ids[msg_id] = None
             if len(self._ids) > self._dedupe_window:
                 self._ids.popitem(last=False)
-        self._seq += 1
-        self._log.append(_Stored(self._seq, subject, data, msg_id))
-        if len(self._log) > self.max_messages:
-            lost = self._log.popleft()
+        stream = self._stream(subject)
+        stream.seq += 1
+        stream.log.append(_Stored(stream.seq, subject, data, msg_id))
+        if len(stream.log) > self.max_messages:
+            lost = stream.log.popleft()
             self.dropped += 1
             log.warning(
                 "bus.dropped_oldest", subject=lost.subject, seq=lost.seq, total=self.dropped
             )
-        for consumer in self._consumers.values():
+        for consumer in stream.consumers:
             consumer.wake.set()
         return True
+
+    def _stream(self, subject: str) -> _Stream:
+        name = subject.split(".", 1)[0]
+        if name in ("*", ">") or not name:
+            raise ValueError(f"{subject!r}: the first token names the stream and must be literal")
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = _Stream(name)
+        return stream
+
+    def retained(self, stream: str) -> int:
+        """Messages a stream still holds (not yet acked by everyone they are for)."""
+        return len(self._streams[stream].log) if stream in self._streams else 0
 
     async def subscribe(
         self,
@@ -140,8 +181,10 @@ class MemoryBus:
     ) -> _MemorySubscription:
         consumer = self._consumers.get(durable)
         if consumer is None:
-            consumer = _Consumer(self, subject, durable)
+            stream = self._stream(subject)
+            consumer = _Consumer(self, stream, subject, durable)
             self._consumers[durable] = consumer
+            stream.consumers.append(consumer)
         elif consumer.pattern != subject:
             raise ValueError(
                 f"durable {durable!r} is bound to {consumer.pattern!r}, not {subject!r}"
@@ -158,12 +201,6 @@ class MemoryBus:
         ]
         return _MemorySubscription(consumer, tasks)
 
-    def _find(self, seq: int) -> _Stored | None:
-        if not self._log or seq < self._log[0].seq:
-            return None
-        index = seq - self._log[0].seq
-        return self._log[index] if index < len(self._log) else None
-
     async def _deliver(self, consumer: _Consumer) -> None:
         while consumer.handler is not None:
             await consumer.wake.wait()
@@ -175,15 +212,15 @@ class MemoryBus:
             while (
                 consumer.handler is not None
                 and len(consumer.pending) < consumer.max_ack_pending
-                and consumer.cursor < self._seq
+                and consumer.cursor < consumer.stream.seq
             ):
                 consumer.cursor += 1
-                stored = self._find(consumer.cursor)
+                stored = consumer.stream.find(consumer.cursor)
                 if stored is not None and subject_matches(consumer.pattern, stored.subject):
                     await self._hand_over(consumer, stored.seq)
 
     async def _hand_over(self, consumer: _Consumer, seq: int) -> None:
-        stored = self._find(seq)
+        stored = consumer.stream.find(seq)
         if stored is None:  # trimmed from the log while waiting: already counted as dropped
             consumer.pending.pop(seq, None)
             return
