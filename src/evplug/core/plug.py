@@ -469,12 +469,6 @@ class Plug:
             return self.disable(now_ms)
         return self.request_again(now_ms)
 
-    def credit_changed(self, credit_cents: int) -> None:
-        """The driver topped up (or was charged elsewhere) during the session."""
-        if self.session_id:
-            self.credit_cents = credit_cents
-            self.credit_wh = affordable_wh(credit_cents, self.price_cents_per_kwh)
-
     def admit(self, now_ms: int) -> list[Effect]:
         """The circuit has room for this plug."""
         self._require(T.ADMITTED)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,7 +52,6 @@ class ReadingSink:
         self._statement = _INSERT[engine.dialect.name]
         self.rows_written = 0
         self.flushes = 0
-        self.flush_seconds = 0.0
         self.refused = 0
 
     @property
@@ -92,7 +90,6 @@ class ReadingSink:
                 return
             self._batches, buffered, self._buffered = {}, self._buffered, 0
             rows = [row for batch, _ in batches.values() for row in batch]
-            started = time.perf_counter()
             try:
                 if rows:
                     async with self.engine.begin() as conn:
@@ -103,7 +100,6 @@ class ReadingSink:
                 self._buffered += buffered
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
-            self.flush_seconds += time.perf_counter() - started
             self.rows_written += len(rows)
             self.flushes += 1
         acks = [ack for _, ack in batches.values() if ack is not None]
