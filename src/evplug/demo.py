@@ -27,7 +27,8 @@ from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.devices.base import DeviceError
 from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
-from evplug.mothership.runtime import Mothership, MothershipConfig, circuit_key
+from evplug.mothership.registry import circuit_key
+from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.rediscovery import Rediscovery
 from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
@@ -222,7 +223,7 @@ async def smoke(options: DemoOptions, timeout_s: float = 50.0) -> dict[str, Any]
     try:
         await system.connect()
         watcher = _SessionWatcher(min(system.relay.channels))
-        system.mothership.effects.listeners.append(watcher)
+        system.mothership.events.attach(watcher)
         await system.start()
         return await asyncio.wait_for(_one_session(system, watcher), timeout_s)
     except TimeoutError:

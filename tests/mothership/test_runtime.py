@@ -13,7 +13,9 @@ from evplug.contracts.wire import pack
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from evplug.demo import DEMO_DRIVER, DEMO_SITE, STARTING_CREDIT_CENTS
-from evplug.mothership.runtime import ActionRefused, Mothership, UnknownPlug
+from evplug.mothership.actions import ActionRefused
+from evplug.mothership.registry import UnknownPlug
+from evplug.mothership.runtime import Mothership
 from evplug.store.database import make_engine, sqlite_url
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
@@ -46,9 +48,7 @@ async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_
     assert revived.energy_wh >= energy_at_stop * 0.9  # at least up to the last checkpoint
 
     closed: list[SessionClosed] = []
-    second.effects.listeners.append(
-        lambda e: closed.append(e) if isinstance(e, SessionClosed) else None
-    )
+    second.events.attach(lambda e: closed.append(e) if isinstance(e, SessionClosed) else None)
     await wait_for(lambda: bool(closed), timeout_s=30)
     session = await repo.get_session(session_id)
     assert session is not None and session.ended_ms is not None
@@ -75,7 +75,7 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
         ledger.Entry(DEMO_DRIVER, ledger.EntryKind.ADJUSTMENT, 10 - STARTING_CREDIT_CENTS, "t", 0)
     )
     seen: list[State] = []
-    system.mothership.effects.listeners.append(
+    system.mothership.events.attach(
         lambda e: seen.append(e.to_state) if isinstance(e, Transitioned) else None
     )
     await system.mothership.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
@@ -143,9 +143,7 @@ async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo
 
     repo.close_session = flaky_close  # type: ignore[method-assign]
     billed: list[SessionClosed] = []
-    ms.effects.listeners.append(
-        lambda e: billed.append(e) if isinstance(e, SessionClosed) else None
-    )
+    ms.events.attach(lambda e: billed.append(e) if isinstance(e, SessionClosed) else None)
     await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await wait_for(lambda: bool(billed), timeout_s=30)
     assert failures == [billed[0].session_id]

@@ -20,7 +20,7 @@ async def test_page_lists_plugs_and_buttons_drive_them(demo_system) -> None:
     plug_id = system.simulated[0].info.plug_id(0)
     plug = system.mothership.plug(plug_id)
     closed: list[SessionClosed] = []
-    system.mothership.effects.listeners.append(
+    system.mothership.events.attach(
         lambda e: closed.append(e) if isinstance(e, SessionClosed) else None
     )
     await wait_for(lambda: plug.state is State.ACCOUNT_NULL)

@@ -8,7 +8,7 @@ before its relay is asked to switch on).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
@@ -24,18 +24,17 @@ from evplug.core.plug import (
     SwitchRelay,
     Transitioned,
 )
+from evplug.mothership.events import EventHook
 from evplug.store.repository import Repository
 
 log = structlog.get_logger(__name__)
 
-Listener = Callable[[Effect], None]
-
 
 class EffectApplier:
-    def __init__(self, repo: Repository, bus: Bus) -> None:
+    def __init__(self, repo: Repository, bus: Bus, events: EventHook) -> None:
         self.repo = repo
         self.bus = bus
-        self.listeners: list[Listener] = []
+        self.events = events
         # Held while effects are written; whoever else writes plug snapshots takes it too.
         self.lock = asyncio.Lock()
 
@@ -62,8 +61,7 @@ class EffectApplier:
                 if isinstance(effect, SwitchRelay):
                     await self._send_command(site_id, effect)
         for effect in effects:
-            for listener in self.listeners:
-                listener(effect)
+            self.events.emit(effect)
 
     async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
         billed = await self.repo.close_session(effect, snapshot)

@@ -13,7 +13,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from evplug.core.plug import InvalidTransition, Prompt
-from evplug.mothership.runtime import ActionRefused, Mothership, UnknownPlug
+from evplug.mothership.actions import ActionRefused
+from evplug.mothership.registry import UnknownPlug
+from evplug.mothership.runtime import Mothership
 from evplug.store.repository import UnknownUser
 
 _PAGE = files("evplug.web").joinpath("templates/plugs.html").read_text(encoding="utf-8")

@@ -1,0 +1,124 @@
+"""The mothership's bus handlers: telemetry, relay answers and device announcements.
+
+A message is acked only once what it caused is on disk: telemetry after its readings are
+flushed and its effects applied, a relay's answer after its effects are applied. A message that
+can never be understood is acked at once, counted and logged: it would otherwise come back forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from evplug.bus.base import Bus, Message
+from evplug.clock import Clock
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import WireError, pack, unpack
+from evplug.core.plug import Effect, Plug
+from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
+from evplug.mothership.registry import PlugRegistry
+from evplug.store.telemetry import ReadingSink
+
+log = structlog.get_logger(__name__)
+
+ApplyMany = Callable[[Sequence[Effect]], Awaitable[None]]
+Apply = Callable[[Plug, list[Effect]], Awaitable[bool]]
+
+
+class EffectsParked(RuntimeError):
+    """Some effects could not be applied yet; the message that caused them stays unacked."""
+
+
+class BusHandlers:
+    def __init__(
+        self,
+        registry: PlugRegistry,
+        sink: ReadingSink,
+        bus: Bus,
+        clock: Clock,
+        apply: Apply,
+        apply_many: ApplyMany,
+        max_clock_ahead_ms: int,
+    ) -> None:
+        self.registry = registry
+        self.sink = sink
+        self.bus = bus
+        self.clock = clock
+        self.apply = apply
+        self.apply_many = apply_many
+        self.max_clock_ahead_ms = max_clock_ahead_ms
+        self.stats = IngestStats()
+        self._warned: set[str] = set()
+
+    async def on_telemetry(self, msg: Message) -> None:
+        site_id = subjects.site_of(msg.subject)
+        try:
+            rows, effects = process_chunk(
+                msg.data,
+                site_id,
+                self.registry.site_plugs,
+                self.stats,
+                self._warned,
+                not_after_ms=self.clock.now_ms() + self.max_clock_ahead_ms,
+            )
+        except (WireError, ForeignChunk) as exc:
+            self.stats.rejected_chunks += 1
+            log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
+            await msg.ack()
+            return
+        await self.apply_many(effects)
+        await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
+
+    async def on_response(self, msg: Message) -> None:
+        site_id = subjects.site_of(msg.subject)
+        try:
+            response = unpack(msg.data, pb.LocalStateResponse)
+        except WireError as exc:
+            log.warning("response.rejected", site=site_id, error=str(exc))
+            await msg.ack()
+            return
+        plug = self.registry.site_plugs.get(site_id, {}).get(response.plug_id)
+        if plug is None:
+            log.warning("response.unknown_plug", site=site_id, plug_id=response.plug_id)
+            await msg.ack()
+            return
+        if not response.ok:
+            log.warning("relay.command_failed", plug_id=plug.plug_id, error=response.error)
+        effects = plug.relay_response(
+            response.request_id,
+            actual_name(response.actual_state),
+            response.ok,
+            self.clock.now_ms(),
+        )
+        if not await self.apply(plug, effects):
+            raise EffectsParked(f"effects of {plug.plug_id} parked for retry")
+        await msg.ack()
+
+    async def on_announce(self, msg: Message) -> None:
+        site_id = subjects.site_of(msg.subject)
+        try:
+            announcement = unpack(msg.data, pb.DeviceAnnouncement)
+        except WireError as exc:
+            log.warning("announce.rejected", site=site_id, error=str(exc))
+            await msg.ack()
+            return
+        ack = pb.DeviceAnnouncementAck(
+            site_id=site_id, announcement_id=announcement.announcement_id
+        )
+        if announcement.site_id != site_id or await self.registry.repo.get_site(site_id) is None:
+            log.warning("announce.unknown_site", site=site_id, claimed=announcement.site_id)
+            ack.rejected_plug_ids.extend(d.plug_id for d in announcement.devices)
+        else:
+            for device in announcement.devices:
+                if await self.registry.register(site_id, device):
+                    ack.accepted_plug_ids.append(device.plug_id)
+                else:
+                    ack.rejected_plug_ids.append(device.plug_id)
+        await self.bus.publish(
+            subjects.for_site(subjects.ANNOUNCE_ACK, site_id),
+            pack(ack),
+            msg_id=f"{site_id}:{announcement.announcement_id}:ack",
+        )
+        await msg.ack()

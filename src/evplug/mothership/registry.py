@@ -1,0 +1,131 @@
+"""The plug registry: every plug's state machine in memory, and the lookups around it.
+
+It hydrates the plugs from the store at start, registers plugs that sites announce, and keeps the
+indexes the other parts need (by site, by circuit, by driver, and the plugs that need the passing
+of time) in step with the plugs themselves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import structlog
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.core.plug import TIMED_STATES, Plug, Settings, State
+from evplug.store.repository import Repository
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownPlug(LookupError):
+    pass
+
+
+def circuit_key(site_id: str, fuze_id: str) -> str:
+    """Fuze ids are the site's own names: scope them by site."""
+    return f"{site_id}/{fuze_id}"
+
+
+class PlugRegistry:
+    def __init__(self, repo: Repository, plug_settings: Settings, default_limit_a: float) -> None:
+        self.repo = repo
+        self.plug_settings = plug_settings
+        self.default_limit_a = default_limit_a
+        self.plugs: dict[str, Plug] = {}
+        self.site_of: dict[str, str] = {}
+        self.site_plugs: dict[str, dict[str, Plug]] = defaultdict(dict)
+        self.circuit_plugs: dict[str, list[Plug]] = defaultdict(list)
+        self.circuit_limits: dict[str, float] = {}
+        self.active: set[str] = set()  # plugs that need ticks or admission
+        self._plug_of_user: dict[str, str] = {}
+        self._user_of_plug: dict[str, str] = {}
+
+    def get(self, plug_id: str) -> Plug:
+        try:
+            return self.plugs[plug_id]
+        except KeyError:
+            raise UnknownPlug(f"no plug {plug_id!r}: check the code on the socket") from None
+
+    def circuit_of(self, plug: Plug) -> str:
+        return circuit_key(self.site_of[plug.plug_id], plug.fuze_id)
+
+    def limit_of(self, circuit: str) -> float:
+        return self.circuit_limits.get(circuit, self.default_limit_a)
+
+    def plug_of_user(self, user_id: str) -> str | None:
+        """The plug holding this driver's open session, if any."""
+        return self._plug_of_user.get(user_id)
+
+    # -- keeping the indexes true ------------------------------------------------------------
+
+    def track(self, plug: Plug) -> None:
+        """Bring the indexes in line with ``plug`` after it has stepped (before any await)."""
+        if plug.state in TIMED_STATES or plug.state is State.IN_QUEUE:
+            self.active.add(plug.plug_id)
+        else:
+            self.active.discard(plug.plug_id)
+        owner = self._user_of_plug.get(plug.plug_id, "")
+        if owner == plug.user_id:
+            return
+        if owner and self._plug_of_user.get(owner) == plug.plug_id:
+            del self._plug_of_user[owner]
+        if plug.user_id:
+            self._plug_of_user[plug.user_id] = plug.plug_id
+            self._user_of_plug[plug.plug_id] = plug.user_id
+        else:
+            del self._user_of_plug[plug.plug_id]
+
+    def add(self, plug: Plug, site_id: str) -> None:
+        self.plugs[plug.plug_id] = plug
+        self.site_of[plug.plug_id] = site_id
+        self.site_plugs[site_id][plug.plug_id] = plug
+        self.circuit_plugs[circuit_key(site_id, plug.fuze_id)].append(plug)
+        self.track(plug)
+
+    # -- the store ---------------------------------------------------------------------------
+
+    async def hydrate(self, allowance_a: float) -> None:
+        """Rebuild every plug's state machine from the store, as it was before a restart."""
+        self.circuit_limits = await self.repo.circuits()
+        for circuit, limit in self.circuit_limits.items():
+            if limit < allowance_a:
+                log.error(
+                    "circuit.too_small",
+                    circuit=circuit,
+                    limit_a=limit,
+                    fix=f"no plug on it can start: one car is allowed {allowance_a} A;"
+                    " correct its limit in the site config",
+                )
+        for record in await self.repo.load_plugs():
+            snapshot = dict(record.snapshot) or {"plug_id": record.id, "fuze_id": record.fuze_id}
+            self.add(Plug.restore(snapshot, self.plug_settings), record.site_id)
+        log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
+
+    async def register(self, site_id: str, device: pb.Device) -> bool:
+        """Take on a plug a site announced; False when it belongs to another site."""
+        owner = self.site_of.get(device.plug_id)
+        if owner is not None:
+            if owner != site_id:
+                log.warning("announce.plug_of_other_site", plug_id=device.plug_id, owner=owner)
+                return False
+            return True
+        fuze_id = device.fuze_id or device.plug_id
+        circuit = circuit_key(site_id, fuze_id)
+        if circuit not in self.circuit_limits:
+            self.circuit_limits[circuit] = self.default_limit_a
+            await self.repo.ensure_circuit(circuit, site_id, self.default_limit_a)
+        plug = Plug(device.plug_id, fuze_id, self.plug_settings)
+        record = await self.repo.register_plug(
+            device.plug_id, site_id, fuze_id, device.model, plug.snapshot()
+        )
+        if record.site_id != site_id:
+            return False
+        self.add(Plug.restore(record.snapshot, self.plug_settings), site_id)
+        log.info("plug.registered", plug_id=device.plug_id, site=site_id, fuze=fuze_id)
+        return True
+
+    def session_snapshots(self) -> list[dict[str, Any]]:
+        """Snapshots of the plugs with an open session, whose meters move between transitions."""
+        return [self.plugs[plug_id].snapshot() for plug_id in self._user_of_plug]

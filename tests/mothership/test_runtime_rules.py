@@ -1,0 +1,173 @@
+"""The runtime's money and safety rules on a fake clock: admission, order of effects, retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
+from tests.mothership.conftest import MakeSite
+from tests.mothership.harness import CREDIT_CENTS, Site
+
+
+def ons(site: Site) -> list[str]:
+    return [c.plug_id for c in site.commands if c.requested_state == pb.REQUESTED_STATE_ON]
+
+
+@pytest.mark.parametrize(("limit_a", "allowed"), [(10.0, 1), (20.0, 2), (32.0, 3)])
+async def test_admission_never_exceeds_the_circuit_limit(
+    make_site: MakeSite, limit_a: float, allowed: int
+) -> None:
+    site = await make_site(plugs=4, circuit_limit_a=limit_a)
+    for n, plug_id in enumerate(site.plug_ids):
+        await site.add_driver(f"d{n}")
+        await site.enable(plug_id, f"d{n}")
+        site.sockets[plug_id].power_w = 2300.0
+    await site.answer()
+    await site.advance(3)
+    await site.read()
+    assert len(ons(site)) == allowed
+    queued = [p for p in site.plug_ids if site.ms.plug(p).state is State.IN_QUEUE]
+    assert len(queued) == 4 - allowed
+    assert sum(s.on for s in site.sockets.values()) == allowed
+
+    # One driver leaves: the oldest in the queue takes the freed place, and no more.
+    first = site.plug_ids[0]
+    await site.ms.choose(first, Prompt.DISABLE_SOCKET, "d0")
+    await site.answer()
+    await site.advance(1)
+    await site.answer()
+    if queued:
+        assert ons(site)[-1] == queued[0]
+    assert sum(s.on for s in site.sockets.values()) == allowed
+
+
+async def test_the_session_is_on_disk_before_the_relay_is_switched_on(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d")
+    plug_id = site.plug_ids[0]
+    publish = site.bus.publish
+    seen_on_disk: list[tuple[str, str | None]] = []
+
+    async def checking_publish(subject: str, data: bytes, msg_id: str = "") -> bool:
+        if subject.startswith(subjects.COMMANDS):
+            plug = site.ms.plug(plug_id)
+            session = await site.repo.get_session(plug.session_id)
+            stored = {r.id: r.state for r in await site.repo.load_plugs()}[plug_id]
+            seen_on_disk.append((stored, session and session.id))
+        return await publish(subject, data, msg_id)
+
+    site.bus.publish = checking_publish  # type: ignore[method-assign]
+    await site.enable(plug_id, "d")
+    session_id = site.ms.plug(plug_id).session_id
+    assert seen_on_disk == [("SENSING_START_ISSUED_LOCALLY", session_id)]
+
+
+async def test_effects_the_store_refused_are_retried_on_tick(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d")
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, "d")
+    await site.answer()
+    await site.advance(60)
+    await site.read(60)
+
+    real_close = site.repo.close_session
+    refusals: list[str] = []
+
+    async def close_once_refused(closed, snapshot):  # the database restarts at that moment
+        if not refusals:
+            refusals.append(closed.session_id)
+            raise ConnectionError("database unavailable")
+        return await real_close(closed, snapshot)
+
+    site.repo.close_session = close_once_refused  # type: ignore[method-assign]
+    await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d")
+    await site.answer()  # the relay confirms OFF: the close is attempted and refused
+    assert refusals and site.ms.plug(plug_id).state is State.ACCOUNT_NULL
+    assert site.ms.pending.waiting(plug_id) > 0
+    session = await site.repo.get_session(refusals[0])
+    assert session is not None and session.ended_ms is None
+
+    await site.advance(2)  # no reading, no driver: only the tick can apply it
+    session = await site.repo.get_session(refusals[0])
+    assert session is not None and session.ended_ms is not None and session.cost_cents
+    assert site.ms.pending.waiting(plug_id) == 0
+    assert await site.repo.balance("d") == CREDIT_CENTS - session.cost_cents
+
+
+async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d")
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 2300.0
+    applied: list[object] = []
+    site.ms.events.attach(applied.append)
+    await site.enable(plug_id, "d")
+    await site.answer()
+    await site.read()
+
+    real_transitions = site.repo.record_transitions
+    down = True
+
+    async def flaky_transitions(transitions):  # a slow, failing database
+        await asyncio.sleep(0)
+        if down:
+            raise ConnectionError("database unavailable")
+        return await real_transitions(transitions)
+
+    site.repo.record_transitions = flaky_transitions  # type: ignore[method-assign]
+    await site.advance(2)
+    # A reading that starts the charge and the driver's Disable race each other.
+    await asyncio.gather(
+        site.read(), site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d"), return_exceptions=True
+    )
+    await site.advance(10)
+    # Nothing is commanded before the store has what it follows from: the OFF waits too.
+    assert site.ms.plug(plug_id).state is State.ACCOUNT_REMOVAL_ISSUED_LOCALLY
+    assert site.ms.pending.waiting(plug_id) > 0 and await site.answer() == []
+
+    down = False
+    await site.advance(20)  # past the longest backoff so far
+    assert [c.requested_state for c in await site.answer()] == [pb.REQUESTED_STATE_OFF]
+    assert site.ms.pending.waiting(plug_id) == 0
+    path = [e.to_state for e in applied if isinstance(e, Transitioned)]
+    assert path[-1] is State.ACCOUNT_NULL
+    assert State.CHARGING in path and State.ACCOUNT_REMOVAL_ISSUED_LOCALLY in path
+    closed = [e for e in applied if isinstance(e, SessionClosed)]
+    assert len(closed) == 1
+    session = await site.repo.get_session(closed[0].session_id)
+    assert session is not None and session.ended_ms is not None
+    assert await site.repo.balance("d") == CREDIT_CENTS - closed[0].cost_cents
+
+
+async def test_a_plug_that_can_never_be_written_holds_up_no_other(make_site: MakeSite) -> None:
+    site = await make_site(plugs=2)
+    broken, healthy = site.plug_ids
+    for plug_id, driver in ((broken, "a"), (healthy, "b")):
+        await site.add_driver(driver)
+        site.sockets[plug_id].power_w = 2300.0
+    await site.enable(broken, "a")
+    await site.answer()
+    real_transitions = site.repo.record_transitions
+
+    async def refuse_broken(transitions):  # e.g. a row the database rejects for good
+        if any(t.plug_id == broken for t in transitions):
+            raise ValueError("value too long for column")
+        return await real_transitions(transitions)
+
+    site.repo.record_transitions = refuse_broken  # type: ignore[method-assign]
+    await site.advance(2)
+    await site.read()  # the broken plug starts charging: its transition cannot be written
+    assert site.ms.pending.waiting(broken) > 0
+
+    await site.enable(healthy, "b")
+    # The healthy plug's relay never answers: only ticks move it on, and they still do.
+    await site.advance(61)
+    assert site.ms.plug(healthy).state is State.SENSING_START_NOT_RESPONDING
+    assert site.ms.pending.waiting(healthy) == 0
+    assert site.ms.pending.stuck(broken) and site.ms.pending.waiting(broken) > 0
