@@ -6,10 +6,9 @@ that is hundreds of thousands of readings a second through this loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import structlog
 
+from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import unpack
 from evplug.core.plug import Effect, Plug
@@ -37,20 +36,21 @@ class ForeignChunk(ValueError):
     """A chunk whose site id does not match the subject it came on."""
 
 
-@dataclass(slots=True)
-class IngestStats:
-    chunks: int = 0
-    readings: int = 0
-    rejected_chunks: int = 0
-    unknown_plug_readings: int = 0
-    future_readings: int = 0
+_INGESTED = metrics.READINGS_INGESTED
+_UNKNOWN_PLUG = metrics.READINGS_REJECTED.labels(reason="unknown_plug")
+_FUTURE = metrics.READINGS_REJECTED.labels(reason="future")
+
+
+def count_rejected_chunk(error: Exception) -> None:
+    """Count a chunk refused whole, by why."""
+    reason = "foreign_site" if isinstance(error, ForeignChunk) else "invalid"
+    metrics.CHUNKS_REJECTED.labels(reason=reason).inc()
 
 
 def process_chunk(
     data: bytes,
     subject_site: str,
     site_plugs: dict[str, dict[str, Plug]],
-    stats: IngestStats,
     warned: set[str],
     not_after_ms: int,
 ) -> tuple[list[Row], list[Effect]]:
@@ -91,11 +91,11 @@ def process_chunk(
         out = plug.reading(ts, names[actual] if actual < n_names else "UNKNOWN", power, energy)
         if out:
             effects.extend(out)
-    stats.chunks += 1
-    stats.readings += len(rows)
-    stats.unknown_plug_readings += unknown
+    _INGESTED.inc(len(rows))
+    if unknown:
+        _UNKNOWN_PLUG.inc(unknown)
     if future:
-        stats.future_readings += future
+        _FUTURE.inc(future)
         log.warning(
             "ingest.readings_from_the_future",
             site=subject_site,

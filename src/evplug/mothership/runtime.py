@@ -35,7 +35,7 @@ from evplug.core.plug import (
 )
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.effects import EffectApplier
-from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
+from evplug.mothership.ingest import ForeignChunk, actual_name, count_rejected_chunk, process_chunk
 from evplug.store.repository import Repository, UnknownUser
 from evplug.store.telemetry import ReadingSink
 
@@ -89,7 +89,6 @@ class Mothership:
         self.circuit_plugs: dict[str, list[Plug]] = defaultdict(list)
         self.circuit_limits: dict[str, float] = {}
         self.active: set[str] = set()  # plugs that need ticks or admission
-        self.stats = IngestStats()
         self._warned: set[str] = set()
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -190,12 +189,11 @@ class Mothership:
                 msg.data,
                 site_id,
                 self.site_plugs,
-                self.stats,
                 self._warned,
                 not_after_ms=self.clock.now_ms() + self.config.max_clock_ahead_ms,
             )
         except (WireError, ForeignChunk) as exc:
-            self.stats.rejected_chunks += 1
+            count_rejected_chunk(exc)
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()  # a poison message would otherwise come back forever
             return

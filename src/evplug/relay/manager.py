@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 
 import structlog
 
+from evplug import metrics
 from evplug.bus.base import Bus, BusError, Message, Subscription
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
@@ -79,8 +81,7 @@ class RelayManager:
         self._announced = False
         self._newest_command_ms: dict[str, int] = {}
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
-        self.polls = 0
-        self.publish_failures = 0
+        self.polls = 0  # shown on the local status page
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -299,6 +300,7 @@ class RelayManager:
         for reading in chunk.readings:
             self.latest[reading.plug_id] = reading
         self.polls += 1
+        metrics.RELAY_POLLS.inc()
         await self._publish(
             subjects.for_site(subjects.TELEMETRY, self.site_id),
             pack(chunk),
@@ -308,7 +310,11 @@ class RelayManager:
 
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
         change = self.health.failed(info.hardware_id, str(error))
-        if not isinstance(error, DeviceError):
+        bug = not isinstance(error, DeviceError)
+        metrics.RELAY_POLL_FAILURES.labels(kind="driver_bug" if bug else "read_error").inc()
+        if change is Change.WENT_MIA:
+            metrics.RELAY_POLL_FAILURES.labels(kind="went_mia").inc()
+        if bug:
             log.error("relay.driver_bug", device=info.hardware_id, error=repr(error))
         elif change is Change.WENT_MIA:
             log.warning(
@@ -323,7 +329,7 @@ class RelayManager:
         try:
             await self.bus.publish(subject, data, msg_id=msg_id)
         except BusError as exc:
-            self.publish_failures += 1
+            metrics.RELAY_PUBLISH_FAILURES.inc()
             log.warning("relay.publish_failed", subject=subject, error=str(exc))
             raise
 
@@ -345,6 +351,7 @@ class RelayManager:
         await msg.ack()
 
     async def execute(self, request: pb.LocalStateRequest) -> pb.LocalStateResponse:
+        received = time.perf_counter()  # real seconds, whatever the clock's speed
         response = pb.LocalStateResponse(request_id=request.request_id, plug_id=request.plug_id)
         channel = self.channels.get(request.plug_id)
         on = request.requested_state == pb.REQUESTED_STATE_ON
@@ -359,7 +366,8 @@ class RelayManager:
         else:
             self._newest_command_ms[request.plug_id] = request.issued_ms
             try:
-                actual = await channel.driver.switch(channel.channel, on)
+                actual = await channel.driver.switch(channel.channel, on)  # reads it back
+                metrics.RELAY_COMMAND_ROUND_TRIP.observe(time.perf_counter() - received)
                 response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
                 response.ok = True
             except DeviceError as exc:

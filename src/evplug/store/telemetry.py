@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from evplug import metrics
+
 log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]  # (plug_id, timestamp_ms, actual_state, A, V, pf, W, Wh|None)
@@ -30,6 +32,9 @@ _INSERT = {
 
 class SinkFull(RuntimeError):
     """Too many readings wait for the database: the message should come back later."""
+
+
+_REFUSED_BACKLOG = metrics.TELEMETRY_REFUSED.labels(reason="backlog")
 
 
 class ReadingSink:
@@ -50,9 +55,6 @@ class ReadingSink:
         self._unkeyed = itertools.count()
         self._lock = asyncio.Lock()
         self._statement = _INSERT[engine.dialect.name]
-        self.rows_written = 0
-        self.flushes = 0
-        self.refused = 0
 
     @property
     def buffered(self) -> int:
@@ -73,7 +75,7 @@ class ReadingSink:
         if previous is not None:
             self._buffered -= len(previous[0])
         if self._buffered + len(rows) > self.max_buffered_rows:
-            self.refused += 1
+            _REFUSED_BACKLOG.inc()
             raise SinkFull(
                 f"{self._buffered} readings wait for the database (limit"
                 f" {self.max_buffered_rows}): is it reachable?"
@@ -100,8 +102,8 @@ class ReadingSink:
                 self._buffered += buffered
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
-            self.rows_written += len(rows)
-            self.flushes += 1
+            metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))
+            metrics.TELEMETRY_FLUSHES.inc()
         acks = [ack for _, ack in batches.values() if ack is not None]
         for ack in acks:
             await ack()

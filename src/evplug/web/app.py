@@ -9,9 +9,11 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from evplug import metrics
 from evplug.core.plug import InvalidTransition, Prompt
 from evplug.mothership.runtime import ActionRefused, Mothership, UnknownPlug
 from evplug.store.repository import UnknownUser
@@ -25,6 +27,10 @@ class PromptChoice(BaseModel):
 
 def create_app(mothership: Mothership, driver_id: str) -> FastAPI:
     app = FastAPI(title="evplug", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
     async def plugs_page() -> str:
