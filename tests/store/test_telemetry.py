@@ -66,7 +66,20 @@ async def test_past_the_buffer_limit_readings_are_refused_not_dropped(tmp_path: 
     sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
     before = value(REFUSED, reason="backlog")
     await sink.add(rows(80), key="a")
-    with pytest.raises(SinkFull, match="reachable"):
+    with pytest.raises(SinkFull, match=r"80 readings already wait .* behind or unreachable"):
         await sink.add(rows(30), key="b")
     assert sink.buffered == 80 and value(REFUSED, reason="backlog") == before + 1
+    await engine.dispose()
+
+
+async def test_a_batch_larger_than_the_whole_buffer_is_not_blamed_on_the_database(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
+    sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
+    before = value(REFUSED, reason="oversize_batch")
+    with pytest.raises(SinkFull, match="larger than the whole buffer") as refused:
+        await sink.add(rows(101), key="a")  # into an empty buffer, the database idle
+    assert "reachable" not in str(refused.value)
+    assert sink.buffered == 0 and value(REFUSED, reason="oversize_batch") == before + 1
     await engine.dispose()

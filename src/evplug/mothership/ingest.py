@@ -10,7 +10,7 @@ import structlog
 
 from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
-from evplug.contracts.wire import unpack
+from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, WireError, unpack
 from evplug.core.plug import Effect, Plug
 from evplug.store.telemetry import Row
 
@@ -36,14 +36,28 @@ class ForeignChunk(ValueError):
     """A chunk whose site id does not match the subject it came on."""
 
 
+class OversizeChunk(WireError):
+    """A chunk with more readings than the wire contract allows; refused whole.
+
+    A ``WireError``: like bytes over the byte caps, it breaks the contract, so it is acked and
+    dropped rather than retried (it would never fit the telemetry sink and would pin its stream).
+    """
+
+
 _INGESTED = metrics.READINGS_INGESTED
 _UNKNOWN_PLUG = metrics.READINGS_REJECTED.labels(reason="unknown_plug")
 _FUTURE = metrics.READINGS_REJECTED.labels(reason="future")
+_IN_OVERSIZE_CHUNK = metrics.READINGS_REJECTED.labels(reason="oversize_chunk")
 
 
 def count_rejected_chunk(error: Exception) -> None:
     """Count a chunk refused whole, by why."""
-    reason = "foreign_site" if isinstance(error, ForeignChunk) else "invalid"
+    if isinstance(error, OversizeChunk):
+        reason = "oversize"
+    elif isinstance(error, ForeignChunk):
+        reason = "foreign_site"
+    else:
+        reason = "invalid"
     metrics.CHUNKS_REJECTED.labels(reason=reason).inc()
 
 
@@ -59,11 +73,20 @@ def process_chunk(
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
     So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
     its plug ignore every true reading (credit checks, OFF confirmations) until that time.
+    A chunk over ``MAX_READINGS_PER_CHUNK`` is refused whole (``OversizeChunk``), none of its
+    readings applied.
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
         raise ForeignChunk(
             f"chunk claims site {chunk.site_id!r} on the subject of {subject_site!r}"
+        )
+    if len(chunk.readings) > MAX_READINGS_PER_CHUNK:
+        _IN_OVERSIZE_CHUNK.inc(len(chunk.readings))
+        raise OversizeChunk(
+            f"chunk {chunk.seq} of site {subject_site!r} has {len(chunk.readings)} readings,"
+            f" over the cap of {MAX_READINGS_PER_CHUNK}: upgrade that site's relay manager,"
+            " which splits its polls into chunks under the cap"
         )
     plugs = site_plugs.get(subject_site) or {}
     names = ACTUAL_NAMES

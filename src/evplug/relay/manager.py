@@ -20,7 +20,13 @@ from evplug.bus.base import Bus, BusError, Message, Subscription
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import WireError, pack, unpack
+from evplug.contracts.wire import (
+    MAX_DEVICES_PER_ANNOUNCEMENT,
+    MAX_READINGS_PER_CHUNK,
+    WireError,
+    pack,
+    unpack,
+)
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
 from evplug.devices.health import Change, PollHealth
 
@@ -182,22 +188,34 @@ class RelayManager:
 
     # -- announcement ------------------------------------------------------------------------
 
-    async def announce(self) -> pb.DeviceAnnouncementAck:
-        """Announce every plug and wait for the ack, retrying until it comes."""
+    async def announce(self) -> list[pb.DeviceAnnouncementAck]:
+        """Announce every plug and wait for the acks, retrying until they come.
+
+        A site with more plugs than one announcement may carry is announced in several, one
+        after the other, each acked on its own.
+        """
+        devices = [
+            pb.Device(
+                plug_id=plug_id,
+                fuze_id=ch.fuze_id,
+                model=ch.info.model,
+                address=ch.info.address,
+                channel=ch.channel,
+            )
+            for plug_id, ch in self.channels.items()
+        ]
+        step = MAX_DEVICES_PER_ANNOUNCEMENT
+        return [
+            await self._announce(devices[start : start + step])
+            for start in range(0, max(len(devices), 1), step)
+        ]
+
+    async def _announce(self, devices: list[pb.Device]) -> pb.DeviceAnnouncementAck:
         announcement = pb.DeviceAnnouncement(
             site_id=self.site_id,
             announcement_id=uuid.uuid4().hex,
             timestamp_ms=self.clock.now_ms(),
-            devices=[
-                pb.Device(
-                    plug_id=plug_id,
-                    fuze_id=ch.fuze_id,
-                    model=ch.info.model,
-                    address=ch.info.address,
-                    channel=ch.channel,
-                )
-                for plug_id, ch in self.channels.items()
-            ],
+            devices=devices,
         )
         data = pack(announcement)
         attempt = 0
@@ -260,13 +278,24 @@ class RelayManager:
             spent_s = (self.clock.now_ms() - started) / 1000
             await self.clock.sleep(max(self.poll_interval_s - spent_s, 0.0))
 
-    async def poll_once(self) -> pb.ReadingChunk:
+    async def poll_once(self) -> list[pb.ReadingChunk]:
+        """Read every relay once and publish the readings; return the chunks published.
+
+        One chunk per poll, or several with their own seq when the readings are more than one
+        chunk may carry.
+        """
         devices = list(self._by_device)  # devices found meanwhile join the next poll
         results = await asyncio.gather(
             *(spec.driver.read() for spec, _ in devices), return_exceptions=True
         )
         now = self.clock.now_ms()
-        chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
+        chunks = [pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())]
+
+        def add(**fields: object) -> pb.Reading:
+            if len(chunks[-1].readings) == MAX_READINGS_PER_CHUNK:
+                chunks.append(pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq()))
+            return chunks[-1].readings.add(**fields)
+
         for (_, info), result in zip(devices, results, strict=True):
             device = info.hardware_id
             if isinstance(result, BaseException):
@@ -274,7 +303,7 @@ class RelayManager:
                 if self.health.is_mia(device):
                     for channel in range(info.channels):
                         plug_id = info.plug_id(channel)
-                        chunk.readings.add(
+                        add(
                             plug_id=plug_id,
                             fuze_id=self.channels[plug_id].fuze_id,
                             actual_state=pb.ACTUAL_STATE_MIA,
@@ -285,7 +314,7 @@ class RelayManager:
                 log.info("relay.device_back", device=device)
             for r in result:
                 plug_id = info.plug_id(r.channel)
-                reading = chunk.readings.add(
+                reading = add(
                     plug_id=plug_id,
                     fuze_id=self.channels[plug_id].fuze_id,
                     actual_state=_ACTUAL.get(r.actual, pb.ACTUAL_STATE_UNKNOWN),
@@ -297,16 +326,15 @@ class RelayManager:
                 )
                 if r.energy_wh is not None:
                     reading.energy_wh = r.energy_wh
-        for reading in chunk.readings:
-            self.latest[reading.plug_id] = reading
+        for chunk in chunks:
+            for reading in chunk.readings:
+                self.latest[reading.plug_id] = reading
         self.polls += 1
         metrics.RELAY_POLLS.inc()
-        await self._publish(
-            subjects.for_site(subjects.TELEMETRY, self.site_id),
-            pack(chunk),
-            f"{self.site_id}:{chunk.seq}",
-        )
-        return chunk
+        subject = subjects.for_site(subjects.TELEMETRY, self.site_id)
+        for chunk in chunks:
+            await self._publish(subject, pack(chunk), f"{self.site_id}:{chunk.seq}")
+        return chunks
 
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
         change = self.health.failed(info.hardware_id, str(error))
