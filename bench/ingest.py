@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from evplug import metrics
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
 from evplug.contracts import evplug_pb2 as pb
@@ -37,6 +38,8 @@ from evplug.store.telemetry import ReadingSink
 SITE = "bench-site"
 CHUNK = 64
 START_MS = 1_700_000_000_000
+INGESTED = "evplug_readings_ingested_total"
+WRITTEN = "evplug_telemetry_rows_written_total"
 
 
 @dataclass(slots=True)
@@ -115,21 +118,24 @@ async def end_to_end(ids: list[str], chunks: list[bytes], directory: Path) -> fl
         mothership._add_plug(charging_plug(plug_id), SITE)
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
     messages = [_Msg(subject, data) for data in chunks]
+    ingested0, written0 = metrics.value(INGESTED), metrics.value(WRITTEN)
     started = time.perf_counter()
     for msg in messages:
         await mothership._on_telemetry(msg)
     await sink.flush()
     elapsed = time.perf_counter() - started
     assert all(m.acked for m in messages), "every chunk must be acked after its flush"
-    assert mothership.stats.readings == len(ids) * (len(chunks) * CHUNK // len(ids))
-    assert sink.rows_written == mothership.stats.readings
+    ingested = metrics.value(INGESTED) - ingested0
+    assert ingested == len(ids) * (len(chunks) * CHUNK // len(ids))
+    assert metrics.value(WRITTEN) - written0 == ingested
     await repo.engine.dispose()
-    return mothership.stats.readings / elapsed
+    return ingested / elapsed
 
 
 async def floor(chunks: list[bytes], directory: Path) -> float:
     repo, sink = await fresh_store(directory)
     readings = 0
+    written0 = metrics.value(WRITTEN)
     started = time.perf_counter()
     for data in chunks:
         chunk = unpack(data, pb.ReadingChunk)
@@ -151,7 +157,7 @@ async def floor(chunks: list[bytes], directory: Path) -> float:
         await sink.add(rows)
     await sink.flush()
     elapsed = time.perf_counter() - started
-    assert sink.rows_written == readings
+    assert metrics.value(WRITTEN) - written0 == readings
     await repo.engine.dispose()
     return readings / elapsed
 

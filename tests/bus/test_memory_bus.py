@@ -5,6 +5,19 @@ from __future__ import annotations
 from evplug.bus.base import Message, subject_matches
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
+from evplug.metrics import value
+
+
+def dropped(stream: str) -> float:
+    return value("evplug_bus_messages_dropped_total", stream=stream)
+
+
+def duplicates(stream: str) -> float:
+    return value("evplug_bus_duplicates_total", stream=stream)
+
+
+def redeliveries(durable: str) -> float:
+    return value("evplug_bus_redeliveries_total", durable=durable)
 
 
 class Inbox:
@@ -34,11 +47,12 @@ async def test_a_repeated_message_id_is_dropped() -> None:
     bus = MemoryBus(FakeClock())
     inbox = Inbox()
     await bus.subscribe("t.*", "d", inbox)
+    before = duplicates("t")
     assert await bus.publish("t.a", b"1", msg_id="m1")
     assert not await bus.publish("t.a", b"1 again", msg_id="m1")
     await settle()
     assert inbox.data == [b"1"]
-    assert bus.duplicates == 1
+    assert duplicates("t") == before + 1
 
 
 async def test_messages_published_before_subscribing_are_delivered_in_order() -> None:
@@ -59,10 +73,12 @@ async def test_unacked_messages_come_back_after_the_ack_wait() -> None:
     await bus.subscribe("t.*", "d", inbox, ack_wait_s=30)
     await bus.publish("t.a", b"1")
     await settle()
+    before = redeliveries("d")
     await clock.advance(29)
     assert [m.deliveries for m in inbox.messages] == [1]
     await clock.advance(2)
     assert [m.deliveries for m in inbox.messages] == [1, 2]
+    assert redeliveries("d") == before + 1
     await inbox.messages[-1].ack()
     await clock.advance(120)
     assert len(inbox.messages) == 2
@@ -119,13 +135,14 @@ async def test_a_failing_handler_does_not_stop_the_subscription() -> None:
 
 async def test_the_oldest_messages_are_dropped_and_counted_past_the_limit() -> None:
     bus = MemoryBus(FakeClock(), max_messages=3)
+    before = dropped("t")
     for i in range(5):
         await bus.publish("t.a", bytes([i]))
     inbox = Inbox()
     await bus.subscribe("t.*", "d", inbox)
     await settle()
     assert inbox.data == [bytes([2]), bytes([3]), bytes([4])]
-    assert bus.dropped == 2
+    assert dropped("t") == before + 2
 
 
 async def test_max_ack_pending_holds_back_delivery_until_acks() -> None:
@@ -162,6 +179,7 @@ async def test_a_message_is_released_once_every_consumer_it_is_for_has_acked() -
 
 async def test_a_flood_on_one_stream_never_pushes_out_another() -> None:
     bus = MemoryBus(FakeClock(), max_messages=10)
+    before = dropped("telemetry"), dropped("commands")
     await bus.publish("commands.site-1", b"switch on")
     for i in range(50):
         await bus.publish("telemetry.site-1", bytes([i]))
@@ -169,4 +187,5 @@ async def test_a_flood_on_one_stream_never_pushes_out_another() -> None:
     await bus.subscribe("commands.site-1", "relay", inbox)
     await settle()
     assert inbox.data == [b"switch on"]
-    assert bus.dropped == 40 and bus.retained("telemetry") == 10
+    assert bus.retained("telemetry") == 10
+    assert (dropped("telemetry"), dropped("commands")) == (before[0] + 40, before[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import random
 import sys
 import zlib
 from pathlib import Path
@@ -11,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from evplug.contracts import evplug_pb2 as pb
-from evplug.contracts.wire import MAX_DECOMPRESSED_BYTES, WireError, pack, unpack
+from evplug.contracts.wire import (
+    MAX_COMPRESSED_BYTES,
+    MAX_DECOMPRESSED_BYTES,
+    MAX_DEVICES_PER_ANNOUNCEMENT,
+    MAX_READINGS_PER_CHUNK,
+    WireError,
+    pack,
+    unpack,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +87,29 @@ def test_generated_modules_match_the_proto(tmp_path: Path) -> None:
             fresh = (tmp_path / "evplug" / "contracts" / name).read_text()
             committed = (proto.parent / name).read_text()
             assert fresh == committed, f"{name} is stale: run `make proto`"
+
+
+def test_messages_at_their_caps_fit_the_byte_caps_even_incompressible() -> None:
+    noise = random.Random(7)
+    full = pb.ReadingChunk(site_id="garage-1", seq=2**63)
+    for i in range(MAX_READINGS_PER_CHUNK):
+        reading = full.readings.add(
+            plug_id=f"tasmota:a8032ab1{i:04x}:{i % 8}",
+            fuze_id=f"tasmota:a8032ab1{i:04x}",
+            actual_state=pb.ACTUAL_STATE_OVERCURRENT,
+            timestamp_ms=1_700_000_000_000 + noise.getrandbits(40),
+        )
+        for field in ("current_a", "voltage_v", "power_factor", "active_power_w", "energy_wh"):
+            setattr(reading, field, noise.random() * 10_000)
+    site = pb.DeviceAnnouncement(site_id="garage-1", announcement_id="a" * 32)
+    for i in range(MAX_DEVICES_PER_ANNOUNCEMENT):
+        site.devices.add(
+            plug_id=f"shelly:a8032ab1{i:04x}:{i % 4}",
+            fuze_id=f"shelly:a8032ab1{i:04x}",
+            model="Shelly Pro 4PM (SPSW-104PE16EU)",
+            address=f"http://192.168.{i // 250}.{i % 250}:80",
+            channel=i % 4,
+        )
+    for message in (full, site):
+        assert len(message.SerializeToString()) < MAX_COMPRESSED_BYTES  # even without gzip
+        assert unpack(pack(message), type(message)) == message

@@ -13,6 +13,7 @@ from evplug.contracts.wire import pack
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from evplug.demo import DEMO_DRIVER, DEMO_SITE, STARTING_CREDIT_CENTS
+from evplug.metrics import value
 from evplug.mothership.actions import ActionRefused
 from evplug.mothership.registry import UnknownPlug
 from evplug.mothership.runtime import Mothership
@@ -88,6 +89,10 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
     assert await system.repo.balance(DEMO_DRIVER) == 10 - session.cost_cents
 
 
+REJECTED_CHUNK = ("invalid", "foreign_site")
+REJECTED_READING = ("unknown_plug", "future")
+
+
 async def test_bad_telemetry_is_counted_and_changes_nothing(demo_system) -> None:
     system = await demo_system()
     await system.start()
@@ -96,19 +101,25 @@ async def test_bad_telemetry_is_counted_and_changes_nothing(demo_system) -> None
     stranger = pb.ReadingChunk(site_id=DEMO_SITE, seq=1)
     stranger.readings.add(plug_id="shelly:ffffffffffff:0", timestamp_ms=1, active_power_w=9)
     forged = pb.ReadingChunk(site_id="other-site", seq=2)
-    before = (ms.stats.rejected_chunks, ms.stats.unknown_plug_readings)
+
+    def rejected() -> tuple[float, ...]:
+        chunks = [value("evplug_chunks_rejected_total", reason=r) for r in REJECTED_CHUNK]
+        readings = [value("evplug_readings_rejected_total", reason=r) for r in REJECTED_READING]
+        return (*chunks, *readings)
+
+    before = rejected()
     await system.bus.publish(subject, b"garbage")
     await system.bus.publish(subject, gzip.compress(b"\0" * 50_000_000))
     await system.bus.publish(subject, pack(forged))
     await system.bus.publish(subject, pack(stranger))
-    await wait_for(lambda: ms.stats.rejected_chunks == before[0] + 3)
-    await wait_for(lambda: ms.stats.unknown_plug_readings == before[1] + 1)
+    moved = (2, 1, 1, 0)  # garbage and a gzip bomb; a forged site; a plug never announced
+    await wait_for(lambda: rejected() == tuple(b + m for b, m in zip(before, moved, strict=True)))
     plug_id = system.simulated[0].info.plug_id(0)
     ahead = pb.ReadingChunk(site_id=DEMO_SITE, seq=3)
     far = system.clock.now_ms() + 24 * 3_600_000
     ahead.readings.add(plug_id=plug_id, timestamp_ms=far, actual_state=pb.ACTUAL_STATE_OFF)
     await system.bus.publish(subject, pack(ahead))
-    await wait_for(lambda: ms.stats.future_readings == 1)
+    await wait_for(lambda: rejected()[3] == before[3] + 1)
     assert ms.plug(plug_id).last_reading_ms < far  # later true readings still count
     assert "shelly:ffffffffffff:0" not in ms.plugs
     await wait_for(lambda: system.bus.pending_count("mothership-telemetry") == 0)

@@ -6,13 +6,15 @@ import asyncio
 
 import pytest
 
+from evplug.bus.base import BusError
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import pack
+from evplug.contracts.wire import MAX_DEVICES_PER_ANNOUNCEMENT, MAX_READINGS_PER_CHUNK, pack
 from evplug.devices.base import DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
+from evplug.metrics import value
 from evplug.relay.manager import AnnouncementNotAcked, DeviceSpec, RelayManager
 from tests.relay.fakes import SITE, acking_mothership, collect
 
@@ -142,3 +144,77 @@ async def test_an_old_command_redelivered_late_does_not_undo_a_newer_one(clock: 
     assert not late.ok and "superseded" in late.error
     assert not device.sockets[0].relay_on
     await relay.stop()
+
+
+async def test_a_poll_with_more_readings_than_a_chunk_may_carry_goes_out_in_several(
+    clock: FakeClock,
+) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    chunks = await collect(bus, subjects.TELEMETRY, pb.ReadingChunk, "tel")
+    device = SimulatedDevice("aa01", clock, channels=2 * MAX_READINGS_PER_CHUNK + 7)
+    relay = RelayManager(SITE, bus, [DeviceSpec(device)], clock)
+    await relay.connect()
+    duplicates = value("evplug_bus_duplicates_total", stream="telemetry")
+    published = await relay.poll_once()
+    await settle()
+    sizes = [MAX_READINGS_PER_CHUNK, MAX_READINGS_PER_CHUNK, 7]
+    assert [len(c.readings) for c in chunks] == sizes
+    assert [c.seq for c in published] == [c.seq for c in chunks]
+    seqs = [c.seq for c in chunks]
+    assert seqs == sorted(set(seqs))  # each its own seq, and so its own message id:
+    assert value("evplug_bus_duplicates_total", stream="telemetry") == duplicates  # none deduped
+    assert [r.plug_id for c in chunks for r in c.readings] == list(relay.channels)
+    await relay.stop()
+
+
+async def test_a_site_with_more_plugs_than_an_announcement_may_carry_is_announced_in_several(
+    clock: FakeClock,
+) -> None:
+    bus = MemoryBus(clock)
+    seen = await acking_mothership(bus)
+    device = SimulatedDevice("aa01", clock, channels=2 * MAX_DEVICES_PER_ANNOUNCEMENT + 3)
+    relay = await started(clock, bus, device)
+    sizes = [MAX_DEVICES_PER_ANNOUNCEMENT, MAX_DEVICES_PER_ANNOUNCEMENT, 3]
+    assert [len(a.devices) for a in seen] == sizes
+    assert len({a.announcement_id for a in seen}) == 3
+    assert [d.plug_id for a in seen for d in a.devices] == list(relay.channels)
+    await relay.stop()
+
+
+async def test_counts_polls_failed_reads_and_command_round_trips(clock: FakeClock) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    device = FlakyDevice("aa01", clock)
+    relay = await started(clock, bus, device)
+
+    def counts() -> tuple[float, ...]:
+        return (
+            value("evplug_relay_polls_total"),
+            value("evplug_relay_poll_failures_total", kind="read_error"),
+            value("evplug_relay_poll_failures_total", kind="went_mia"),
+            value("evplug_relay_command_round_trip_seconds_count"),
+        )
+
+    before = counts()
+    device.failing = True
+    await clock.advance(6)  # three failed polls: the third makes the device MIA
+    on = pb.LocalStateRequest(
+        request_id="r1", plug_id="sim:aa01:0", requested_state=pb.REQUESTED_STATE_ON
+    )
+    assert (await relay.execute(on)).ok
+    assert counts() == (before[0] + 3, before[1] + 3, before[2] + 1, before[3] + 1)
+    await relay.stop()
+
+
+async def test_a_publish_the_bus_refuses_is_counted(clock: FakeClock) -> None:
+    class RefusingBus(MemoryBus):
+        async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
+            raise BusError("bus down")
+
+    relay = RelayManager(SITE, RefusingBus(clock), [DeviceSpec(SimulatedDevice("a", clock))], clock)
+    await relay.connect()
+    before = value("evplug_relay_publish_failures_total")
+    with pytest.raises(BusError):
+        await relay.poll_once()
+    assert value("evplug_relay_publish_failures_total") == before + 1

@@ -95,7 +95,7 @@ async def test_a_relay_that_moved_keeps_its_plugs_and_is_read_at_its_new_address
     assert set(relay.channels) == plugs_before
     assert relay.addresses == {moved.url}
     assert len(announcements) == 1  # nothing new to announce
-    chunk = await relay.poll_once()
+    [chunk] = await relay.poll_once()
     await settle()
     assert all(r.actual_state == pb.ACTUAL_STATE_OFF for r in chunk.readings)
     assert {r.plug_id for r in chunks[-1].readings} == plugs_before

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from evplug.metrics import value
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.telemetry import ReadingSink, SinkFull
+
+WRITTEN = "evplug_telemetry_rows_written_total"
+FLUSHES = "evplug_telemetry_flushes_total"
+REFUSED = "evplug_telemetry_refused_total"
 
 
 def rows(n: int, start: int = 0) -> list[tuple]:
@@ -32,12 +37,14 @@ async def test_acks_only_after_commit_and_a_redelivery_replaces_its_batch(tmp_pa
     engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
     await create_schema(engine)
     sink, acks = ReadingSink(engine, max_rows=1000), Acks()
+    written, flushes = value(WRITTEN), value(FLUSHES)
     await sink.add(rows(60), acks, key="site:1")
     for _ in range(10):  # redelivered while the flush is late
         await sink.add(rows(60), acks, key="site:1")
     assert sink.buffered == 60 and acks.count == 0
     await sink.flush()
     assert acks.count == 1 and await stored(engine) == 60
+    assert (value(WRITTEN), value(FLUSHES)) == (written + 60, flushes + 1)
     await engine.dispose()
 
 
@@ -57,8 +64,22 @@ async def test_a_failed_flush_keeps_rows_and_acks_for_the_next(tmp_path: Path) -
 async def test_past_the_buffer_limit_readings_are_refused_not_dropped(tmp_path: Path) -> None:
     engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
     sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
+    before = value(REFUSED, reason="backlog")
     await sink.add(rows(80), key="a")
-    with pytest.raises(SinkFull, match="reachable"):
+    with pytest.raises(SinkFull, match=r"80 readings already wait .* behind or unreachable"):
         await sink.add(rows(30), key="b")
-    assert sink.buffered == 80 and sink.refused == 1
+    assert sink.buffered == 80 and value(REFUSED, reason="backlog") == before + 1
+    await engine.dispose()
+
+
+async def test_a_batch_larger_than_the_whole_buffer_is_not_blamed_on_the_database(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
+    sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
+    before = value(REFUSED, reason="oversize_batch")
+    with pytest.raises(SinkFull, match="larger than the whole buffer") as refused:
+        await sink.add(rows(101), key="a")  # into an empty buffer, the database idle
+    assert "reachable" not in str(refused.value)
+    assert sink.buffered == 0 and value(REFUSED, reason="oversize_batch") == before + 1
     await engine.dispose()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from evplug import metrics
 from evplug.bus.base import Handler, subject_matches
 from evplug.clock import Clock, SystemClock
 
@@ -134,26 +135,22 @@ class MemoryBus:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self._consumers: dict[str, _Consumer] = {}
-        self.dropped = 0
-        self.duplicates = 0
 
     async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
+        stream = self._stream(subject)
         if msg_id:
             if msg_id in self._ids:
-                self.duplicates += 1
+                metrics.BUS_DUPLICATES.labels(stream=stream.name).inc()
                 return False
             self._ids[msg_id] = None
             if len(self._ids) > self._dedupe_window:
                 self._ids.popitem(last=False)
-        stream = self._stream(subject)
         stream.seq += 1
         stream.log.append(_Stored(stream.seq, subject, data, msg_id))
         if len(stream.log) > self.max_messages:
             lost = stream.log.popleft()
-            self.dropped += 1
-            log.warning(
-                "bus.dropped_oldest", subject=lost.subject, seq=lost.seq, total=self.dropped
-            )
+            metrics.BUS_DROPPED.labels(stream=stream.name).inc()
+            log.warning("bus.dropped_oldest", subject=lost.subject, seq=lost.seq)
         for consumer in stream.consumers:
             consumer.wake.set()
         return True
@@ -232,6 +229,8 @@ class MemoryBus:
         handler = consumer.handler
         if handler is None:  # stopping: it stays pending for the next subscriber
             return
+        if deliveries:
+            metrics.BUS_REDELIVERIES.labels(durable=consumer.durable).inc()
         try:
             await handler(message)
         except Exception:

@@ -17,6 +17,13 @@ from google.protobuf.message import DecodeError, Message
 MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
 MAX_COMPRESSED_BYTES = 1024 * 1024
 
+# Caps on what one message may carry, far below what a receiver can hold at once (the telemetry
+# sink buffers 100,000 readings): a sender splits anything larger into several messages, and a
+# receiver refuses a message over a cap whole. A reading with the usual ids is ~100 bytes, so a
+# chunk at its cap (~500 KB) fits both byte caps above even when it does not compress.
+MAX_READINGS_PER_CHUNK = 5_000  # ReadingChunk.readings
+MAX_DEVICES_PER_ANNOUNCEMENT = 1_000  # DeviceAnnouncement.devices
+
 M = TypeVar("M", bound=Message)
 
 

@@ -17,7 +17,12 @@ from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import WireError, pack, unpack
 from evplug.core.plug import Effect, Plug
-from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
+from evplug.mothership.ingest import (
+    ForeignChunk,
+    actual_name,
+    count_rejected_chunk,
+    process_chunk,
+)
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.telemetry import ReadingSink
 
@@ -49,7 +54,6 @@ class BusHandlers:
         self.apply = apply
         self.apply_many = apply_many
         self.max_clock_ahead_ms = max_clock_ahead_ms
-        self.stats = IngestStats()
         self._warned: set[str] = set()
 
     async def on_telemetry(self, msg: Message) -> None:
@@ -59,12 +63,11 @@ class BusHandlers:
                 msg.data,
                 site_id,
                 self.registry.site_plugs,
-                self.stats,
                 self._warned,
                 not_after_ms=self.clock.now_ms() + self.max_clock_ahead_ms,
             )
         except (WireError, ForeignChunk) as exc:
-            self.stats.rejected_chunks += 1
+            count_rejected_chunk(exc)
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()
             return

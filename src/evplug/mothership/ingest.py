@@ -6,12 +6,11 @@ that is hundreds of thousands of readings a second through this loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import structlog
 
+from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
-from evplug.contracts.wire import unpack
+from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, WireError, unpack
 from evplug.core.plug import Effect, Plug
 from evplug.store.telemetry import Row
 
@@ -37,20 +36,35 @@ class ForeignChunk(ValueError):
     """A chunk whose site id does not match the subject it came on."""
 
 
-@dataclass(slots=True)
-class IngestStats:
-    chunks: int = 0
-    readings: int = 0
-    rejected_chunks: int = 0
-    unknown_plug_readings: int = 0
-    future_readings: int = 0
+class OversizeChunk(WireError):
+    """A chunk with more readings than the wire contract allows; refused whole.
+
+    A ``WireError``: like bytes over the byte caps, it breaks the contract, so it is acked and
+    dropped rather than retried (it would never fit the telemetry sink and would pin its stream).
+    """
+
+
+_INGESTED = metrics.READINGS_INGESTED
+_UNKNOWN_PLUG = metrics.READINGS_REJECTED.labels(reason="unknown_plug")
+_FUTURE = metrics.READINGS_REJECTED.labels(reason="future")
+_IN_OVERSIZE_CHUNK = metrics.READINGS_REJECTED.labels(reason="oversize_chunk")
+
+
+def count_rejected_chunk(error: Exception) -> None:
+    """Count a chunk refused whole, by why."""
+    if isinstance(error, OversizeChunk):
+        reason = "oversize"
+    elif isinstance(error, ForeignChunk):
+        reason = "foreign_site"
+    else:
+        reason = "invalid"
+    metrics.CHUNKS_REJECTED.labels(reason=reason).inc()
 
 
 def process_chunk(
     data: bytes,
     subject_site: str,
     site_plugs: dict[str, dict[str, Plug]],
-    stats: IngestStats,
     warned: set[str],
     not_after_ms: int,
 ) -> tuple[list[Row], list[Effect]]:
@@ -59,11 +73,20 @@ def process_chunk(
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
     So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
     its plug ignore every true reading (credit checks, OFF confirmations) until that time.
+    A chunk over ``MAX_READINGS_PER_CHUNK`` is refused whole (``OversizeChunk``), none of its
+    readings applied.
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
         raise ForeignChunk(
             f"chunk claims site {chunk.site_id!r} on the subject of {subject_site!r}"
+        )
+    if len(chunk.readings) > MAX_READINGS_PER_CHUNK:
+        _IN_OVERSIZE_CHUNK.inc(len(chunk.readings))
+        raise OversizeChunk(
+            f"chunk {chunk.seq} of site {subject_site!r} has {len(chunk.readings)} readings,"
+            f" over the cap of {MAX_READINGS_PER_CHUNK}: upgrade that site's relay manager,"
+            " which splits its polls into chunks under the cap"
         )
     plugs = site_plugs.get(subject_site) or {}
     names = ACTUAL_NAMES
@@ -91,11 +114,11 @@ def process_chunk(
         out = plug.reading(ts, names[actual] if actual < n_names else "UNKNOWN", power, energy)
         if out:
             effects.extend(out)
-    stats.chunks += 1
-    stats.readings += len(rows)
-    stats.unknown_plug_readings += unknown
+    _INGESTED.inc(len(rows))
+    if unknown:
+        _UNKNOWN_PLUG.inc(unknown)
     if future:
-        stats.future_readings += future
+        _FUTURE.inc(future)
         log.warning(
             "ingest.readings_from_the_future",
             site=subject_site,

@@ -30,7 +30,6 @@ from evplug.mothership.admission import CircuitAdmission
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.events import EventHook
 from evplug.mothership.handlers import BusHandlers, EffectsParked
-from evplug.mothership.ingest import IngestStats
 from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.repository import Repository
@@ -96,10 +95,6 @@ class Mothership:
     @property
     def plugs(self) -> dict[str, Plug]:
         return self.registry.plugs
-
-    @property
-    def stats(self) -> IngestStats:
-        return self.handlers.stats
 
     def plug(self, plug_id: str) -> Plug:
         return self.registry.get(plug_id)

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 
 import structlog
 
+from evplug import metrics
 from evplug.bus.base import Bus, BusError, Message, Subscription
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import WireError, pack, unpack
+from evplug.contracts.wire import (
+    MAX_DEVICES_PER_ANNOUNCEMENT,
+    MAX_READINGS_PER_CHUNK,
+    WireError,
+    pack,
+    unpack,
+)
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
 from evplug.devices.health import Change, PollHealth
 
@@ -79,8 +87,7 @@ class RelayManager:
         self._announced = False
         self._newest_command_ms: dict[str, int] = {}
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
-        self.polls = 0
-        self.publish_failures = 0
+        self.polls = 0  # shown on the local status page
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -181,22 +188,34 @@ class RelayManager:
 
     # -- announcement ------------------------------------------------------------------------
 
-    async def announce(self) -> pb.DeviceAnnouncementAck:
-        """Announce every plug and wait for the ack, retrying until it comes."""
+    async def announce(self) -> list[pb.DeviceAnnouncementAck]:
+        """Announce every plug and wait for the acks, retrying until they come.
+
+        A site with more plugs than one announcement may carry is announced in several, one
+        after the other, each acked on its own.
+        """
+        devices = [
+            pb.Device(
+                plug_id=plug_id,
+                fuze_id=ch.fuze_id,
+                model=ch.info.model,
+                address=ch.info.address,
+                channel=ch.channel,
+            )
+            for plug_id, ch in self.channels.items()
+        ]
+        step = MAX_DEVICES_PER_ANNOUNCEMENT
+        return [
+            await self._announce(devices[start : start + step])
+            for start in range(0, max(len(devices), 1), step)
+        ]
+
+    async def _announce(self, devices: list[pb.Device]) -> pb.DeviceAnnouncementAck:
         announcement = pb.DeviceAnnouncement(
             site_id=self.site_id,
             announcement_id=uuid.uuid4().hex,
             timestamp_ms=self.clock.now_ms(),
-            devices=[
-                pb.Device(
-                    plug_id=plug_id,
-                    fuze_id=ch.fuze_id,
-                    model=ch.info.model,
-                    address=ch.info.address,
-                    channel=ch.channel,
-                )
-                for plug_id, ch in self.channels.items()
-            ],
+            devices=devices,
         )
         data = pack(announcement)
         attempt = 0
@@ -259,13 +278,24 @@ class RelayManager:
             spent_s = (self.clock.now_ms() - started) / 1000
             await self.clock.sleep(max(self.poll_interval_s - spent_s, 0.0))
 
-    async def poll_once(self) -> pb.ReadingChunk:
+    async def poll_once(self) -> list[pb.ReadingChunk]:
+        """Read every relay once and publish the readings; return the chunks published.
+
+        One chunk per poll, or several with their own seq when the readings are more than one
+        chunk may carry.
+        """
         devices = list(self._by_device)  # devices found meanwhile join the next poll
         results = await asyncio.gather(
             *(spec.driver.read() for spec, _ in devices), return_exceptions=True
         )
         now = self.clock.now_ms()
-        chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
+        chunks = [pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())]
+
+        def add(**fields: object) -> pb.Reading:
+            if len(chunks[-1].readings) == MAX_READINGS_PER_CHUNK:
+                chunks.append(pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq()))
+            return chunks[-1].readings.add(**fields)
+
         for (_, info), result in zip(devices, results, strict=True):
             device = info.hardware_id
             if isinstance(result, BaseException):
@@ -273,7 +303,7 @@ class RelayManager:
                 if self.health.is_mia(device):
                     for channel in range(info.channels):
                         plug_id = info.plug_id(channel)
-                        chunk.readings.add(
+                        add(
                             plug_id=plug_id,
                             fuze_id=self.channels[plug_id].fuze_id,
                             actual_state=pb.ACTUAL_STATE_MIA,
@@ -284,7 +314,7 @@ class RelayManager:
                 log.info("relay.device_back", device=device)
             for r in result:
                 plug_id = info.plug_id(r.channel)
-                reading = chunk.readings.add(
+                reading = add(
                     plug_id=plug_id,
                     fuze_id=self.channels[plug_id].fuze_id,
                     actual_state=_ACTUAL.get(r.actual, pb.ACTUAL_STATE_UNKNOWN),
@@ -296,19 +326,23 @@ class RelayManager:
                 )
                 if r.energy_wh is not None:
                     reading.energy_wh = r.energy_wh
-        for reading in chunk.readings:
-            self.latest[reading.plug_id] = reading
+        for chunk in chunks:
+            for reading in chunk.readings:
+                self.latest[reading.plug_id] = reading
         self.polls += 1
-        await self._publish(
-            subjects.for_site(subjects.TELEMETRY, self.site_id),
-            pack(chunk),
-            f"{self.site_id}:{chunk.seq}",
-        )
-        return chunk
+        metrics.RELAY_POLLS.inc()
+        subject = subjects.for_site(subjects.TELEMETRY, self.site_id)
+        for chunk in chunks:
+            await self._publish(subject, pack(chunk), f"{self.site_id}:{chunk.seq}")
+        return chunks
 
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
         change = self.health.failed(info.hardware_id, str(error))
-        if not isinstance(error, DeviceError):
+        bug = not isinstance(error, DeviceError)
+        metrics.RELAY_POLL_FAILURES.labels(kind="driver_bug" if bug else "read_error").inc()
+        if change is Change.WENT_MIA:
+            metrics.RELAY_POLL_FAILURES.labels(kind="went_mia").inc()
+        if bug:
             log.error("relay.driver_bug", device=info.hardware_id, error=repr(error))
         elif change is Change.WENT_MIA:
             log.warning(
@@ -323,7 +357,7 @@ class RelayManager:
         try:
             await self.bus.publish(subject, data, msg_id=msg_id)
         except BusError as exc:
-            self.publish_failures += 1
+            metrics.RELAY_PUBLISH_FAILURES.inc()
             log.warning("relay.publish_failed", subject=subject, error=str(exc))
             raise
 
@@ -345,6 +379,7 @@ class RelayManager:
         await msg.ack()
 
     async def execute(self, request: pb.LocalStateRequest) -> pb.LocalStateResponse:
+        received = time.perf_counter()  # real seconds, whatever the clock's speed
         response = pb.LocalStateResponse(request_id=request.request_id, plug_id=request.plug_id)
         channel = self.channels.get(request.plug_id)
         on = request.requested_state == pb.REQUESTED_STATE_ON
@@ -359,7 +394,8 @@ class RelayManager:
         else:
             self._newest_command_ms[request.plug_id] = request.issued_ms
             try:
-                actual = await channel.driver.switch(channel.channel, on)
+                actual = await channel.driver.switch(channel.channel, on)  # reads it back
+                metrics.RELAY_COMMAND_ROUND_TRIP.observe(time.perf_counter() - received)
                 response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
                 response.ok = True
             except DeviceError as exc:

@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from evplug import metrics
+
 log = structlog.get_logger(__name__)
 
 Row = tuple[Any, ...]  # (plug_id, timestamp_ms, actual_state, A, V, pf, W, Wh|None)
@@ -29,7 +31,11 @@ _INSERT = {
 
 
 class SinkFull(RuntimeError):
-    """Too many readings wait for the database: the message should come back later."""
+    """The buffer cannot take these readings now: the message should come back later."""
+
+
+_REFUSED_BACKLOG = metrics.TELEMETRY_REFUSED.labels(reason="backlog")
+_REFUSED_OVERSIZE = metrics.TELEMETRY_REFUSED.labels(reason="oversize_batch")
 
 
 class ReadingSink:
@@ -50,9 +56,6 @@ class ReadingSink:
         self._unkeyed = itertools.count()
         self._lock = asyncio.Lock()
         self._statement = _INSERT[engine.dialect.name]
-        self.rows_written = 0
-        self.flushes = 0
-        self.refused = 0
 
     @property
     def buffered(self) -> int:
@@ -72,11 +75,21 @@ class ReadingSink:
         previous = self._batches.pop(key, None)
         if previous is not None:
             self._buffered -= len(previous[0])
-        if self._buffered + len(rows) > self.max_buffered_rows:
-            self.refused += 1
+        if len(rows) > self.max_buffered_rows:
+            # Chunks are capped far below the buffer, so this is a bug, not backpressure: the
+            # batch could never fit, however long the database takes.
+            _REFUSED_OVERSIZE.inc()
             raise SinkFull(
-                f"{self._buffered} readings wait for the database (limit"
-                f" {self.max_buffered_rows}): is it reachable?"
+                f"a batch of {len(rows)} readings is larger than the whole buffer"
+                f" ({self.max_buffered_rows}) and can never be written: split it (telemetry"
+                " chunks are capped at MAX_READINGS_PER_CHUNK) or raise max_buffered_rows"
+            )
+        if self._buffered + len(rows) > self.max_buffered_rows:
+            _REFUSED_BACKLOG.inc()
+            raise SinkFull(
+                f"{self._buffered} readings already wait to be written (limit"
+                f" {self.max_buffered_rows}): the database is behind or unreachable;"
+                " these come back once it catches up"
             )
         self._batches[key] = (rows, on_flushed)
         self._buffered += len(rows)
@@ -100,8 +113,8 @@ class ReadingSink:
                 self._buffered += buffered
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
-            self.rows_written += len(rows)
-            self.flushes += 1
+            metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))
+            metrics.TELEMETRY_FLUSHES.inc()
         acks = [ack for _, ack in batches.values() if ack is not None]
         for ack in acks:
             await ack()

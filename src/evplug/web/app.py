@@ -9,24 +9,34 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
 
+from evplug import metrics
 from evplug.core.plug import InvalidTransition, Prompt
 from evplug.mothership.actions import ActionRefused
 from evplug.mothership.registry import UnknownPlug
 from evplug.mothership.runtime import Mothership
 from evplug.store.repository import UnknownUser
+from evplug.web.limits import BodyLimit
 
 _PAGE = files("evplug.web").joinpath("templates/plugs.html").read_text(encoding="utf-8")
 
 
 class PromptChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     prompt: Prompt
 
 
 def create_app(mothership: Mothership, driver_id: str) -> FastAPI:
     app = FastAPI(title="evplug", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.add_middleware(BodyLimit)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
     async def plugs_page() -> str:

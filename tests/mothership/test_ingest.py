@@ -1,0 +1,61 @@
+"""Ingest refuses a chunk over the readings cap whole, so it can never pin its stream."""
+
+from __future__ import annotations
+
+import pytest
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, pack
+from evplug.core.plug import Plug, Settings
+from evplug.demo import DEMO_SITE
+from evplug.metrics import value
+from evplug.mothership.ingest import OversizeChunk, process_chunk
+from tests.conftest import wait_for
+
+SITE, PLUG = "site-1", "sim:aa01:0"
+NOW_MS = 1_700_000_000_000
+
+
+def chunk_of(n: int, site: str, plug_id: str, start_ms: int) -> bytes:
+    chunk = pb.ReadingChunk(site_id=site, seq=1)
+    for i in range(n):
+        chunk.readings.add(
+            plug_id=plug_id, timestamp_ms=start_ms + i, actual_state=pb.ACTUAL_STATE_OFF
+        )
+    return pack(chunk)
+
+
+def test_a_chunk_at_the_cap_is_ingested_and_one_past_it_is_refused_whole() -> None:
+    plug = Plug(PLUG, "main", Settings())
+    site_plugs = {SITE: {PLUG: plug}}
+    at_cap = chunk_of(MAX_READINGS_PER_CHUNK, SITE, PLUG, NOW_MS - 60_000)
+    rows, _ = process_chunk(at_cap, SITE, site_plugs, set(), not_after_ms=NOW_MS)
+    assert len(rows) == MAX_READINGS_PER_CHUNK
+    seen_ms = plug.last_reading_ms
+
+    before = value("evplug_readings_rejected_total", reason="oversize_chunk")
+    over = chunk_of(MAX_READINGS_PER_CHUNK + 1, SITE, PLUG, NOW_MS - 1_000)
+    with pytest.raises(OversizeChunk, match="upgrade that site's relay manager"):
+        process_chunk(over, SITE, site_plugs, set(), not_after_ms=NOW_MS)
+    assert plug.last_reading_ms == seen_ms  # none of its readings reached the plug
+    rejected = value("evplug_readings_rejected_total", reason="oversize_chunk")
+    assert rejected == before + MAX_READINGS_PER_CHUNK + 1
+
+
+@pytest.mark.integration
+async def test_a_chunk_too_big_for_the_sink_is_acked_and_counted_not_retried(demo_system) -> None:
+    system = await demo_system()
+    await system.start()
+    plug_id = system.simulated[0].info.plug_id(0)
+    # More readings than the sink can buffer, yet within the wire's byte caps.
+    n = system.sink.max_buffered_rows + 50_000
+    data = chunk_of(n, DEMO_SITE, plug_id, system.clock.now_ms() - n)
+    before = value("evplug_chunks_rejected_total", reason="oversize")
+    written = value("evplug_telemetry_rows_written_total")
+    await system.bus.publish(subjects.for_site(subjects.TELEMETRY, DEMO_SITE), data)
+    await wait_for(lambda: value("evplug_chunks_rejected_total", reason="oversize") == before + 1)
+    # Acked, so it does not hold the stream; the relay's own chunks still go through.
+    await wait_for(lambda: system.bus.pending_count("mothership-telemetry") == 0, timeout_s=5)
+    await wait_for(lambda: value("evplug_telemetry_rows_written_total") > written)
+    assert value("evplug_telemetry_rows_written_total") < written + n
