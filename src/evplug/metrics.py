@@ -43,8 +43,10 @@ TRANSITIONS = _counter(
 EFFECTS_PARKED = _counter(
     "effects_parked", "Times a plug's effects could not be applied and were parked for retry."
 )
-EFFECTS_FAILED = _counter(
-    "effects_failed", "Effects given up on for good: they will not be retried."
+EFFECTS_STUCK = _counter(
+    "effects_stuck",
+    "Times a plug's effects failed so often in a row that an operator must look (they are kept"
+    " and still retried, with backoff).",
 )
 METER_ANOMALIES = _counter(
     "meter_anomalies",
@@ -53,6 +55,10 @@ METER_ANOMALIES = _counter(
 )
 SESSIONS_CLOSED = _counter(
     "sessions_closed", "Charging sessions closed and billed, by end reason.", "reason"
+)
+DEBT_CENTS = _counter(
+    "debt_cents",
+    "Cents billed beyond what the driver's balance held at a session's close (owed; alerted).",
 )
 
 # -- bus ------------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
 
+from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
+from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from tests.mothership.conftest import MakeSite
 from tests.mothership.harness import CREDIT_CENTS, Site
@@ -171,3 +174,30 @@ async def test_a_plug_that_can_never_be_written_holds_up_no_other(make_site: Mak
     assert site.ms.plug(healthy).state is State.SENSING_START_NOT_RESPONDING
     assert site.ms.pending.waiting(healthy) == 0
     assert site.ms.pending.stuck(broken) and site.ms.pending.waiting(broken) > 0
+
+
+async def test_a_close_beyond_the_balance_is_recorded_as_debt_and_alerted(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site()
+    await site.add_driver("d", credit_cents=100)
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, "d")
+    await site.answer()
+    for _ in range(10):
+        await site.advance(60)
+        await site.read(60)
+    # A card payment is disputed mid-session: the balance drops under what is being charged.
+    await site.repo.post(ledger.Entry("d", ledger.EntryKind.ADJUSTMENT, -95, "dispute:1", 0))
+    debt_before = metrics.value("evplug_debt_cents_total")
+    with structlog.testing.capture_logs() as logs:
+        await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d")
+        await site.answer()
+    session = (await site.repo.sessions_of_user("d"))[0]
+    assert session.cost_cents is not None and session.cost_cents > 5
+    owed = session.cost_cents - 5
+    assert await site.repo.balance("d") == -owed == await site.repo.ledger_sum("d")
+    assert metrics.value("evplug_debt_cents_total") - debt_before == owed
+    alert = next(e for e in logs if e["event"] == "session.debt")
+    assert alert["log_level"] == "error" and alert["debt_cents"] == owed

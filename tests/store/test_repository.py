@@ -38,8 +38,8 @@ async def test_a_session_is_billed_once_even_if_closed_twice(repo: Repository) -
     snapshot = Plug("p", "f").snapshot()
     await repo.open_session(SessionOpened("s1", "p", "u", 10, 30), snapshot)
     closed = SessionClosed("s1", "p", "u", 10, 20, 1500.0, 45, 30, "complete")
-    assert await repo.close_session(closed, snapshot)
-    assert not await repo.close_session(closed, snapshot)
+    assert await repo.close_session(closed, snapshot) == 955
+    assert await repo.close_session(closed, snapshot) is None
     assert await repo.balance("u") == 955 == await repo.ledger_sum("u")
     session = await repo.get_session("s1")
     assert session is not None and session.cost_cents == 45 and session.ended_ms == 20

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from evplug import metrics
 from evplug.bus.base import Bus
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
@@ -61,10 +62,28 @@ class EffectApplier:
                 if isinstance(effect, SwitchRelay):
                     await self._send_command(site_id, effect)
         for effect in effects:
+            if isinstance(effect, Transitioned):
+                metrics.TRANSITIONS.labels(effect.to_state.value).inc()
             self.events.emit(effect)
 
     async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
-        billed = await self.repo.close_session(effect, snapshot)
+        balance = await self.repo.close_session(effect, snapshot)
+        billed = balance is not None
+        if billed:
+            metrics.SESSIONS_CLOSED.labels(effect.reason).inc()
+        if balance is not None and balance < 0:
+            # Delivered energy is owed in full; the credit check should have stopped it sooner.
+            owed = min(-balance, effect.cost_cents)
+            metrics.DEBT_CENTS.inc(owed)
+            log.error(
+                "session.debt",
+                session_id=effect.session_id,
+                user_id=effect.user_id,
+                debt_cents=owed,
+                balance_cents=balance,
+                fix="the driver owes this: they cannot start again until they top up;"
+                " check why the credit check did not stop the session in time",
+            )
         log.info(
             "session.closed",
             session_id=effect.session_id,

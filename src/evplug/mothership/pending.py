@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from evplug import metrics
 from evplug.clock import Clock
 from evplug.core.plug import Effect, Plug
 from evplug.mothership.effects import EffectApplier
@@ -111,7 +112,9 @@ class PendingEffects:
             "retry_in_s": backoff / 1000,
             "error": f"{type(exc).__name__}: {exc}",
         }
+        metrics.EFFECTS_PARKED.inc()
         if queue.failures == STUCK_AFTER:
+            metrics.EFFECTS_STUCK.inc()
             log.error(
                 "effects.stuck",
                 **fields,

@@ -200,15 +200,18 @@ class Repository:
                 )
             await _save_snapshots(db, [snapshot], opened.started_ms)
 
-    async def close_session(self, closed: SessionClosed, snapshot: dict[str, Any]) -> bool:
-        """Close, bill and release the plug in one transaction; False if it was billed before."""
+    async def close_session(self, closed: SessionClosed, snapshot: dict[str, Any]) -> int | None:
+        """Close, bill and release the plug in one transaction.
+
+        Returns the driver's balance after the charge, or None if it was billed before.
+        """
         async with self._sessions.begin() as db:
             session = await db.get(ChargingSession, closed.session_id)
             if session is None:
                 raise LookupError(f"session {closed.session_id} was never opened")
             await _save_snapshots(db, [snapshot], closed.ended_ms)
             if session.ended_ms is not None:
-                return False
+                return None
             session.ended_ms = closed.ended_ms
             session.energy_wh = closed.energy_wh
             session.cost_cents = closed.cost_cents
@@ -220,7 +223,9 @@ class Repository:
                 closed.ended_ms,
                 memo=f"{closed.energy_wh / 1000:.3f} kWh at {closed.plug_id}",
             )
-            return await _post(db, charge)
+            if not await _post(db, charge):
+                return None
+            return await db.scalar(select(User.balance_cents).where(User.id == closed.user_id))
 
     async def get_session(self, session_id: str) -> ChargingSession | None:
         async with self._sessions() as db:
