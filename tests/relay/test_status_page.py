@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
+from evplug.devices.base import DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.status_page import plug_url, render
@@ -24,3 +25,20 @@ async def test_lists_every_plug_with_its_reading_and_a_qr_code() -> None:
     assert url == "https://ev.example/plugs/sim%3Aaa01%3A1"
     assert f'href="{url}"' in html
     assert " W · " in html and "Wh" in html and "circuit main" in html
+
+
+async def test_a_relay_that_does_not_answer_shows_why() -> None:
+    clock = FakeClock()
+    device = SimulatedDevice("aa01", clock)
+
+    async def unreachable() -> list:
+        raise DeviceUnreachable("http://192.0.2.7: connection refused")
+
+    device.read = unreachable  # type: ignore[method-assign]
+    relay = RelayManager("site-1", MemoryBus(clock), [DeviceSpec(device, "main")], clock)
+    await relay.connect()
+    await relay.poll_once()
+    await relay.poll_once()
+    html = render(relay, "https://ev.example")
+    assert "not answering (2 polls in a row)" in html
+    assert "connection refused" in html and "address in the site config" in html

@@ -36,9 +36,6 @@ class PollHealth:
         """Why the latest poll of a failing device failed; None once it reads again."""
         return self._last_error.get(device)
 
-    def mia(self) -> list[str]:
-        return sorted(device for device in self._failures if self.is_mia(device))
-
     def failed(self, device: str, error: str = "") -> Change | None:
         self._failures[device] = self.failures(device) + 1
         self._last_error[device] = error

@@ -29,7 +29,13 @@ def render(relay: RelayManager, base_url: str) -> str:
     rows = []
     for plug_id, channel in sorted(relay.channels.items()):
         reading = relay.latest.get(plug_id)
-        if reading is None:
+        device = channel.info.hardware_id
+        error = relay.health.last_error(device)
+        if error is not None:
+            # The technician's question at the socket: does the relay answer, and if not, why.
+            state = f"not answering ({relay.health.failures(device)} polls in a row)"
+            figures = f"{error}: is it powered, and its address in the site config right?"
+        elif reading is None:
             state, figures = "no reading yet", ""
         else:
             state = pb.ActualState.Name(reading.actual_state).removeprefix("ACTUAL_STATE_")
