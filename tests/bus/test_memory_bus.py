@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evplug.bus.base import Message, subject_matches
+from evplug.bus.base import Message
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
 
@@ -20,14 +20,6 @@ class Inbox:
     @property
     def data(self) -> list[bytes]:
         return [m.data for m in self.messages]
-
-
-def test_subject_wildcards() -> None:
-    assert subject_matches("telemetry.*", "telemetry.site-1")
-    assert not subject_matches("telemetry.*", "telemetry.site-1.x")
-    assert subject_matches("telemetry.>", "telemetry.site-1.x")
-    assert not subject_matches("telemetry.>", "telemetry")
-    assert not subject_matches("commands.site-1", "commands.site-2")
 
 
 async def test_a_repeated_message_id_is_dropped() -> None:
