@@ -1,11 +1,20 @@
-"""The embedded bus keeps the broker's promises: dedupe, durability, acks, redelivery."""
+"""The embedded bus's own workings: its clock, stream limits and counters.
+
+What every transport promises is in test_contract.py.
+"""
 
 from __future__ import annotations
 
-from evplug.bus.base import Message, subject_matches
+import asyncio
+
+import pytest
+from structlog.testing import capture_logs
+
+from evplug.bus.base import RequestTimeout
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
 from evplug.metrics import value
+from tests.bus.inbox import Inbox
 
 
 def dropped(stream: str) -> float:
@@ -20,50 +29,12 @@ def redeliveries(durable: str) -> float:
     return value("evplug_bus_redeliveries_total", durable=durable)
 
 
-class Inbox:
-    def __init__(self, ack: bool = True) -> None:
-        self.messages: list[Message] = []
-        self.ack = ack
-
-    async def __call__(self, msg: Message) -> None:
-        self.messages.append(msg)
-        if self.ack:
-            await msg.ack()
-
-    @property
-    def data(self) -> list[bytes]:
-        return [m.data for m in self.messages]
-
-
-def test_subject_wildcards() -> None:
-    assert subject_matches("telemetry.*", "telemetry.site-1")
-    assert not subject_matches("telemetry.*", "telemetry.site-1.x")
-    assert subject_matches("telemetry.>", "telemetry.site-1.x")
-    assert not subject_matches("telemetry.>", "telemetry")
-    assert not subject_matches("commands.site-1", "commands.site-2")
-
-
-async def test_a_repeated_message_id_is_dropped() -> None:
+async def test_a_repeated_message_id_is_counted() -> None:
     bus = MemoryBus(FakeClock())
-    inbox = Inbox()
-    await bus.subscribe("t.*", "d", inbox)
     before = duplicates("t")
-    assert await bus.publish("t.a", b"1", msg_id="m1")
-    assert not await bus.publish("t.a", b"1 again", msg_id="m1")
-    await settle()
-    assert inbox.data == [b"1"]
+    await bus.publish("t.a", b"1", msg_id="m1")
+    await bus.publish("t.a", b"1 again", msg_id="m1")
     assert duplicates("t") == before + 1
-
-
-async def test_messages_published_before_subscribing_are_delivered_in_order() -> None:
-    bus = MemoryBus(FakeClock())
-    for i in range(5):
-        await bus.publish("t.a", bytes([i]))
-    await bus.publish("other.a", b"x")
-    inbox = Inbox()
-    await bus.subscribe("t.*", "d", inbox)
-    await settle()
-    assert inbox.data == [bytes([i]) for i in range(5)]
 
 
 async def test_unacked_messages_come_back_after_the_ack_wait() -> None:
@@ -85,52 +56,16 @@ async def test_unacked_messages_come_back_after_the_ack_wait() -> None:
     assert bus.pending_count("d") == 0
 
 
-async def test_a_durable_resumes_with_what_it_had_not_acked() -> None:
-    clock = FakeClock()
-    bus = MemoryBus(clock)
-    first = Inbox(ack=False)
-    sub = await bus.subscribe("t.*", "d", first)
+async def test_a_stopped_subscribers_unacked_messages_go_to_the_next_without_waiting() -> None:
+    bus = MemoryBus(FakeClock())  # time never moves: no ack wait passes
+    sub = await bus.subscribe("t.*", "d", Inbox(ack=False))
     await bus.publish("t.a", b"1")
     await settle()
-    await sub.stop()  # the subscriber dies without acking
-    await bus.publish("t.a", b"2")
+    await sub.stop()
     second = Inbox()
     await bus.subscribe("t.*", "d", second)
     await settle()
-    assert second.data == [b"1", b"2"]
-    assert second.messages[0].deliveries == 2
-
-
-async def test_nak_redelivers_at_once() -> None:
-    bus = MemoryBus(FakeClock())
-    seen: list[int] = []
-
-    async def handler(msg: Message) -> None:
-        seen.append(msg.deliveries)
-        await (msg.nak() if msg.deliveries < 3 else msg.ack())
-
-    await bus.subscribe("t.*", "d", handler)
-    await bus.publish("t.a", b"1")
-    await settle()
-    assert seen == [1, 2, 3]
-
-
-async def test_a_failing_handler_does_not_stop_the_subscription() -> None:
-    clock = FakeClock()
-    bus = MemoryBus(clock)
-    inbox = Inbox()
-
-    async def handler(msg: Message) -> None:
-        if msg.data == b"boom" and msg.deliveries == 1:
-            raise RuntimeError("handler bug")
-        await inbox(msg)
-
-    await bus.subscribe("t.*", "d", handler, ack_wait_s=1)
-    await bus.publish("t.a", b"boom")
-    await bus.publish("t.a", b"ok")
-    await settle()
-    await clock.advance(2)
-    assert inbox.data == [b"ok", b"boom"]
+    assert [(m.data, m.deliveries) for m in second.messages] == [(b"1", 2)]
 
 
 async def test_the_oldest_messages_are_dropped_and_counted_past_the_limit() -> None:
@@ -143,19 +78,6 @@ async def test_the_oldest_messages_are_dropped_and_counted_past_the_limit() -> N
     await settle()
     assert inbox.data == [bytes([2]), bytes([3]), bytes([4])]
     assert dropped("t") == before + 2
-
-
-async def test_max_ack_pending_holds_back_delivery_until_acks() -> None:
-    bus = MemoryBus(FakeClock())
-    inbox = Inbox(ack=False)
-    await bus.subscribe("t.*", "d", inbox, max_ack_pending=2)
-    for i in range(4):
-        await bus.publish("t.a", bytes([i]))
-    await settle()
-    assert len(inbox.messages) == 2
-    await inbox.messages[0].ack()
-    await settle()
-    assert len(inbox.messages) == 3
 
 
 async def test_a_message_is_released_once_every_consumer_it_is_for_has_acked() -> None:
@@ -189,3 +111,73 @@ async def test_a_flood_on_one_stream_never_pushes_out_another() -> None:
     assert inbox.data == [b"switch on"]
     assert bus.retained("telemetry") == 10
     assert (dropped("telemetry"), dropped("commands")) == (before[0] + 40, before[1])
+
+
+async def never_answers(subject: str, data: bytes) -> bytes:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+async def test_a_request_times_out_on_the_bus_clock() -> None:
+    clock = FakeClock()
+    bus = MemoryBus(clock)
+    await bus.serve("svc.stuck", never_answers)
+    request = asyncio.create_task(bus.request("svc.stuck", b"", timeout_s=5))
+    await settle()
+    await clock.advance(4.9)
+    assert not request.done()
+    await clock.advance(0.1)
+    assert request.done()
+    with pytest.raises(RequestTimeout, match="longer timeout"):
+        request.result()
+
+
+async def test_a_reply_in_time_beats_the_clock() -> None:
+    clock = FakeClock()
+    bus = MemoryBus(clock)
+    answer = asyncio.Event()
+
+    async def waits_for_its_cue(subject: str, data: bytes) -> bytes:
+        await answer.wait()
+        return b"done"
+
+    await bus.serve("svc.cued", waits_for_its_cue)
+    request = asyncio.create_task(bus.request("svc.cued", b"", timeout_s=5))
+    await clock.advance(4.9)
+    answer.set()
+    await settle()
+    assert request.result() == b"done"
+    await clock.advance(10)  # the timeout that did not fire stays harmless
+
+
+@pytest.mark.parametrize(
+    "responder_returns", [RuntimeError("responder bug"), "text"], ids=["raises", "returns-str"]
+)
+async def test_a_failing_responder_is_logged_and_its_requester_times_out(
+    responder_returns: object,
+) -> None:
+    clock = FakeClock()
+    bus = MemoryBus(clock)
+
+    async def responder(subject: str, data: bytes) -> bytes:
+        if isinstance(responder_returns, Exception):
+            raise responder_returns
+        return responder_returns  # type: ignore[return-value]
+
+    await bus.serve("svc.bad", responder)
+    with capture_logs() as logs:
+        request = asyncio.create_task(bus.request("svc.bad", b"", timeout_s=1))
+        await settle()
+        await clock.advance(1)
+    assert request.done()
+    with pytest.raises(RequestTimeout):
+        request.result()
+    [failure] = [e for e in logs if e["event"] == "bus.responder_failed"]
+    assert failure["subject"] == "svc.bad" and failure["log_level"] == "error"
+
+
+async def test_a_value_that_is_not_bytes_is_refused() -> None:
+    kv = await MemoryBus(FakeClock()).key_value("plugs")
+    with pytest.raises(TypeError, match="encode it to bytes"):
+        await kv.put("site-1.plug-1", "idle")  # type: ignore[arg-type]
+    assert await kv.keys() == []

@@ -6,19 +6,31 @@ acked it; past the stream's limit the oldest are dropped, counted and logged, as
 stream with a message limit would. Each durable consumer keeps its own cursor and its unacked
 deliveries, so a subscriber that stops and comes back (a restarted mothership) gets what it
 had not acked.
+
+Request/reply and key-value buckets live in the same process: a request reaches its servers
+through an in-memory queue each, and times out on the bus's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import structlog
 
 from evplug import metrics
-from evplug.bus.base import Handler, subject_matches
+from evplug.bus.base import (
+    Handler,
+    NoResponders,
+    RequestTimeout,
+    Responder,
+    check_bucket,
+    subject_matches,
+)
+from evplug.bus.memory_kv import MemoryKeyValue
 from evplug.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
@@ -122,6 +134,49 @@ class _MemorySubscription:
         self._consumer.redeliver_now.extend(self._consumer.pending)
 
 
+_Request = tuple[str, bytes, asyncio.Future[bytes]]  # subject, data, where the reply goes
+
+
+class _Server:
+    """One ``serve``: answers its requests one at a time, in order, as a NATS subscription does."""
+
+    def __init__(
+        self, servers: list[_Server], pattern: str, queue: str, responder: Responder
+    ) -> None:
+        self._servers = servers
+        self.pattern = pattern
+        self.queue = queue
+        self._responder = responder
+        self._inbox: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._answer(), name=f"bus-serve-{pattern}")
+
+    def take(self, request: _Request) -> None:
+        self._inbox.put_nowait(request)
+
+    async def _answer(self) -> None:
+        while (request := await self._inbox.get()) is not None:
+            subject, data, reply = request
+            try:
+                answer = await self._responder(subject, data)
+                if not isinstance(answer, bytes):
+                    raise TypeError(f"the reply is {type(answer).__name__}: return bytes")
+            except Exception:
+                # As in NATS the requester gets no reply and times out; this server goes on.
+                log.exception("bus.responder_failed", subject=subject, serving=self.pattern)
+                continue
+            if not reply.done():  # else the requester has given up or another server answered
+                reply.set_result(answer)
+
+    async def stop(self) -> None:
+        if self in self._servers:
+            self._servers.remove(self)
+        self._inbox.put_nowait(None)  # after the requests already taken: they get answered
+        try:
+            await asyncio.wait_for(self._task, STOP_GRACE_S)
+        except TimeoutError:
+            log.warning("bus.responder_cut_off", serving=self.pattern)
+
+
 class MemoryBus:
     def __init__(
         self,
@@ -135,6 +190,9 @@ class MemoryBus:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self._consumers: dict[str, _Consumer] = {}
+        self._servers: list[_Server] = []
+        self._turns = itertools.count()  # round robin within a queue group
+        self._buckets: dict[str, MemoryKeyValue] = {}
 
     async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
         stream = self._stream(subject)
@@ -252,6 +310,50 @@ class MemoryBus:
     def pending_count(self, durable: str) -> int:
         consumer = self._consumers.get(durable)
         return len(consumer.pending) if consumer else 0
+
+    async def serve(self, subject: str, responder: Responder, queue: str = "") -> _Server:
+        server = _Server(self._servers, subject, queue, responder)
+        self._servers.append(server)
+        return server
+
+    async def request(self, subject: str, data: bytes, timeout_s: float = 5.0) -> bytes:
+        servers = self._servers_for(subject)
+        if not servers:
+            raise NoResponders(f"nobody serves {subject!r}: start its responder first")
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        for server in servers:
+            server.take((subject, data, reply))
+        timer = asyncio.create_task(self.clock.sleep(timeout_s))
+        try:
+            await asyncio.wait((reply, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            reply.cancel()  # once answered this does nothing; else a late answer goes nowhere
+        if reply.cancelled():
+            raise RequestTimeout(
+                f"no reply on {subject!r} within {timeout_s} s: "
+                "look for bus.responder_failed in the log, or allow a longer timeout"
+            )
+        return reply.result()
+
+    def _servers_for(self, subject: str) -> list[_Server]:
+        """Every server without a queue group, and one member of each queue group."""
+        chosen: list[_Server] = []
+        groups: dict[str, list[_Server]] = {}
+        for server in self._servers:
+            if subject_matches(server.pattern, subject):
+                if server.queue:
+                    groups.setdefault(server.queue, []).append(server)
+                else:
+                    chosen.append(server)
+        chosen += [members[next(self._turns) % len(members)] for members in groups.values()]
+        return chosen
+
+    async def key_value(self, bucket: str) -> MemoryKeyValue:
+        kv = self._buckets.get(check_bucket(bucket))
+        if kv is None:
+            kv = self._buckets[bucket] = MemoryKeyValue(bucket)
+        return kv
 
     async def close(self) -> None:
         return None
