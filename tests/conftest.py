@@ -16,6 +16,13 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> No
             await asyncio.sleep(0.01)
 
 
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> None:
+    """Integration tests only: ``wait_for`` for a condition that must be awaited to be read."""
+    async with asyncio.timeout(timeout_s):
+        while not await check():  # noqa: ASYNC110 - polls state that other tasks own
+            await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def demo_system(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[System]]]:
     """Build the embedded system on a temp data dir (fast time, small cars); stops them all."""

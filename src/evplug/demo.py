@@ -198,7 +198,7 @@ async def serve(options: DemoOptions) -> None:
     except DemoError:
         await system.stop()
         raise
-    app = create_app(system.mothership, DEMO_DRIVER)
+    app = create_app(system.bus, system.repo, DEMO_DRIVER)
     # The relay manager's own page, which on a site would be served by the Pi itself.
     base_url = f"http://{options.host}:{options.port}"
     app.mount("/relay", status_page.create_app(system.relay, base_url))

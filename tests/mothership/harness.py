@@ -137,7 +137,7 @@ async def make_site(
     await repo.ensure_site(SITE, SITE, 30, "AUD")
     await repo.ensure_circuit(circuit_key(SITE, FUZE), SITE, circuit_limit_a)
     ms = Mothership(bus, repo, ReadingSink(engine), clock, MothershipConfig(**config))  # type: ignore[arg-type]
-    await ms.registry.hydrate(ms.config.plug_allowance_a)
+    await ms.prepare()
     plug_ids = [f"sim:fake:{n}" for n in range(plugs)]
     announcement = pb.DeviceAnnouncement(
         site_id=SITE,
