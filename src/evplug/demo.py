@@ -198,7 +198,8 @@ async def serve(options: DemoOptions) -> None:
     except DemoError:
         await system.stop()
         raise
-    app = create_app(system.mothership, DEMO_DRIVER)
+    # The bus runs on the demo's sped-up clock: give a driver's request 5 s of real time.
+    app = create_app(system.bus, system.repo, DEMO_DRIVER, 5.0 * options.speed)
     # The relay manager's own page, which on a site would be served by the Pi itself.
     base_url = f"http://{options.host}:{options.port}"
     app.mount("/relay", status_page.create_app(system.relay, base_url))

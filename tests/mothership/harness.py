@@ -7,7 +7,6 @@ step is deterministic and no test sleeps.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
 from evplug.core import ledger
 from evplug.core.plug import Prompt
-from evplug.mothership.handlers import EffectsParked
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.store.database import create_schema, make_engine, sqlite_url
@@ -82,9 +80,7 @@ class Site:
                 energy_wh=socket.counter_wh,
             )
         message = FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
-        # Effects that must wait leave the message unacked, as the bus would keep it.
-        with contextlib.suppress(EffectsParked):
-            await self.ms.handlers.on_telemetry(message)
+        await self.ms.handlers.on_telemetry(message)
         await self.ms.sink.flush()
         return message
 
@@ -103,10 +99,9 @@ class Site:
                 ok=True,
                 timestamp_ms=self.clock.now_ms(),
             )
-            with contextlib.suppress(EffectsParked):
-                await self.ms.handlers.on_response(
-                    FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
-                )
+            await self.ms.handlers.on_response(
+                FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
+            )
         return new
 
     async def advance(self, seconds: int) -> None:
@@ -137,7 +132,7 @@ async def make_site(
     await repo.ensure_site(SITE, SITE, 30, "AUD")
     await repo.ensure_circuit(circuit_key(SITE, FUZE), SITE, circuit_limit_a)
     ms = Mothership(bus, repo, ReadingSink(engine), clock, MothershipConfig(**config))  # type: ignore[arg-type]
-    await ms.registry.hydrate(ms.config.plug_allowance_a)
+    await ms.prepare()
     plug_ids = [f"sim:fake:{n}" for n in range(plugs)]
     announcement = pb.DeviceAnnouncement(
         site_id=SITE,

@@ -10,10 +10,11 @@ import structlog
 from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
+from evplug.contracts.wire import pack, unpack
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from tests.mothership.conftest import MakeSite
-from tests.mothership.harness import CREDIT_CENTS, Site
+from tests.mothership.harness import CREDIT_CENTS, SITE, Site
 
 
 def ons(site: Site) -> list[str]:
@@ -201,3 +202,58 @@ async def test_a_close_beyond_the_balance_is_recorded_as_debt_and_alerted(
     assert metrics.value("evplug_debt_cents_total") - debt_before == owed
     alert = next(e for e in logs if e["event"] == "session.debt")
     assert alert["log_level"] == "error" and alert["debt_cents"] == owed
+
+
+async def test_each_plug_status_is_in_the_store_and_names_no_driver(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("driver-7f3a")
+    plug_id = site.plug_ids[0]
+    store = await site.bus.key_value(subjects.PLUG_STATUS_BUCKET)
+    key = subjects.status_key(SITE, plug_id)
+
+    async def stored() -> pb.PlugStatus:
+        await site.ms.status.flush()
+        entry = await store.get(key)
+        assert entry is not None
+        return unpack(entry.value, pb.PlugStatus)
+
+    assert (await stored()).prompts == ["Enable Socket"]
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, "driver-7f3a")
+    await site.answer()
+    await site.advance(2)
+    await site.read()
+    status = await stored()
+    assert status.state == "CHARGING" and status.active_power_w == 2300.0
+    assert b"driver-7f3a" not in status.SerializeToString()
+    assert status.session_id and status.prompts == ["Disable Socket"]
+
+    revision = (await store.get(key)).revision  # type: ignore[union-attr]
+    await site.ms.status.flush()  # nothing changed: nothing put
+    assert (await store.get(key)).revision == revision  # type: ignore[union-attr]
+
+
+async def test_a_driver_request_on_the_bus_is_answered_with_a_reason(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d", credit_cents=0)
+    plug_id = site.plug_ids[0]
+    subject = subjects.for_site(subjects.DRIVER, SITE)
+
+    async def ask(prompt: str, user_id: str = "d", plug: str = plug_id) -> pb.DriverReply:
+        request = pb.DriverRequest(request_id="r", user_id=user_id, plug_id=plug, prompt=prompt)
+        return unpack(await site.bus.request(subject, pack(request)), pb.DriverReply)
+
+    low = await ask("Enable Socket")
+    assert low.code == pb.DRIVER_REPLY_CODE_REFUSED and "top up" in low.reason
+    assert (await ask("Enable Socket", plug="sim:nope:0")).code == pb.DRIVER_REPLY_CODE_UNKNOWN_PLUG
+    assert (await ask("Explode")).code == pb.DRIVER_REPLY_CODE_BAD_REQUEST
+    assert (await ask("Enable Socket", user_id="")).code == pb.DRIVER_REPLY_CODE_BAD_REQUEST
+    garbage = unpack(await site.bus.request(subject, b"junk"), pb.DriverReply)
+    assert garbage.code == pb.DRIVER_REPLY_CODE_BAD_REQUEST
+    assert site.ms.plug(plug_id).state is State.ACCOUNT_NULL  # nothing changed
+
+    await site.add_driver("rich")
+    ok = await ask("Enable Socket", user_id="rich")
+    assert ok.code == pb.DRIVER_REPLY_CODE_OK and ok.status.prompts == ["Disable Socket"]
+    other = await ask("Disable Socket", user_id="d")
+    assert other.code == pb.DRIVER_REPLY_CODE_REFUSED and "another driver" in other.reason

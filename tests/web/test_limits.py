@@ -6,15 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
 from evplug.core.plug import State
-from evplug.demo import DEMO_DRIVER
-from evplug.web.app import create_app
 from evplug.web.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from tests.conftest import wait_for
+from tests.web.conftest import client_for, web_client
 
 LIMIT = 1024
 JSON = {"content-type": "application/json"}
@@ -38,10 +36,6 @@ class Echo:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.app_calls += 1
         await self.fastapi(scope, receive, send)
-
-
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://evplug.test")
 
 
 def document(size: int) -> bytes:
@@ -114,7 +108,7 @@ async def test_the_web_app_refuses_big_bodies_and_unknown_fields(demo_system) ->
             yield b"x" * 1000
         yield b'"}'
 
-    async with client_for(create_app(system.mothership, DEMO_DRIVER)) as client:
+    async with web_client(system) as client:
         big = await client.post(url, json={**enable, "pad": "x" * DEFAULT_MAX_BODY_BYTES})
         chunked = await client.post(url, content=padded(), headers=JSON)
         unknown = await client.post(url, json={**enable, "user_id": "someone-else"})

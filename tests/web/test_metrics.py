@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from evplug.demo import DEMO_DRIVER
-from evplug.web.app import create_app
 from tests.conftest import until
+from tests.web.conftest import web_client
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +31,7 @@ def samples(text: str) -> dict[str, float]:
 async def test_metrics_move_while_plugs_are_polled(demo_system) -> None:
     system = await demo_system()
     await system.start()
-    app = create_app(system.mothership, DEMO_DRIVER)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://evplug.test"
-    ) as client:
+    async with web_client(system) as client:
         first = await client.get("/metrics")
         assert first.status_code == 200
         assert first.headers["content-type"].startswith("text/plain")

@@ -20,6 +20,14 @@ class RequestedState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUESTED_STATE_UNKNOWN: _ClassVar[RequestedState]
     REQUESTED_STATE_ON: _ClassVar[RequestedState]
     REQUESTED_STATE_OFF: _ClassVar[RequestedState]
+
+class DriverReplyCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DRIVER_REPLY_CODE_UNSPECIFIED: _ClassVar[DriverReplyCode]
+    DRIVER_REPLY_CODE_OK: _ClassVar[DriverReplyCode]
+    DRIVER_REPLY_CODE_UNKNOWN_PLUG: _ClassVar[DriverReplyCode]
+    DRIVER_REPLY_CODE_REFUSED: _ClassVar[DriverReplyCode]
+    DRIVER_REPLY_CODE_BAD_REQUEST: _ClassVar[DriverReplyCode]
 ACTUAL_STATE_UNKNOWN: ActualState
 ACTUAL_STATE_ON: ActualState
 ACTUAL_STATE_OFF: ActualState
@@ -28,6 +36,11 @@ ACTUAL_STATE_OVERCURRENT: ActualState
 REQUESTED_STATE_UNKNOWN: RequestedState
 REQUESTED_STATE_ON: RequestedState
 REQUESTED_STATE_OFF: RequestedState
+DRIVER_REPLY_CODE_UNSPECIFIED: DriverReplyCode
+DRIVER_REPLY_CODE_OK: DriverReplyCode
+DRIVER_REPLY_CODE_UNKNOWN_PLUG: DriverReplyCode
+DRIVER_REPLY_CODE_REFUSED: DriverReplyCode
+DRIVER_REPLY_CODE_BAD_REQUEST: DriverReplyCode
 
 class Reading(_message.Message):
     __slots__ = ("plug_id", "fuze_id", "actual_state", "current_a", "voltage_v", "power_factor", "timestamp_ms", "active_power_w", "energy_wh")
@@ -144,7 +157,7 @@ class StateMachineTransition(_message.Message):
     def __init__(self, plug_id: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., trigger: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class PlugStatus(_message.Message):
-    __slots__ = ("plug_id", "site_id", "state", "prompts", "active_power_w", "session_energy_wh", "session_cost_cents", "session_id", "timestamp_ms", "actual_state")
+    __slots__ = ("plug_id", "site_id", "state", "prompts", "active_power_w", "session_energy_wh", "session_cost_cents", "session_id", "timestamp_ms", "actual_state", "fuze_id", "currency", "price_cents_per_kwh", "session_started_ms", "last_end_reason")
     PLUG_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +168,11 @@ class PlugStatus(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    FUZE_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_CENTS_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    SESSION_STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_END_REASON_FIELD_NUMBER: _ClassVar[int]
     plug_id: str
     site_id: str
     state: str
@@ -165,4 +183,33 @@ class PlugStatus(_message.Message):
     session_id: str
     timestamp_ms: int
     actual_state: ActualState
-    def __init__(self, plug_id: _Optional[str] = ..., site_id: _Optional[str] = ..., state: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., active_power_w: _Optional[float] = ..., session_energy_wh: _Optional[float] = ..., session_cost_cents: _Optional[int] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., actual_state: _Optional[_Union[ActualState, str]] = ...) -> None: ...
+    fuze_id: str
+    currency: str
+    price_cents_per_kwh: int
+    session_started_ms: int
+    last_end_reason: str
+    def __init__(self, plug_id: _Optional[str] = ..., site_id: _Optional[str] = ..., state: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., active_power_w: _Optional[float] = ..., session_energy_wh: _Optional[float] = ..., session_cost_cents: _Optional[int] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., actual_state: _Optional[_Union[ActualState, str]] = ..., fuze_id: _Optional[str] = ..., currency: _Optional[str] = ..., price_cents_per_kwh: _Optional[int] = ..., session_started_ms: _Optional[int] = ..., last_end_reason: _Optional[str] = ...) -> None: ...
+
+class DriverRequest(_message.Message):
+    __slots__ = ("request_id", "user_id", "plug_id", "prompt")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PLUG_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    user_id: str
+    plug_id: str
+    prompt: str
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., plug_id: _Optional[str] = ..., prompt: _Optional[str] = ...) -> None: ...
+
+class DriverReply(_message.Message):
+    __slots__ = ("request_id", "code", "reason", "status")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    code: DriverReplyCode
+    reason: str
+    status: PlugStatus
+    def __init__(self, request_id: _Optional[str] = ..., code: _Optional[_Union[DriverReplyCode, str]] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[PlugStatus, _Mapping]] = ...) -> None: ...

@@ -10,6 +10,10 @@ COMMANDS = "commands"  # mothership -> relay: LocalStateRequest
 RESPONSES = "responses"  # relay -> mothership: LocalStateResponse
 ANNOUNCE = "announce"  # relay -> mothership: DeviceAnnouncement
 ANNOUNCE_ACK = "announce_ack"  # mothership -> relay: DeviceAnnouncementAck
+DRIVER = "driver"  # web -> mothership, request/reply: DriverRequest -> DriverReply
+
+# The last-value store of every plug's PlugStatus, keyed by ``status_key``.
+PLUG_STATUS_BUCKET = "plug_status"
 
 
 def for_site(flow: str, site_id: str) -> str:
@@ -28,3 +32,11 @@ def site_of(subject: str) -> str:
     """The site id a subject belongs to."""
     _, _, site = subject.partition(".")
     return site
+
+
+def status_key(site_id: str, plug_id: str) -> str:
+    """A plug's key in the status store: ``<site>.<plug id's parts>``, so a site can be watched.
+
+    Store keys allow no ``:``; plug ids have no ``.``, so the mapping is one to one.
+    """
+    return f"{site_id}.{plug_id.replace(':', '.')}"

@@ -1,7 +1,8 @@
 """The mothership's bus handlers: telemetry, relay answers and device announcements.
 
 A message is acked only once what it caused is on disk: telemetry after its readings are
-flushed and its effects applied, a relay's answer after its effects are applied. A message that
+flushed and its effects applied, a relay's answer after its effects are applied. One whose
+effects must wait stays unacked, so the bus delivers it again after its ack wait. A message that
 can never be understood is acked at once, counted and logged: it would otherwise come back forever.
 """
 
@@ -28,12 +29,9 @@ from evplug.store.telemetry import ReadingSink
 
 log = structlog.get_logger(__name__)
 
-ApplyMany = Callable[[Sequence[Effect]], Awaitable[None]]
+# Both return True when the message that caused the effects may be acked.
+ApplyMany = Callable[[Sequence[Effect]], Awaitable[bool]]
 Apply = Callable[[Plug, list[Effect]], Awaitable[bool]]
-
-
-class EffectsParked(RuntimeError):
-    """Some effects could not be applied yet; the message that caused them stays unacked."""
 
 
 class BusHandlers:
@@ -71,8 +69,9 @@ class BusHandlers:
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()
             return
-        await self.apply_many(effects)
-        await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
+        if await self.apply_many(effects):
+            await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
+        # else it stays unacked: redelivered, its readings are written then (effects are kept).
 
     async def on_response(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)
@@ -95,9 +94,8 @@ class BusHandlers:
             response.ok,
             self.clock.now_ms(),
         )
-        if not await self.apply(plug, effects):
-            raise EffectsParked(f"effects of {plug.plug_id} parked for retry")
-        await msg.ack()
+        if await self.apply(plug, effects):
+            await msg.ack()
 
     async def on_announce(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)

@@ -34,6 +34,8 @@ STUCK_AFTER = 5
 class _Queue:
     effects: deque[Effect] = field(default_factory=deque)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queued: int = 0  # effects ever queued, and ever applied: how a caller knows its own went
+    applied: int = 0
     failures: int = 0
     retry_at_ms: int = 0
 
@@ -60,17 +62,20 @@ class PendingEffects:
     async def apply(self, plug: Plug, effects: Iterable[Effect]) -> bool:
         """Queue ``effects`` behind any of the plug's that wait, and apply what is queued.
 
-        True when nothing of this plug waits any more. A plug still in its backoff only queues:
-        its turn comes in ``retry_due``.
+        True when these effects (and all queued before them) are applied. A plug still in its
+        backoff only queues: its turn comes in ``retry_due``.
         """
         queue = self._queues.get(plug.plug_id)
         if queue is None:
             queue = self._queues[plug.plug_id] = _Queue()
             self._plugs[plug.plug_id] = plug
         queue.effects.extend(effects)  # before any await: the plug's order is the queue's
+        queue.queued += len(effects)
+        mine = queue.queued
         if queue.failures and self.clock.now_ms() < queue.retry_at_ms:
             return False
-        return await self._drain(plug.plug_id, queue)
+        await self._drain(plug.plug_id, queue)
+        return queue.applied >= mine
 
     async def retry_due(self) -> None:
         """Retry every plug whose backoff has run out; one plug's failure stops no other."""
@@ -79,7 +84,7 @@ class PendingEffects:
             if queue.effects and queue.retry_at_ms <= now:
                 await self._drain(plug_id, queue)
 
-    async def _drain(self, plug_id: str, queue: _Queue) -> bool:
+    async def _drain(self, plug_id: str, queue: _Queue) -> None:
         plug = self._plugs[plug_id]
         async with queue.lock:
             batch = list(queue.effects)
@@ -88,18 +93,16 @@ class PendingEffects:
                     await self.applier.apply(self.site_of(plug), plug, batch)
                 except Exception as exc:
                     self._failed(plug_id, queue, len(batch), exc)
-                    return False
+                    return
                 for _ in batch:  # others may have queued more meanwhile: keep those
                     queue.effects.popleft()
+                queue.applied += len(batch)
             if queue.failures:
                 log.info("effects.applied_after_retry", plug_id=plug_id, attempts=queue.failures)
             queue.failures = 0
-            if queue.effects:
-                return False
-            if self._queues.get(plug_id) is queue:
+            if not queue.effects and self._queues.get(plug_id) is queue:
                 del self._queues[plug_id]
                 del self._plugs[plug_id]
-            return True
 
     def _failed(self, plug_id: str, queue: _Queue, count: int, exc: Exception) -> None:
         queue.failures += 1

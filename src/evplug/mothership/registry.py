@@ -126,6 +126,9 @@ class PlugRegistry:
         log.info("plug.registered", plug_id=device.plug_id, site=site_id, fuze=fuze_id)
         return True
 
+    def plugs_in_session(self) -> list[str]:
+        return list(self._user_of_plug)
+
     def session_snapshots(self) -> list[dict[str, Any]]:
         """Snapshots of the plugs with an open session, whose meters move between transitions."""
         return [self.plugs[plug_id].snapshot() for plug_id in self._user_of_plug]

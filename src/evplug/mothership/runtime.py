@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -24,14 +23,15 @@ from evplug.clock import Clock
 from evplug.contracts import subjects
 from evplug.core import circuits
 from evplug.core.plug import Effect, Plug, Prompt, Settings, State
-from evplug.core.pricing import DEFAULT_CURRENCY
 from evplug.mothership.actions import DriverActions
 from evplug.mothership.admission import CircuitAdmission
+from evplug.mothership.driver_requests import DriverRequests
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.events import EventHook
-from evplug.mothership.handlers import BusHandlers, EffectsParked
+from evplug.mothership.handlers import BusHandlers
 from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
+from evplug.mothership.status import StatusPublisher
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 
@@ -44,6 +44,7 @@ class MothershipConfig:
     tick_s: float = 1.0
     checkpoint_s: float = 5.0
     ack_wait_s: float = 30.0
+    status_interval_s: float = 1.0  # how often a plug's status may be put, at most
     max_clock_ahead_ms: int = 5 * 60_000  # readings stamped later than this are refused
     plug_allowance_a: float = circuits.DEFAULT_PLUG_ALLOWANCE_A
     default_circuit_limit_a: float = circuits.DEFAULT_CIRCUIT_LIMIT_A
@@ -88,6 +89,7 @@ class Mothership:
             self.apply_many,
             config.max_clock_ahead_ms,
         )
+        self.status: StatusPublisher | None = None  # once started: it needs the bus's store
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: set[asyncio.Future[None]] = set()
@@ -102,30 +104,33 @@ class Mothership:
     async def choose(self, plug_id: str, prompt: Prompt, user_id: str) -> Plug:
         return await self.actions.choose(plug_id, prompt, user_id)
 
-    def status(self, plug_id: str) -> dict[str, Any]:
-        plug = self.plug(plug_id)
-        return {
-            "plug_id": plug.plug_id,
-            "site_id": self.registry.site_of[plug_id],
-            "fuze_id": plug.fuze_id,
-            "state": str(plug.state),
-            "actual": plug.actual,
-            "prompts": [str(p) for p in plug.prompts],
-            "power_w": round(plug.power_w, 1),
-            "session_id": plug.session_id,
-            "user_id": plug.user_id,
-            "session_kwh": round(plug.energy_wh / 1000, 3),
-            "session_cents": plug.session_cost_cents if plug.session_id else 0,
-            "currency": DEFAULT_CURRENCY,
-        }
-
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def prepare(self) -> StatusPublisher:
+        """Hydrate the plugs, publish their status and answer drivers; nothing runs by itself."""
         await self.registry.hydrate(self.config.plug_allowance_a)
-        wait = self.config.ack_wait_s
+        self.status = status = StatusPublisher(
+            self.registry,
+            self.repo,
+            await self.bus.key_value(subjects.PLUG_STATUS_BUCKET),
+            self.clock,
+        )
+        self.events.attach(status.on_event)
+        await status.publish_all()
+        requests = DriverRequests(self.registry, self.actions, status)
+        self._subscriptions.append(
+            await self.bus.serve(
+                subjects.all_sites(subjects.DRIVER), requests.respond, queue=self.name
+            )
+        )
+        return status
+
+    async def start(self) -> None:
+        """``prepare``, then take the bus's messages and run the periodic work."""
+        status = await self.prepare()
         on = self.handlers
-        self._subscriptions = [
+        wait = self.config.ack_wait_s
+        self._subscriptions += [
             await self.bus.subscribe(
                 subjects.all_sites(subjects.ANNOUNCE), f"{self.name}-announce", on.on_announce, wait
             ),
@@ -149,6 +154,7 @@ class Mothership:
             asyncio.create_task(
                 self._every(self.config.checkpoint_s, self.checkpoint, "checkpoint")
             ),
+            asyncio.create_task(self._every(self.config.status_interval_s, status.flush, "status")),
         ]
         log.info("mothership.started", plugs=len(self.plugs))
 
@@ -167,6 +173,8 @@ class Mothership:
         self._subscriptions, self._tasks = [], []
         await self.sink.flush()
         await self.checkpoint()
+        if self.status is not None:
+            await self.status.flush()
 
     async def checkpoint(self) -> None:
         """Save the meters of plugs with an open session (transitions are saved as they happen)."""
@@ -190,20 +198,18 @@ class Mothership:
             await self.admission.admit(self.registry.circuit_of(plug))
         return applied or self.pending.stuck(plug.plug_id)
 
-    async def apply_many(self, effects: Sequence[Effect]) -> None:
-        """Apply a chunk's effects, grouped by plug in their order; raise if any must wait."""
+    async def apply_many(self, effects: Sequence[Effect]) -> bool:
+        """Apply a chunk's effects, grouped by plug in their order; True if none must wait."""
         by_plug: dict[str, list[Effect]] = {}
         for effect in effects:
             by_plug.setdefault(effect.plug_id, []).append(effect)
         plugs = [self.registry.plugs[plug_id] for plug_id in by_plug]
         for plug in plugs:
             self.registry.track(plug)
-        held = 0
+        settled = True
         for plug in plugs:
-            if not await self.apply(plug, by_plug[plug.plug_id]):
-                held += 1
-        if held:
-            raise EffectsParked(f"effects of {held} plugs parked for retry")
+            settled = await self.apply(plug, by_plug[plug.plug_id]) and settled
+        return settled
 
     # -- time --------------------------------------------------------------------------------
 

@@ -132,15 +132,6 @@ class Repository:
                         )
                     )
 
-    async def transitions_of_session(self, session_id: str) -> list[Transition]:
-        async with self._sessions() as db:
-            rows = await db.scalars(
-                select(Transition)
-                .where(Transition.session_id == session_id)
-                .order_by(Transition.id)
-            )
-            return list(rows)
-
     # -- users and money ---------------------------------------------------------------------
 
     async def ensure_user(self, user_id: str, name: str, email: str) -> User:
