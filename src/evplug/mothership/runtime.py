@@ -36,6 +36,7 @@ from evplug.core.plug import (
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
+from evplug.settings import MothershipSettings
 from evplug.store.repository import Repository, UnknownUser
 from evplug.store.telemetry import ReadingSink
 
@@ -54,13 +55,17 @@ class ActionRefused(ValueError):
     """A driver's request that cannot be carried out, with a message the driver can act on."""
 
 
+_DEFAULTS = MothershipSettings()  # the settings hold each default once
+
+
 @dataclass
 class MothershipConfig:
     plug_settings: Settings = field(default_factory=Settings)
-    tick_s: float = 1.0
-    checkpoint_s: float = 5.0
-    ack_wait_s: float = 30.0
-    max_clock_ahead_ms: int = 5 * 60_000  # readings stamped later than this are refused
+    tick_s: float = _DEFAULTS.tick_s
+    checkpoint_s: float = _DEFAULTS.checkpoint_s
+    ack_wait_s: float = _DEFAULTS.ack_wait_s
+    # Readings stamped later than this are refused.
+    max_clock_ahead_ms: int = round(_DEFAULTS.max_clock_ahead_s * 1000)
     plug_allowance_a: float = circuits.DEFAULT_PLUG_ALLOWANCE_A
     default_circuit_limit_a: float = circuits.DEFAULT_CIRCUIT_LIMIT_A
 
