@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Re-install whenever the project's dependencies change.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint format proto diagram bench clean
+.PHONY: demo test lint format proto diagram config-table bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "evplug needs Python 3.11 or newer"'
@@ -36,6 +36,9 @@ proto: $(STAMP)
 
 diagram: $(STAMP)
 	$(BIN)/python tools/gen_state_diagram.py
+
+config-table: $(STAMP)
+	$(BIN)/python tools/gen_config_table.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from evplug.demo import DemoOptions, System, build
+from evplug.assembly import System
+from evplug.demo import DemoOptions, build
+from evplug.settings import Settings
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
@@ -28,11 +32,10 @@ async def demo_system(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[S
     """Build the embedded system on a temp data dir (fast time, small cars); stops them all."""
     systems: list[System] = []
 
-    async def make(**overrides: object) -> System:
-        options = DemoOptions(data_dir=tmp_path, plugs=2, speed=300.0, car_need_wh=400.0)
-        for key, value in overrides.items():
-            setattr(options, key, value)
-        system = await build(options)
+    async def make(**overrides: Any) -> System:
+        """``overrides`` are ``DemoOptions`` fields, e.g. ``car_need_wh``."""
+        options = replace(DemoOptions(plugs=2, speed=300.0, car_need_wh=400.0), **overrides)
+        system = await build(Settings(data_dir=tmp_path), options)
         systems.append(system)
         return system
 

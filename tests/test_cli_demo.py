@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -11,18 +12,30 @@ from pathlib import Path
 import pytest
 
 from evplug.core.plug import State
+from tests.test_cli_devices import emulator  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
 
-def evplug(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def evplug(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("EVPLUG_")}
     return subprocess.run(
         [sys.executable, "-m", "evplug.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=clean | (env or {}),
     )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    return done.stderr
 
 
 @pytest.mark.slow
@@ -74,3 +87,56 @@ def test_an_unwritable_data_dir_is_named(tmp_path: Path) -> None:
     done = evplug("demo", "--data-dir", str(blocker / "data"), "--scenario", "smoke")
     assert done.returncode == 2
     assert "not writable" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--port", "abc"], {}, "--port: must be a whole number 1..65535, got 'abc'"),
+        (
+            [],
+            {"EVPLUG_WEB__PORT": "0"},
+            "EVPLUG_WEB__PORT: must be a whole number 1..65535, got '0'",
+        ),
+        ([], {"EVPLUG_RELAY__POLL_INTERVAL_S": "inf"}, "EVPLUG_RELAY__POLL_INTERVAL_S: must be a"),
+        ([], {"EVPLUG_WEB__PROT": "8080"}, "did you mean EVPLUG_WEB__PORT?"),
+        (["--speed", "inf"], {}, "--speed: must be a number 0.01..100000, got inf"),
+        (["--car-kwh", "nan"], {}, "--car-kwh: must be a number 0.1..1000, got nan"),
+    ],
+)
+def test_a_wrong_setting_is_one_line_naming_it(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    assert expected in one_line_error(evplug("demo", "--scenario", "smoke", *args, env=env))
+
+
+def test_a_setting_from_the_config_file_names_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "evplug.toml"
+    config.write_text("[telemetry]\nbatch_delay_s = nan\n")
+    done = evplug("--config", str(config), "demo", "--scenario", "smoke")
+    assert f"{config}: telemetry.batch_delay_s: must be a number" in one_line_error(done)
+
+
+def test_the_nats_bus_is_named_as_not_available_yet(tmp_path: Path) -> None:
+    done = evplug(
+        "demo", "--scenario", "smoke", "--data-dir", str(tmp_path),
+        env={"EVPLUG_BUS_URL": "nats://127.0.0.1:4222"},
+    )  # fmt: skip
+    assert "EVPLUG_BUS_URL" in one_line_error(done) and "not available yet" in done.stderr
+
+
+@pytest.mark.parametrize("site_id", ["garage.7", "garage 7", "garage*", "garage>"])
+def test_a_site_id_that_cannot_be_a_subject_is_one_line_not_a_traceback(
+    tmp_path: Path,
+    emulator: str,  # noqa: F811 - the fixture imported above
+    site_id: str,
+) -> None:
+    """It passed the site file's check, and start-up crashed on the relay's first subject."""
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'site_id = "{site_id}"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "{emulator}"\n'
+    )
+    done = evplug(
+        "demo", "--scenario", "smoke", "--data-dir", str(tmp_path), "--site-config", str(site)
+    )
+    assert f"{site}: site_id: site id '{site_id}' may not contain" in one_line_error(done)

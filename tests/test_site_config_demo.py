@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from evplug.assembly import StartupError
 from evplug.clock import ScaledClock
-from evplug.demo import DemoError, DemoOptions, build, smoke
+from evplug.demo import DemoOptions, build, smoke
 from evplug.devices.car import Car
 from evplug.devices.emulators.runner import start_emulator
+from evplug.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.integration
 SPEED = 300.0
@@ -29,8 +31,8 @@ async def test_a_session_against_an_emulated_relay_is_metered_and_billed(
             f'site_id = "garage-7"\npoll_interval_s = 2\n\n[[devices]]\ndriver = "{driver}"\n'
             f'url = "{emulator.url}"\nfuze_id = "A"\nfuze_limit_a = 32\n'
         )
-        options = DemoOptions(data_dir=tmp_path / "data", speed=SPEED, site_config=config)
-        result = await smoke(options, timeout_s=40)
+        options = DemoOptions(speed=SPEED, site_config=config)
+        result = await smoke(Settings(data_dir=tmp_path / "data"), options, timeout_s=40)
     finally:
         await emulator.stop()
     family = "shelly" if model.startswith("shelly") else "tasmota"
@@ -45,15 +47,15 @@ async def test_an_unreachable_relay_in_the_site_config_is_one_clear_error(tmp_pa
     config.write_text(
         'site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:9"\n'
     )
-    with pytest.raises(DemoError, match=r"127\.0\.0\.1:9.*site config"):
-        await smoke(DemoOptions(data_dir=tmp_path, site_config=config), timeout_s=10)
+    with pytest.raises(StartupError, match=r"127\.0\.0\.1:9.*site config"):
+        await smoke(Settings(data_dir=tmp_path), DemoOptions(site_config=config), timeout_s=10)
 
 
 async def test_a_broken_site_config_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text('site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\n')
-    with pytest.raises(DemoError, match=r"devices\[0\]\.url"):
-        await smoke(DemoOptions(data_dir=tmp_path, site_config=config), timeout_s=10)
+    with pytest.raises(SettingsError, match=r"devices\[0\]\.url"):
+        await smoke(Settings(data_dir=tmp_path), DemoOptions(site_config=config), timeout_s=10)
 
 
 async def test_discovery_is_opt_in_and_takes_the_configured_interval(tmp_path: Path) -> None:
@@ -61,7 +63,7 @@ async def test_discovery_is_opt_in_and_takes_the_configured_interval(tmp_path: P
     for extra, expected in [("", None), ("discovery = true\ndiscovery_interval_s = 120\n", 120.0)]:
         config = tmp_path / "site.toml"
         config.write_text(extra + base)
-        system = await build(DemoOptions(data_dir=tmp_path, site_config=config))
+        system = await build(Settings(data_dir=tmp_path), DemoOptions(site_config=config))
         try:
             interval = system.rediscovery.interval_s if system.rediscovery else None
             assert interval == expected

@@ -1,14 +1,27 @@
-"""``evplug``: the command line. Bad input is one line on stderr and a non-zero exit."""
+"""``evplug``: the command line. Bad input is one line on stderr and a non-zero exit.
+
+Flags that set a setting (``--port``, ``--data-dir``, ``--log-level``, ``--log-json``) win over
+``EVPLUG_*`` variables, which win over the ``--config`` file; ``evplug.settings`` checks them all.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from evplug import logs
+from evplug.settings import CONFIG_ENV, Flag, Settings, SettingsError, load_settings
+
+# argparse dest -> (setting, flag): passed to the settings as given, checked there.
+_SETTING_FLAGS = {
+    "log_level": ("log.level", "--log-level"),
+    "port": ("web.port", "--port"),
+    "data_dir": ("data_dir", "--data-dir"),
+}
 
 
 def _positive_int(text: str) -> int:
@@ -33,8 +46,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
@@ -47,20 +60,21 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="evplug", description=__doc__)
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--config", type=Path, help=f"a TOML file of settings (default: ${CONFIG_ENV}, if set)"
     )
+    parser.add_argument("--log-level", help="debug, info (default), warning or error")
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="the whole system in one process, embedded defaults")
-    demo.add_argument("--port", type=_port, default=8000)
-    demo.add_argument("--data-dir", type=Path, default=Path(".evplug"))
-    demo.add_argument("--plugs", type=_positive_int, default=4)
+    demo.add_argument("--port", help="web port (default 8000)")
+    demo.add_argument("--data-dir", help="where the SQLite file lives (default .evplug)")
+    demo.add_argument("--plugs", type=int, help="simulated plugs, 1..64 (default 4)")
     demo.add_argument(
-        "--speed", type=_positive_float, help="simulated seconds per real second (60; smoke: 300)"
+        "--speed", type=float, help="simulated seconds per real second (60; smoke: 300)"
     )
     demo.add_argument(
-        "--car-kwh", type=_positive_float, help="energy each simulated car needs (8; smoke: 1.5)"
+        "--car-kwh", type=float, help="energy each simulated car needs (8; smoke: 1.5)"
     )
     demo.add_argument("--scenario", choices=["smoke"], help="run a scenario headless and exit")
     demo.add_argument(
@@ -93,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet = getattr(args, "scenario", None) is not None
-    logs.configure(
-        "warning" if quiet and args.log_level == "info" else args.log_level, args.log_json
-    )
+    try:
+        settings = load_settings(args.config, _flags(args))
+    except SettingsError as exc:
+        return _fail("evplug", exc)
+    level = settings.log.level
+    if getattr(args, "scenario", None) and "level" not in settings.log.model_fields_set:
+        level = "warning"  # a scenario's output is its one JSON line
+    logs.configure(level, settings.log.format == "json")
     if args.command == "demo":
-        return _demo(args)
+        return _demo(args, settings)
     if args.command == "emulate":
         return _emulate(args)
     from evplug.devices import technician
@@ -108,25 +126,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return technician.discover_command(args.seconds)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from evplug import demo
+def _flags(args: argparse.Namespace) -> tuple[Flag, ...]:
+    flags = [
+        Flag(setting, name, getattr(args, dest))
+        for dest, (setting, name) in _SETTING_FLAGS.items()
+        if getattr(args, dest, None) is not None
+    ]
+    if args.log_json:
+        flags.append(Flag("log.format", "--log-json", "json"))
+    return tuple(flags)
 
-    smoke = args.scenario == "smoke"
-    # Real relays run in real time; simulated cars can be hurried.
-    default_speed = 1.0 if args.site_config else 300.0 if smoke else 60.0
-    options = demo.DemoOptions(
-        data_dir=args.data_dir,
-        plugs=args.plugs,
-        port=args.port,
-        speed=args.speed or default_speed,
-        car_need_wh=(args.car_kwh or (1.5 if smoke else 8.0)) * 1000,
-        site_config=args.site_config,
+
+def _fail(prog: str, error: Exception) -> int:
+    for line in str(error).splitlines():
+        print(f"{prog}: {line}", file=sys.stderr)
+    return 2
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from evplug import demo
+    from evplug.assembly import StartupError
+
+    options = demo.demo_options(
+        args.scenario, args.site_config, args.plugs, args.speed, args.car_kwh
     )
     try:
-        return demo.run(options, args.scenario)
-    except demo.DemoError as exc:
-        print(f"evplug demo: {exc}", file=sys.stderr)
-        return 2
+        return demo.run(settings, options, args.scenario)
+    except (SettingsError, StartupError) as exc:
+        return _fail("evplug demo", exc)
 
 
 def _emulate(args: argparse.Namespace) -> int:

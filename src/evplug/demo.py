@@ -1,213 +1,137 @@
-"""``evplug demo``: the whole system in one process on embedded defaults.
+"""``evplug demo``: every part in one process, with demo data.
 
-SQLite under a data dir, the in-memory bus, a demo site of simulated plugs with a car on each,
-a demo driver with starting credit, and time running faster so a charge takes seconds.
-The same components split into separate processes later; here they share one event loop.
+The settings' defaults (SQLite under ``.evplug``, the in-memory bus), a demo site of simulated
+plugs with a car on each, a demo driver with starting credit, and time running faster so a charge
+takes seconds. ``assembly`` builds the parts; this module only seeds them and runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
-import socket
+import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from evplug.bus.memory import MemoryBus
-from evplug.clock import Clock, ScaledClock
+from evplug import assembly
+from evplug.assembly import StartupError, System
+from evplug.clock import ScaledClock
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
-from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
-from evplug.devices.base import DeviceError
-from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
-from evplug.mothership.registry import circuit_key
-from evplug.mothership.runtime import Mothership, MothershipConfig
-from evplug.relay.manager import DeviceSpec, RelayManager
-from evplug.relay.rediscovery import Rediscovery
-from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
-from evplug.store.database import create_schema, make_engine, sqlite_url
-from evplug.store.repository import Repository
-from evplug.store.telemetry import ReadingSink
-
-log = structlog.get_logger(__name__)
+from evplug.relay.manager import DeviceSpec
+from evplug.relay.site_config import SiteConfig
+from evplug.settings import Settings, SettingsError, figure
 
 DEMO_SITE = "demo-site"
 DEMO_DRIVER = "demo-driver"
 STARTING_CREDIT_CENTS = 2_000
 
 
-class DemoError(Exception):
-    """Bad input or environment, reported as one line."""
+class ScenarioFailed(StartupError):
+    """A scenario that did not reach its end."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DemoOptions:
-    data_dir: Path = Path(".evplug")
+    """What only the demo has: its simulated plugs and cars, and how fast its time runs."""
+
     plugs: int = 4
-    port: int = 8000
-    host: str = "127.0.0.1"
     speed: float = 60.0  # simulated seconds per real second
     car_need_wh: float = 8_000.0
-    poll_interval_s: float = 2.0
     site_config: Path | None = None  # real relays instead of simulated plugs
 
 
-@dataclass
-class System:
-    clock: Clock
-    bus: MemoryBus
-    repo: Repository
-    sink: ReadingSink
-    mothership: Mothership
-    relay: RelayManager
-    simulated: list[SimulatedDevice] = field(default_factory=list)
-    rediscovery: Rediscovery | None = None  # only when the site config asks for it
-    _background: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def connect(self) -> None:
-        """Identify the relays, so a wrong address fails before anything else starts."""
-        try:
-            await self.relay.connect()
-        except DeviceError as exc:
-            raise DemoError(
-                f"{exc}: is the relay on, and its address in the site config right?"
-            ) from None
-
-    async def start(self) -> None:
-        await self.connect()
-        await self.mothership.start()
-        await self.relay.start()
-        if self.rediscovery is not None:
-            self._background.append(asyncio.create_task(self.rediscovery.run()))
-
-    async def stop(self) -> None:
-        for task in self._background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.relay.stop()
-        await self.mothership.stop()
-        await self.repo.engine.dispose()
+def demo_options(
+    scenario: str | None,
+    site_config: Path | None = None,
+    plugs: int | None = None,
+    speed: float | None = None,
+    car_kwh: float | None = None,
+) -> DemoOptions:
+    """The options for a run; what is not given depends on the scenario and the relays."""
+    options = DemoOptions(site_config=site_config)
+    if scenario == "smoke":
+        options = replace(options, speed=300.0, car_need_wh=1_500.0)
+    if site_config is not None:
+        options = replace(options, speed=1.0)  # cars on real relays do not hurry
+    given = {
+        "plugs": plugs,
+        "speed": speed,
+        "car_need_wh": None if car_kwh is None else car_kwh * 1000,
+    }
+    return replace(options, **{k: v for k, v in given.items() if v is not None})
 
 
 def check_options(options: DemoOptions) -> None:
-    if options.plugs < 1 or options.plugs > 64:
-        raise DemoError(f"--plugs must be between 1 and 64, got {options.plugs}")
-    if options.speed <= 0:
-        raise DemoError("--speed must be positive")
-    try:
-        options.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = options.data_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise DemoError(f"data dir {options.data_dir} is not writable: {exc.strerror}") from None
+    checks = [
+        ("--plugs", "a whole number", options.plugs, 1, 64),
+        ("--speed", "a number", options.speed, 0.01, 100_000),
+        ("--car-kwh", "a number", options.car_need_wh / 1000, 0.1, 1000),
+    ]
+    problems = [
+        f"{flag}: must be {kind} {figure(low)}..{figure(high)}, got {value:g}"
+        for flag, kind, value, low, high in checks
+        if not (math.isfinite(value) and low <= value <= high)
+    ]
+    if problems:
+        raise SettingsError(problems)
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise DemoError(
-                    f"port {port} on {host} is already in use: stop what is using it or pass"
-                    " --port with another number"
-                ) from None
-            raise DemoError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
-async def build(options: DemoOptions) -> System:
+async def build(settings: Settings, options: DemoOptions) -> System:
+    """Every part, on the site file's relays or on simulated plugs, seeded with demo data."""
     check_options(options)
     clock = ScaledClock(options.speed)
-    bus = MemoryBus(clock)
-    engine = make_engine(sqlite_url(options.data_dir / "evplug.sqlite3"))
-    await create_schema(engine)
-    repo = Repository(engine)
-    config = _load_site_config(options.site_config) if options.site_config else None
-    site_id = config.site_id if config else DEMO_SITE
-    await repo.ensure_site(site_id, site_id, DEFAULT_PRICE_CENTS_PER_KWH, DEFAULT_CURRENCY)
-    await repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
-    await repo.post(
+    simulated: list[SimulatedDevice] = []
+    if options.site_config is not None:
+        site = assembly.load_site(options.site_config)
+        devices = assembly.site_devices(site)
+    else:
+        site = SiteConfig(site_id=DEMO_SITE)
+        simulated = [
+            SimulatedDevice(f"demo{n:02d}", clock, car_need_wh=options.car_need_wh)
+            for n in range(1, options.plugs + 1)
+        ]
+        devices = [DeviceSpec(d, fuze_id="main") for d in simulated]
+    system = await assembly.build_system(settings, clock, site, devices)
+    system.simulated = simulated
+    await _seed_driver(system)
+    return system
+
+
+async def _seed_driver(system: System) -> None:
+    await system.repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
+    await system.repo.post(
         ledger.Entry(
             DEMO_DRIVER,
             ledger.EntryKind.ADJUSTMENT,
             STARTING_CREDIT_CENTS,
             "demo:starting-credit",
-            clock.now_ms(),
+            system.clock.now_ms(),
             memo="demo starting credit",
         )
     )
-    sink = ReadingSink(engine)
-    mothership = Mothership(bus, repo, sink, clock, MothershipConfig())
-    simulated: list[SimulatedDevice] = []
-    if config is None:
-        simulated = [
-            SimulatedDevice(f"demo{n:02d}", clock, car_need_wh=options.car_need_wh)
-            for n in range(1, options.plugs + 1)
-        ]
-        specs = [DeviceSpec(d, fuze_id="main") for d in simulated]
-        relay = RelayManager(site_id, bus, specs, clock, poll_interval_s=options.poll_interval_s)
-    else:
-        for fuze_id, limit_a in config.fuze_limits().items():
-            await repo.ensure_circuit(circuit_key(site_id, fuze_id), site_id, limit_a)
-        specs = [
-            DeviceSpec(create_driver(d.driver, d.url, d.username, d.password), d.fuze_id or "")
-            for d in config.devices
-        ]
-        relay = RelayManager(
-            site_id,
-            bus,
-            specs,
-            clock,
-            poll_interval_s=config.poll_interval_s,
-            mia_after_failed_polls=config.mia_after_failed_polls,
-        )
-    rediscovery = None
-    if config is not None and config.discovery:
-        rediscovery = Rediscovery(relay, clock, interval_s=config.discovery_interval_s)
-    return System(clock, bus, repo, sink, mothership, relay, simulated, rediscovery)
 
 
-def _load_site_config(path: Path) -> SiteConfig:
-    try:
-        config = load_site_config(path)
-    except SiteConfigError as exc:
-        raise DemoError(str(exc)) from None
-    if any(d.driver == AUTO for d in config.devices):
-        raise DemoError(f"{path}: the demo needs each device's driver named, not {AUTO!r}")
-    return config
-
-
-async def serve(options: DemoOptions) -> None:
+async def serve(settings: Settings, options: DemoOptions) -> None:
     import uvicorn
 
-    from evplug.relay import status_page
-    from evplug.web.app import create_app
-
-    system = await build(options)
+    system = await build(settings, options)
     try:
         await system.start()
-    except DemoError:
+    except StartupError:
         await system.stop()
         raise
-    # The bus runs on the demo's sped-up clock: give a driver's request 5 s of real time.
-    app = create_app(system.bus, system.repo, DEMO_DRIVER, 5.0 * options.speed)
-    # The relay manager's own page, which on a site would be served by the Pi itself.
-    base_url = f"http://{options.host}:{options.port}"
-    app.mount("/relay", status_page.create_app(system.relay, base_url))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=options.host, port=options.port, log_level="warning")
+    app = assembly.make_web_app(
+        settings, system.bus, system.store, DEMO_DRIVER, system.relay, time_factor=options.speed
     )
+    web = settings.web
+    server = uvicorn.Server(uvicorn.Config(app, host=web.host, port=web.port, log_level="warning"))
     print(
-        f"evplug demo: http://{options.host}:{options.port}  (site {system.relay.site_id},"
+        f"evplug demo: {settings.effective_public_url()}  (site {system.relay.site_id},"
         f" {len(system.relay.channels)} plugs, time x{options.speed:g}; relay page at /relay/;"
         " Ctrl-C to stop)",
         file=sys.stderr,
@@ -218,9 +142,11 @@ async def serve(options: DemoOptions) -> None:
         await system.stop()
 
 
-async def smoke(options: DemoOptions, timeout_s: float = 50.0) -> dict[str, Any]:
+async def smoke(
+    settings: Settings, options: DemoOptions, timeout_s: float = 50.0
+) -> dict[str, Any]:
     """One whole session, headless: enable the first plug, charge until full, bill."""
-    system = await build(options)
+    system = await build(settings, options)
     try:
         await system.connect()
         watcher = _SessionWatcher(min(system.relay.channels))
@@ -228,7 +154,7 @@ async def smoke(options: DemoOptions, timeout_s: float = 50.0) -> dict[str, Any]
         await system.start()
         return await asyncio.wait_for(_one_session(system, watcher), timeout_s)
     except TimeoutError:
-        raise DemoError(f"the smoke session did not finish within {timeout_s:g} s") from None
+        raise ScenarioFailed(f"the smoke session did not finish within {timeout_s:g} s") from None
     finally:
         await system.stop()
 
@@ -280,14 +206,14 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
     }
 
 
-def run(options: DemoOptions, scenario: str | None) -> int:
+def run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
     if scenario is None:
-        check_port_free(options.host, options.port)
+        assembly.check_port_free(settings.web.host, settings.web.port)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(options))
+            asyncio.run(serve(settings, options))
         return 0
     if scenario != "smoke":
-        raise DemoError(f"unknown scenario {scenario!r} (known: smoke)")
-    result = asyncio.run(smoke(options))
+        raise SettingsError([f"--scenario: unknown {scenario!r} (known: smoke)"])
+    result = asyncio.run(smoke(settings, options))
     print(json.dumps(result), flush=True)
     return 0

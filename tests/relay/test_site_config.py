@@ -14,7 +14,6 @@ from evplug.relay.site_config import (
 
 FULL = """
 site_id = "garage-7"
-bus_url = "nats://mothership.example:4222"
 poll_interval_s = 1.5
 discovery = true
 discovery_interval_s = 120
@@ -41,7 +40,6 @@ def test_full_file(tmp_path: Path) -> None:
     config = load_site_config(path)
     assert config == SiteConfig(
         site_id="garage-7",
-        bus_url="nats://mothership.example:4222",
         poll_interval_s=1.5,
         discovery=True,
         discovery_interval_s=120.0,
@@ -58,12 +56,13 @@ def test_full_file(tmp_path: Path) -> None:
 def test_defaults() -> None:
     config = parse_site_config('site_id = "s1"')
     assert config == SiteConfig(site_id="s1")
+    # No poll interval of its own: the relay settings' applies.
     assert (config.poll_interval_s, config.discovery, config.mia_after_failed_polls) == (
-        2.0,
+        None,
         False,
         3,
     )
-    assert config.bus_url is None and config.devices == ()
+    assert config.devices == ()
 
 
 def test_config_is_frozen() -> None:
@@ -77,12 +76,15 @@ def test_config_is_frozen() -> None:
     [
         ("", "site.toml: site_id: missing"),
         ('site_id = ""', "site.toml: site_id: must be a non-empty string"),
-        ('site_id = "s"\npoll_interval_s = 0', "site.toml: poll_interval_s: must be positive"),
+        (
+            'site_id = "s"\npoll_interval_s = 0',
+            "site.toml: poll_interval_s: must be a number 0.2..3600, not 0",
+        ),
         ('site_id = "s"\npoll_interval_s = true', "site.toml: poll_interval_s: must be a number"),
         ('site_id = "s"\ndiscovery = "yes"', "site.toml: discovery: must be true or false"),
         (
             'site_id = "s"\nmia_after_failed_polls = 0',
-            "site.toml: mia_after_failed_polls: must be a whole number of at least 1",
+            "site.toml: mia_after_failed_polls: must be a whole number 1..1000",
         ),
         ('site_id = "s"\npoll_interval = 2', "site.toml: poll_interval: unknown key"),
         ('site_id = "s"\ndevices = 3', "site.toml: devices: must be an array of tables"),
@@ -109,7 +111,7 @@ def test_config_is_frozen() -> None:
         ),
         (
             'site_id = "s"\n[[devices]]\ndriver = "tasmota"\nurl = "a"\nfuze_limit_a = -16',
-            "site.toml: devices[0].fuze_limit_a: must be positive",
+            "site.toml: devices[0].fuze_limit_a: must be a number 1..10000",
         ),
         (
             'site_id = "s"\n'
@@ -148,3 +150,107 @@ def test_syntax_error_names_the_line() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SiteConfigError, match=r"missing\.toml: cannot read"):
         load_site_config(tmp_path / "missing.toml")
+
+
+# -- input validation: each of these passed the check before and failed later, or silently ----
+
+
+@pytest.mark.parametrize(
+    "site_id", ["garage.7", "garage 7", "garage*", "garage>", "g\t7", "x" * 65]
+)
+def test_a_site_id_that_cannot_name_bus_subjects_is_refused_at_the_door(site_id: str) -> None:
+    with pytest.raises(SiteConfigError) as raised:
+        parse_site_config(f"site_id = {site_id!r}")
+    assert str(raised.value).startswith("site.toml: site_id: ")
+    assert raised.value.key == "site_id"
+    assert "\n" not in str(raised.value)
+
+
+def test_a_fuze_id_with_a_slash_is_refused() -> None:
+    with pytest.raises(SiteConfigError, match=r"devices\[0\]\.fuze_id: .*'/'"):
+        parse_site_config(
+            'site_id = "s"\n[[devices]]\ndriver = "tasmota"\nurl = "a"\nfuze_id = "A/B"'
+        )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("poll_interval_s", "nan"),
+        ("poll_interval_s", "inf"),
+        ("poll_interval_s", "1e-9"),
+        ("poll_interval_s", "1e9"),
+        ("discovery_interval_s", "nan"),
+        ("discovery_interval_s", "inf"),
+        ("discovery_interval_s", "0.001"),
+        ("mia_after_failed_polls", "1000000"),
+    ],
+)
+def test_site_numbers_are_bounded_and_finite(key: str, value: str) -> None:
+    with pytest.raises(SiteConfigError, match=rf"^site\.toml: {key}: must be a (whole )?number \d"):
+        parse_site_config(f'site_id = "s"\n{key} = {value}')
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "0.5", "1e6"])
+def test_a_fuze_limit_is_bounded_and_finite(limit: str) -> None:
+    text = 'site_id = "s"\n[[devices]]\ndriver = "tasmota"\nurl = "a"\nfuze_id = "A"\n'
+    with pytest.raises(
+        SiteConfigError, match=r"devices\[0\]\.fuze_limit_a: must be a number 1\.\."
+    ):
+        parse_site_config(text + f"fuze_limit_a = {limit}")
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "http://127.0.0.1:8081/",
+        "HTTP://127.0.0.1:8081",
+        "127.0.0.1:8081",
+        " http://127.0.0.1:8081 ",
+    ],
+)
+def test_one_relay_under_two_spellings_is_one_device(second: str) -> None:
+    text = (
+        'site_id = "s"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:8081"\n'
+        f'[[devices]]\ndriver = "shelly_rpc"\nurl = "{second}"\n'
+    )
+    with pytest.raises(SiteConfigError) as raised:
+        parse_site_config(text)
+    assert str(raised.value).startswith(
+        f"site.toml: devices[1].url: {second.strip()} is also devices[0]"
+    )
+    assert raised.value.key == "devices[1].url"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("http://relay.lan", "http://RELAY.lan:80/"), ("https://relay.lan:443", "https://relay.lan")],
+)
+def test_the_default_port_written_or_not_is_one_device(first: str, second: str) -> None:
+    text = (
+        f'site_id = "s"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "{first}"\n'
+        f'[[devices]]\ndriver = "shelly_rpc"\nurl = "{second}"\n'
+    )
+    with pytest.raises(SiteConfigError, match=r"devices\[1\]\.url: .* is also devices\[0\]"):
+        parse_site_config(text)
+
+
+def test_other_ports_are_other_devices() -> None:
+    text = (
+        'site_id = "s"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:8081"\n'
+        '[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:8082"\n'
+    )
+    assert len(parse_site_config(text).devices) == 2
+
+
+def test_a_fuze_limit_without_a_fuze_is_an_error_not_ignored() -> None:
+    text = 'site_id = "s"\n[[devices]]\ndriver = "tasmota"\nurl = "a"\nfuze_limit_a = 16\n'
+    with pytest.raises(SiteConfigError) as raised:
+        parse_site_config(text)
+    assert str(raised.value).startswith("site.toml: devices[0].fuze_limit_a: ")
+    assert "fuze_id" in str(raised.value)
+
+
+def test_the_bus_is_a_setting_not_a_site_key() -> None:
+    with pytest.raises(SiteConfigError, match=r"^site\.toml: bus_url: .*EVPLUG_BUS_URL"):
+        parse_site_config('site_id = "s"\nbus_url = "nats://mothership.example:4222"')

@@ -5,6 +5,8 @@ A site's credentials are later scoped to exactly these subjects, so keep every f
 
 from __future__ import annotations
 
+from evplug.core.ids import check_site_id
+
 TELEMETRY = "telemetry"  # relay -> mothership: ReadingChunk
 COMMANDS = "commands"  # mothership -> relay: LocalStateRequest
 RESPONSES = "responses"  # relay -> mothership: LocalStateResponse
@@ -18,9 +20,7 @@ PLUG_STATUS_BUCKET = "plug_status"
 
 def for_site(flow: str, site_id: str) -> str:
     """The subject of one flow for one site, e.g. ``telemetry.garage-1``."""
-    if not site_id or any(c in site_id for c in ".*> \t"):
-        raise ValueError(f"site id {site_id!r} may not be empty or contain '.', '*', '>' or spaces")
-    return f"{flow}.{site_id}"
+    return f"{flow}.{check_site_id(site_id)}"
 
 
 def all_sites(flow: str) -> str:

@@ -35,10 +35,22 @@ from evplug.devices.base import (
 DEFAULT_TIMEOUT_S = 3.0
 
 
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
 def normalize_url(url: str) -> str:
-    """``192.168.1.5`` and ``http://192.168.1.5/`` name the same device."""
-    url = url.strip().rstrip("/")
-    return url if "://" in url else f"http://{url}"
+    """One spelling per device: ``192.168.1.5``, ``HTTP://192.168.1.5:80/`` ->
+    ``http://192.168.1.5`` (scheme and host are case-blind, the default port is implied)."""
+    scheme, sep, rest = url.strip().rstrip("/").partition("://")
+    if not sep:
+        scheme, rest = "http", scheme
+    scheme = scheme.lower()
+    netloc, slash, path = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    host = host.lower()
+    if scheme in _DEFAULT_PORTS:
+        host = host.removesuffix(_DEFAULT_PORTS[scheme])
+    return f"{scheme}://{user}{at}{host}{slash}{path}"
 
 
 def mac_hex(mac: str) -> str:

@@ -32,20 +32,25 @@ from evplug.mothership.handlers import BusHandlers
 from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.mothership.status import StatusPublisher
+from evplug.settings import MothershipSettings
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 
 log = structlog.get_logger(__name__)
 
 
+_DEFAULTS = MothershipSettings()  # the settings hold each default once
+
+
 @dataclass
 class MothershipConfig:
     plug_settings: Settings = field(default_factory=Settings)
-    tick_s: float = 1.0
-    checkpoint_s: float = 5.0
-    ack_wait_s: float = 30.0
-    status_interval_s: float = 1.0  # how often a plug's status may be put, at most
-    max_clock_ahead_ms: int = 5 * 60_000  # readings stamped later than this are refused
+    tick_s: float = _DEFAULTS.tick_s
+    checkpoint_s: float = _DEFAULTS.checkpoint_s
+    ack_wait_s: float = _DEFAULTS.ack_wait_s
+    status_interval_s: float = _DEFAULTS.status_interval_s
+    # Readings stamped later than this are refused.
+    max_clock_ahead_ms: int = round(_DEFAULTS.max_clock_ahead_s * 1000)
     plug_allowance_a: float = circuits.DEFAULT_PLUG_ALLOWANCE_A
     default_circuit_limit_a: float = circuits.DEFAULT_CIRCUIT_LIMIT_A
 

@@ -28,9 +28,11 @@ from evplug.contracts.wire import (
     unpack,
 )
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
-from evplug.devices.health import Change, PollHealth
+from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
+from evplug.settings import RelaySettings
 
 log = structlog.get_logger(__name__)
+_DEFAULTS = RelaySettings()  # the settings hold each default once
 
 _ACTUAL = {
     "ON": pb.ACTUAL_STATE_ON,
@@ -64,8 +66,8 @@ class RelayManager:
         bus: Bus,
         devices: list[DeviceSpec],
         clock: Clock,
-        poll_interval_s: float = 2.0,
-        mia_after_failed_polls: int = 3,
+        poll_interval_s: float = _DEFAULTS.poll_interval_s,
+        mia_after_failed_polls: int = DEFAULT_MIA_AFTER,
         announce_timeout_s: float = 5.0,
         announce_attempts: int = 0,  # 0 = keep trying
     ) -> None:

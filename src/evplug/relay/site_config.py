@@ -1,12 +1,11 @@
-"""One TOML file per site: who the site is, where its bus is, and which relays it has.
+"""One TOML file per site: who the site is and which relays it has.
 
 ```toml
-site_id = "garage-7"
-bus_url = "nats://mothership.example:4222"   # optional; absent = the embedded bus
-poll_interval_s = 2                          # optional, default 2
-discovery = false                            # optional, default off (mDNS multicasts)
-discovery_interval_s = 300                   # optional: how often to look for new relays
-mia_after_failed_polls = 3                   # optional, default 3
+site_id = "garage-7"          # letters, digits, '-' and '_' (it names the site's bus subjects)
+poll_interval_s = 2           # optional, 0.2..3600; default: the relay settings' (2)
+discovery = false             # optional, default off (mDNS multicasts)
+discovery_interval_s = 300    # optional, 10..86400: how often to look for new relays
+mia_after_failed_polls = 3    # optional, 1..1000, default 3
 
 [[devices]]
 driver = "shelly_rpc"        # a registry name, or "auto" to probe at start-up
@@ -14,28 +13,35 @@ url = "http://192.168.1.50"
 username = "admin"           # optional
 password = "…"               # optional
 fuze_id = "A"                # optional: devices on one fuze share its current
-fuze_limit_a = 32            # optional: that fuze's limit in amperes
+fuze_limit_a = 32            # optional, 1..10000: that fuze's limit in amperes (needs fuze_id)
 ```
 
-Every mistake is one ``SiteConfigError`` naming the file, the key and what is wrong, e.g.
+The bus is not the site's business: it is a setting (``EVPLUG_BUS_URL``). Every mistake is one
+``SiteConfigError`` naming the file, the key and what is wrong, e.g.
 ``site.toml: devices[1].url: missing``; syntax errors carry tomllib's line and column.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from evplug.core.ids import check_fuze_id, check_site_id
 from evplug.devices.health import DEFAULT_MIA_AFTER
+from evplug.devices.http_driver import normalize_url
 from evplug.devices.registry import DRIVERS
+from evplug.settings import CIRCUIT_LIMIT_A, POLL_INTERVAL_S
 
 AUTO = "auto"
-DEFAULT_POLL_INTERVAL_S = 2.0
 DEFAULT_DISCOVERY_INTERVAL_S = 300.0
+DISCOVERY_INTERVAL_S = (10.0, 86_400.0)
+MIA_AFTER_FAILED_POLLS = (1, 1000)
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 
@@ -58,8 +64,7 @@ class DeviceConfig:
 @dataclass(frozen=True, slots=True)
 class SiteConfig:
     site_id: str
-    bus_url: str | None = None
-    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    poll_interval_s: float | None = None  # None: the relay settings' poll interval
     discovery: bool = False
     discovery_interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S
     mia_after_failed_polls: int = DEFAULT_MIA_AFTER
@@ -98,21 +103,32 @@ class _Table:
             self.fail(key, "missing")
         return value
 
-    def number(self, key: str) -> float | None:
+    def number(self, key: str, bounds: tuple[float, float]) -> float | None:
         value = self.values.get(key)
         if value is None:
             return None
+        low, high = bounds
         # bool is an int in Python; `poll_interval_s = true` is still a mistake.
         if not isinstance(value, int | float) or isinstance(value, bool):
-            self.fail(key, f"must be a number, not {value!r}")
-        if value <= 0:
-            self.fail(key, f"must be positive, not {value!r}")
+            self.fail(key, f"must be a number {low:g}..{high:g}, not {value!r}")
+        if not (math.isfinite(value) and low <= value <= high):
+            self.fail(key, f"must be a number {low:g}..{high:g}, not {value!r}")
         return float(value)
 
-    def integer(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int, bounds: tuple[int, int]) -> int:
         value = self.values.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            self.fail(key, f"must be a whole number of at least 1, not {value!r}")
+        low, high = bounds
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            self.fail(key, f"must be a whole number {low}..{high}, not {value!r}")
+        return value
+
+    def identifier(self, key: str, check: Callable[[str], str]) -> str | None:
+        value = self.text(key)
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                self.fail(key, str(exc))
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -124,7 +140,6 @@ class _Table:
 
 _SITE_KEYS = {
     "site_id",
-    "bus_url",
     "poll_interval_s",
     "discovery",
     "discovery_interval_s",
@@ -147,13 +162,17 @@ def _device(source: str, index: int, values: Any) -> DeviceConfig:
         table.fail("password", "must be a string")
     if username is not None and password is None:
         table.fail("password", "missing (a username is given)")
+    fuze_id = table.identifier("fuze_id", check_fuze_id)
+    fuze_limit_a = table.number("fuze_limit_a", CIRCUIT_LIMIT_A)
+    if fuze_limit_a is not None and fuze_id is None:
+        table.fail("fuze_limit_a", "a limit belongs to a fuze: add fuze_id naming the fuze")
     return DeviceConfig(
         driver=driver,
         url=table.required_text("url"),
         username=username,
         password=password,
-        fuze_id=table.text("fuze_id"),
-        fuze_limit_a=table.number("fuze_limit_a"),
+        fuze_id=fuze_id,
+        fuze_limit_a=fuze_limit_a,
     )
 
 
@@ -161,13 +180,17 @@ def _check_devices(source: str, devices: list[DeviceConfig]) -> None:
     urls: dict[str, int] = {}
     limits: dict[str, tuple[float, int]] = {}
     for index, device in enumerate(devices):
-        if device.url in urls:
+        # One relay under two spellings would be polled twice, its plugs on two circuits.
+        address = normalize_url(device.url)
+        if address in urls:
+            first = urls[address]
+            spelled = "" if device.url == devices[first].url else f" ({devices[first].url})"
             raise SiteConfigError(
-                f"{source}: devices[{index}].url: {device.url} is also devices[{urls[device.url]}]"
+                f"{source}: devices[{index}].url: {device.url} is also devices[{first}]{spelled}"
                 " (one entry per device)",
                 f"devices[{index}].url",
             )
-        urls[device.url] = index
+        urls[address] = index
         if device.fuze_id is None or device.fuze_limit_a is None:
             continue
         limit, first = limits.setdefault(device.fuze_id, (device.fuze_limit_a, index))
@@ -190,19 +213,30 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
         line = int(at[1])
         where = f"line {line}, column {at[2]}"
         raise SiteConfigError(f"{source}: {where}: {message[: at.start()]}", line=line) from None
+    if "bus_url" in values:
+        raise SiteConfigError(
+            f"{source}: bus_url: not a site key: the bus is a setting (EVPLUG_BUS_URL, or"
+            " bus_url in the --config file); remove it here",
+            "bus_url",
+        )
     site = _Table(source, "", values, _SITE_KEYS | {"devices"})
     raw_devices = values.get("devices", [])
     if not isinstance(raw_devices, list):
         site.fail("devices", "must be an array of tables ([[devices]])")
     devices = [_device(source, i, raw) for i, raw in enumerate(raw_devices)]
     _check_devices(source, devices)
+    site_id = site.identifier("site_id", check_site_id)
+    if site_id is None:
+        site.fail("site_id", "missing")
+    discovery_interval_s = site.number("discovery_interval_s", DISCOVERY_INTERVAL_S)
     return SiteConfig(
-        site_id=site.required_text("site_id"),
-        bus_url=site.text("bus_url"),
-        poll_interval_s=site.number("poll_interval_s") or DEFAULT_POLL_INTERVAL_S,
+        site_id=site_id,
+        poll_interval_s=site.number("poll_interval_s", POLL_INTERVAL_S),
         discovery=site.flag("discovery", False),
-        discovery_interval_s=site.number("discovery_interval_s") or DEFAULT_DISCOVERY_INTERVAL_S,
-        mia_after_failed_polls=site.integer("mia_after_failed_polls", DEFAULT_MIA_AFTER),
+        discovery_interval_s=discovery_interval_s or DEFAULT_DISCOVERY_INTERVAL_S,
+        mia_after_failed_polls=site.integer(
+            "mia_after_failed_polls", DEFAULT_MIA_AFTER, MIA_AFTER_FAILED_POLLS
+        ),
         devices=tuple(devices),
     )
 

@@ -16,8 +16,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug import metrics
+from evplug.settings import TelemetrySettings
 
 log = structlog.get_logger(__name__)
+_DEFAULTS = TelemetrySettings()  # the settings hold each default once
 
 Row = tuple[Any, ...]  # (plug_id, timestamp_ms, actual_state, A, V, pf, W, Wh|None)
 OnFlushed = Callable[[], Awaitable[None]]
@@ -42,9 +44,9 @@ class ReadingSink:
     def __init__(
         self,
         engine: AsyncEngine,
-        max_rows: int = 5000,
-        max_delay_s: float = 1.0,
-        max_buffered_rows: int = 100_000,
+        max_rows: int = _DEFAULTS.batch_rows,
+        max_delay_s: float = _DEFAULTS.batch_delay_s,
+        max_buffered_rows: int = _DEFAULTS.max_buffered_rows,
     ) -> None:
         self.engine = engine
         self.max_rows = max_rows

@@ -1,0 +1,281 @@
+"""Builds each part of evplug from the settings, one function per part.
+
+``evplug demo`` builds every part into one ``System`` in one event loop; a production command
+builds just the parts it runs. Whatever a part's constructor needs is mapped from the settings
+here and nowhere else, so a changed constructor is changed in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evplug.bus.base import Bus
+from evplug.bus.memory import MemoryBus
+from evplug.clock import Clock
+from evplug.devices.base import DeviceError
+from evplug.devices.registry import create_driver
+from evplug.devices.simulated import SimulatedDevice
+from evplug.mothership.registry import circuit_key
+from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.rediscovery import Rediscovery
+from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
+from evplug.settings import Settings, SettingsError
+from evplug.store.database import create_schema, make_engine, sqlite_url
+from evplug.store.repository import Repository
+from evplug.store.telemetry import ReadingSink
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+_SQLITE = "sqlite:///"
+
+
+class StartupError(RuntimeError):
+    """The world refuses what the settings ask: a port in use, a data dir not writable, a relay
+    that does not answer. One line that says what to check."""
+
+
+# -- one function per part ---------------------------------------------------------------------
+
+
+def make_bus(settings: Settings, clock: Clock) -> Bus:
+    if settings.bus_url.startswith("nats://"):
+        raise SettingsError(
+            [
+                "bus_url (EVPLUG_BUS_URL): nats:// is not available yet: use memory:// and run"
+                " every part in one process (evplug demo)"
+            ]
+        )
+    return MemoryBus(clock)
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    repo: Repository
+    sink: ReadingSink
+
+
+async def make_store(settings: Settings) -> Store:
+    """The database from its URL (schema created), its repository and the telemetry sink."""
+    engine = make_engine(async_database_url(settings.effective_database_url()))
+    try:
+        await create_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    telemetry = settings.telemetry
+    sink = ReadingSink(
+        engine,
+        max_rows=telemetry.batch_rows,
+        max_delay_s=telemetry.batch_delay_s,
+        max_buffered_rows=telemetry.max_buffered_rows,
+    )
+    return Store(Repository(engine), sink)
+
+
+def async_database_url(url: str) -> str:
+    """A plain database URL as the async driver takes it; a SQLite file's directory is made."""
+    if url.startswith("postgresql://"):
+        raise SettingsError(
+            [
+                "database_url (EVPLUG_DATABASE_URL): postgresql:// is not available yet: use"
+                " sqlite:///PATH"
+            ]
+        )
+    path = Path(url.removeprefix(_SQLITE))
+    _check_writable(path.parent)
+    return sqlite_url(path)
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"data dir {directory} is not writable ({exc.strerror}): pass --data-dir or set"
+            " EVPLUG_DATA_DIR to a directory you can write"
+        ) from None
+
+
+def mothership_config(settings: Settings) -> MothershipConfig:
+    return MothershipConfig(
+        plug_settings=settings.plug_settings(),
+        tick_s=settings.mothership.tick_s,
+        checkpoint_s=settings.mothership.checkpoint_s,
+        ack_wait_s=settings.mothership.ack_wait_s,
+        max_clock_ahead_ms=round(settings.mothership.max_clock_ahead_s * 1000),
+        plug_allowance_a=settings.circuit.plug_allowance_a,
+        default_circuit_limit_a=settings.circuit.default_limit_a,
+    )
+
+
+def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
+    return Mothership(bus, store.repo, store.sink, clock, mothership_config(settings))
+
+
+def load_site(path: Path) -> SiteConfig:
+    """A site file whose relays can be driven at once (each driver named)."""
+    try:
+        site = load_site_config(path)
+    except SiteConfigError as exc:
+        raise SettingsError([str(exc)]) from None
+    for index, device in enumerate(site.devices):
+        if device.driver == AUTO:
+            raise SettingsError(
+                [
+                    f"{path}: devices[{index}].driver: name the driver, not {AUTO!r} (evplug"
+                    f" devices probe {device.url} tells which)"
+                ]
+            )
+    return site
+
+
+def site_devices(site: SiteConfig) -> list[DeviceSpec]:
+    return [
+        DeviceSpec(create_driver(d.driver, d.url, d.username, d.password), d.fuze_id or "")
+        for d in site.devices
+    ]
+
+
+async def register_site(settings: Settings, store: Store, site: SiteConfig) -> None:
+    """The site and its fuzes' limits in the store; a new site gets the default price."""
+    price = settings.price
+    await store.repo.ensure_site(site.site_id, site.site_id, price.cents_per_kwh, price.currency)
+    for fuze_id, limit_a in site.fuze_limits().items():
+        await store.repo.ensure_circuit(circuit_key(site.site_id, fuze_id), site.site_id, limit_a)
+
+
+def make_relay(
+    settings: Settings, site: SiteConfig, bus: Bus, clock: Clock, devices: list[DeviceSpec]
+) -> RelayManager:
+    return RelayManager(
+        site.site_id,
+        bus,
+        devices,
+        clock,
+        poll_interval_s=site.poll_interval_s or settings.relay.poll_interval_s,
+        mia_after_failed_polls=site.mia_after_failed_polls,
+    )
+
+
+def make_rediscovery(site: SiteConfig, relay: RelayManager, clock: Clock) -> Rediscovery | None:
+    """Only when the site file asks for it: browsing mDNS multicasts on the LAN."""
+    if not site.discovery:
+        return None
+    return Rediscovery(relay, clock, interval_s=site.discovery_interval_s)
+
+
+def make_web_app(
+    settings: Settings,
+    bus: Bus,
+    store: Store,
+    driver_id: str,
+    relay: RelayManager | None = None,
+    time_factor: float = 1.0,
+) -> FastAPI:
+    """The web app; with ``relay``, also that relay manager's own status page at /relay/.
+
+    ``time_factor`` is how much faster than real time the bus's clock runs (the demo's speed):
+    a driver's request still gets its timeout in real seconds.
+    """
+    from evplug.relay import status_page
+    from evplug.web.app import create_app
+
+    timeout_s = settings.web.request_timeout_s * time_factor
+    app = create_app(bus, store.repo, driver_id, timeout_s)
+    if relay is not None:
+        # On a site the Pi serves this page itself; in one process it rides along.
+        app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
+    return app
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, in one line, when the web server could not listen."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server will: a port whose last connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {port} on {host} is already in use: stop what is using it or pass"
+                    " --port with another number"
+                ) from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+# -- every part in one process -----------------------------------------------------------------
+
+
+@dataclass
+class System:
+    clock: Clock
+    bus: Bus
+    store: Store
+    mothership: Mothership
+    relay: RelayManager
+    simulated: list[SimulatedDevice] = field(default_factory=list)
+    rediscovery: Rediscovery | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def repo(self) -> Repository:
+        return self.store.repo
+
+    @property
+    def sink(self) -> ReadingSink:
+        return self.store.sink
+
+    async def connect(self) -> None:
+        """Identify the relays, so a wrong address fails before anything else starts."""
+        try:
+            await self.relay.connect()
+        except DeviceError as exc:
+            raise StartupError(
+                f"{exc}: is the relay on, and its address in the site config right?"
+            ) from None
+
+    async def start(self) -> None:
+        await self.connect()
+        await self.mothership.start()
+        await self.relay.start()
+        if self.rediscovery is not None:
+            self._background.append(asyncio.create_task(self.rediscovery.run()))
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.relay.stop()
+        await self.mothership.stop()
+        await self.repo.engine.dispose()
+
+
+async def build_system(
+    settings: Settings, clock: Clock, site: SiteConfig, devices: list[DeviceSpec]
+) -> System:
+    """Bus, store, mothership and the site's relay manager, not yet started."""
+    bus = make_bus(settings, clock)
+    store = await make_store(settings)
+    try:
+        await register_site(settings, store, site)
+    except BaseException:
+        await store.repo.engine.dispose()
+        raise
+    mothership = make_mothership(settings, bus, store, clock)
+    relay = make_relay(settings, site, bus, clock, devices)
+    rediscovery = make_rediscovery(site, relay, clock)
+    return System(clock, bus, store, mothership, relay, rediscovery=rediscovery)
