@@ -8,13 +8,15 @@ import pytest
 import structlog
 
 from evplug import metrics
+from evplug.bus.base import Message
+from evplug.clock import settle
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import pack, unpack
+from evplug.contracts.wire import MAX_DEVICES_PER_ANNOUNCEMENT, pack, unpack
 from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from tests.mothership.conftest import MakeSite
-from tests.mothership.harness import CREDIT_CENTS, SITE, Site
+from tests.mothership.harness import CREDIT_CENTS, SITE, FakeMessage, Site
 
 
 def ons(site: Site) -> list[str]:
@@ -257,3 +259,52 @@ async def test_a_driver_request_on_the_bus_is_answered_with_a_reason(make_site: 
     assert ok.code == pb.DRIVER_REPLY_CODE_OK and ok.status.prompts == ["Disable Socket"]
     other = await ask("Disable Socket", user_id="d")
     assert other.code == pb.DRIVER_REPLY_CODE_REFUSED and "another driver" in other.reason
+
+
+async def announce(site: Site, devices: list[pb.Device]) -> pb.DeviceAnnouncementAck:
+    acks: list[pb.DeviceAnnouncementAck] = []
+
+    async def collect(msg: Message) -> None:
+        acks.append(unpack(msg.data, pb.DeviceAnnouncementAck))
+        await msg.ack()
+
+    sub = await site.bus.subscribe(subjects.for_site(subjects.ANNOUNCE_ACK, SITE), "t", collect)
+    announcement = pb.DeviceAnnouncement(site_id=SITE, announcement_id="a2", devices=devices)
+    await site.ms.handlers.on_announce(
+        FakeMessage(subjects.for_site(subjects.ANNOUNCE, SITE), pack(announcement))
+    )
+    await settle()
+    await sub.stop()
+    return next(a for a in acks if a.announcement_id == "a2")
+
+
+async def test_announced_devices_are_checked_one_by_one(make_site: MakeSite) -> None:
+    site = await make_site()
+    circuits_before = dict(site.ms.registry.circuit_limits)
+    ack = await announce(
+        site,
+        [
+            pb.Device(plug_id="", fuze_id="main"),
+            pb.Device(plug_id="x" * 5_000, fuze_id="main"),
+            pb.Device(plug_id="sim:bad.id:0"),
+            pb.Device(plug_id="sim:ok:1", fuze_id="a/b"),
+            pb.Device(plug_id="sim:ok:2", model="m" * 500),
+            pb.Device(plug_id="sim:ok:3", fuze_id="main", model="fake"),
+        ],
+    )
+    assert list(ack.accepted_plug_ids) == ["sim:ok:3"]
+    assert len(ack.rejected_plug_ids) == 5
+    assert "may not be empty" in ack.rejected_reasons[""]
+    assert "use at most 128" in ack.rejected_reasons["x" * 5_000]
+    assert "'.'" in ack.rejected_reasons["sim:bad.id:0"]
+    assert "x" * 5_000 not in site.ms.plugs and "sim:ok:1" not in site.ms.plugs
+    assert site.ms.registry.circuit_limits == circuits_before  # no circuit made for the bad
+
+
+async def test_an_announcement_over_the_cap_is_refused_whole(make_site: MakeSite) -> None:
+    site = await make_site()
+    devices = [pb.Device(plug_id=f"sim:flood:{n}") for n in range(MAX_DEVICES_PER_ANNOUNCEMENT + 1)]
+    ack = await announce(site, devices)
+    assert not ack.accepted_plug_ids and len(ack.rejected_plug_ids) == len(devices)
+    assert "split it" in ack.rejected_reasons["sim:flood:0"]
+    assert len(site.ms.plugs) == 2 and len(site.ms.registry.circuit_limits) == 1

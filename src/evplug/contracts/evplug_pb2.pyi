@@ -129,16 +129,25 @@ class DeviceAnnouncement(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., announcement_id: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class DeviceAnnouncementAck(_message.Message):
-    __slots__ = ("site_id", "announcement_id", "accepted_plug_ids", "rejected_plug_ids")
+    __slots__ = ("site_id", "announcement_id", "accepted_plug_ids", "rejected_plug_ids", "rejected_reasons")
+    class RejectedReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     ANNOUNCEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_PLUG_IDS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_PLUG_IDS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_REASONS_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     announcement_id: str
     accepted_plug_ids: _containers.RepeatedScalarFieldContainer[str]
     rejected_plug_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, site_id: _Optional[str] = ..., announcement_id: _Optional[str] = ..., accepted_plug_ids: _Optional[_Iterable[str]] = ..., rejected_plug_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    rejected_reasons: _containers.ScalarMap[str, str]
+    def __init__(self, site_id: _Optional[str] = ..., announcement_id: _Optional[str] = ..., accepted_plug_ids: _Optional[_Iterable[str]] = ..., rejected_plug_ids: _Optional[_Iterable[str]] = ..., rejected_reasons: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StateMachineTransition(_message.Message):
     __slots__ = ("plug_id", "from_state", "to_state", "trigger", "timestamp_ms", "session_id")

@@ -16,7 +16,8 @@ from evplug.bus.base import Bus, Message
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import WireError, pack, unpack
+from evplug.contracts.wire import MAX_DEVICES_PER_ANNOUNCEMENT, WireError, pack, unpack
+from evplug.core.ids import check_fuze_id, check_plug_id
 from evplug.core.plug import Effect, Plug
 from evplug.mothership.ingest import (
     ForeignChunk,
@@ -28,6 +29,10 @@ from evplug.mothership.registry import PlugRegistry
 from evplug.store.telemetry import ReadingSink
 
 log = structlog.get_logger(__name__)
+
+# As the store keeps them (plugs.model); an address is a URL or a host.
+MAX_MODEL_CHARS = 100
+MAX_ADDRESS_CHARS = 200
 
 # Both return True when the message that caused the effects may be acked.
 ApplyMany = Callable[[Sequence[Effect]], Awaitable[bool]]
@@ -108,18 +113,47 @@ class BusHandlers:
         ack = pb.DeviceAnnouncementAck(
             site_id=site_id, announcement_id=announcement.announcement_id
         )
+        problem = None
         if announcement.site_id != site_id or await self.registry.repo.get_site(site_id) is None:
-            log.warning("announce.unknown_site", site=site_id, claimed=announcement.site_id)
-            ack.rejected_plug_ids.extend(d.plug_id for d in announcement.devices)
-        else:
-            for device in announcement.devices:
-                if await self.registry.register(site_id, device):
-                    ack.accepted_plug_ids.append(device.plug_id)
-                else:
-                    ack.rejected_plug_ids.append(device.plug_id)
+            problem = f"site {site_id!r} is not provisioned on this mothership"
+        elif len(announcement.devices) > MAX_DEVICES_PER_ANNOUNCEMENT:
+            problem = (
+                f"{len(announcement.devices)} devices in one announcement: at most"
+                f" {MAX_DEVICES_PER_ANNOUNCEMENT}, split it"
+            )
+        for device in announcement.devices:
+            reason = problem or device_problem(device)
+            if reason is None and not await self.registry.register(site_id, device):
+                reason = "this plug id is registered to another site"
+            if reason is None:
+                ack.accepted_plug_ids.append(device.plug_id)
+            else:
+                ack.rejected_plug_ids.append(device.plug_id)
+                ack.rejected_reasons[device.plug_id] = reason
+        if ack.rejected_plug_ids:
+            log.warning(
+                "announce.rejected_plugs",
+                site=site_id,
+                rejected=len(ack.rejected_plug_ids),
+                accepted=len(ack.accepted_plug_ids),
+                first=next(iter(ack.rejected_reasons.values())),
+            )
         await self.bus.publish(
             subjects.for_site(subjects.ANNOUNCE_ACK, site_id),
             pack(ack),
             msg_id=f"{site_id}:{announcement.announcement_id}:ack",
         )
         await msg.ack()
+
+
+def device_problem(device: pb.Device) -> str | None:
+    """What is wrong with an announced device, in words a technician can act on; None if fine."""
+    try:
+        check_plug_id(device.plug_id)
+        if device.fuze_id:
+            check_fuze_id(device.fuze_id)
+    except ValueError as exc:
+        return str(exc)
+    if len(device.model) > MAX_MODEL_CHARS or len(device.address) > MAX_ADDRESS_CHARS:
+        return f"model or address too long: at most {MAX_MODEL_CHARS} / {MAX_ADDRESS_CHARS}"
+    return None

@@ -236,6 +236,7 @@ class RelayManager:
                         "relay.plugs_rejected",
                         site=self.site_id,
                         plugs=list(ack.rejected_plug_ids),
+                        reasons=dict(ack.rejected_reasons),
                         fix="is this site provisioned on the mothership, with these plugs?",
                     )
                 return ack
