@@ -115,13 +115,13 @@ async def end_to_end(ids: list[str], chunks: list[bytes], directory: Path) -> fl
     clock = FakeClock()
     mothership = Mothership(MemoryBus(clock), repo, sink, clock)
     for plug_id in ids:
-        mothership._add_plug(charging_plug(plug_id), SITE)
+        mothership.registry.add(charging_plug(plug_id), SITE)
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
     messages = [_Msg(subject, data) for data in chunks]
     ingested0, written0 = metrics.value(INGESTED), metrics.value(WRITTEN)
     started = time.perf_counter()
     for msg in messages:
-        await mothership._on_telemetry(msg)
+        await mothership.handlers.on_telemetry(msg)
     await sink.flush()
     elapsed = time.perf_counter() - started
     assert all(m.acked for m in messages), "every chunk must be acked after its flush"
@@ -170,7 +170,7 @@ async def memory_per_plug(n: int) -> float:
     before = rss_bytes()
     mothership = Mothership(MemoryBus(clock), repo, sink, clock)
     for plug_id in ids:
-        mothership._add_plug(charging_plug(plug_id), SITE)
+        mothership.registry.add(charging_plug(plug_id), SITE)
     gc.collect()
     after = rss_bytes()
     assert len(mothership.plugs) == n
