@@ -200,6 +200,7 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
         "kwh": round(session.energy_wh / 1000, 3),
         "cents": session.cost_cents,
         "price_cents_per_kwh": session.price_cents_per_kwh,
+        "reason": session.reason,
         "balance_before_cents": balance_before,
         "balance_after_cents": balance_after,
         "states": watcher.states,
