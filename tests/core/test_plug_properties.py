@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evplug.core import ledger
+from evplug.core.actual import ActualState
 from evplug.core.plug import (
     InvalidTransition,
     Plug,
@@ -24,13 +25,18 @@ events = st.lists(
         st.tuples(
             st.just("reading"),
             st.integers(0, 70_000),  # ms since the last event
-            st.sampled_from(["ON", "OFF", "MIA", "OVERCURRENT"]),
+            st.sampled_from(list(ActualState)),
             st.floats(0, 3000),
             st.sampled_from(["up", "reset", "none"]),
         ),
         st.tuples(st.just("enable"), st.integers(0, 5000)),  # credit cents
         st.tuples(st.sampled_from(["disable", "again", "admit", "commission", "done"])),
-        st.tuples(st.just("answer"), st.booleans(), st.sampled_from(["ON", "OFF"]), st.booleans()),
+        st.tuples(
+            st.just("answer"),
+            st.booleans(),
+            st.sampled_from([ActualState.ON, ActualState.OFF]),
+            st.booleans(),
+        ),
         st.tuples(st.just("tick"), st.integers(0, 200_000)),
         st.tuples(st.just("tech"), st.booleans()),
     ),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from evplug.core.actual import ActualState
 from evplug.core.metering import counter_delta_wh, integrated_wh
 from evplug.core.pricing import affordable_wh, cost_cents
 
@@ -254,7 +255,12 @@ class Transitioned:
 Effect = SwitchRelay | SessionOpened | SessionClosed | Transitioned
 NO_EFFECTS: tuple[Effect, ...] = ()
 
-ON, OFF, MIA, OVERCURRENT = "ON", "OFF", "MIA", "OVERCURRENT"
+ON, OFF, MIA, OVERCURRENT = (
+    ActualState.ON,
+    ActualState.OFF,
+    ActualState.MIA,
+    ActualState.OVERCURRENT,
+)
 
 
 class Plug:
@@ -298,7 +304,7 @@ class Plug:
         self.state = S.INITIALISING
         self.settings = settings or DEFAULT_SETTINGS
         self.last_reading_ms = -1
-        self.actual = ""
+        self.actual = ActualState.UNKNOWN
         self.power_w = 0.0
         self.commands_sent = 0
         self.pending_request_id = ""
@@ -340,7 +346,7 @@ class Plug:
     def reading(
         self,
         timestamp_ms: int,
-        actual: str,
+        actual: ActualState,
         power_w: float,
         energy_wh: float | None,
     ) -> tuple[Effect, ...] | list[Effect]:
@@ -401,7 +407,7 @@ class Plug:
                 return self._fire(T.RELAY_OFF, timestamp_ms)
         return NO_EFFECTS
 
-    def _idle_reading(self, now_ms: int, actual: str) -> tuple[Effect, ...] | list[Effect]:
+    def _idle_reading(self, now_ms: int, actual: ActualState) -> tuple[Effect, ...] | list[Effect]:
         first = self.state is S.INITIALISING
         # Nobody owns this socket, so it must not give away power: switch it off (once a
         # timeout, not at every reading while the command is on its way).
@@ -474,7 +480,9 @@ class Plug:
         self._require(T.ADMITTED)
         return self._fire(T.ADMITTED, now_ms)
 
-    def relay_response(self, request_id: str, actual: str, ok: bool, now_ms: int) -> list[Effect]:
+    def relay_response(
+        self, request_id: str, actual: ActualState, ok: bool, now_ms: int
+    ) -> list[Effect]:
         """The relay manager's answer to a command; answers to superseded commands are ignored."""
         if request_id != self.pending_request_id:
             return []
@@ -603,8 +611,16 @@ class Plug:
             if name in snapshot:
                 setattr(plug, name, snapshot[name])
         plug.state = State(plug.state)
+        plug.actual = _restored_actual(plug.actual)
         plug.credit_wh = affordable_wh(plug.credit_cents, plug.price_cents_per_kwh)
         return plug
+
+
+def _restored_actual(value: int | str) -> ActualState:
+    """Snapshots store the number; older ones the name ("" before the first reading)."""
+    if isinstance(value, str):
+        return ActualState[value] if value else ActualState.UNKNOWN
+    return ActualState(value)
 
 
 def _credit_guard(plug: Plug) -> Trigger:

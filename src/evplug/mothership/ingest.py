@@ -12,20 +12,19 @@ import structlog
 
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import unpack
+from evplug.core.actual import ActualState
 from evplug.core.plug import Effect, Plug
 from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
 
-# ActualState enum number -> the core's name for it.
-ACTUAL_NAMES = tuple(
-    pb.ActualState.Name(n).removeprefix("ACTUAL_STATE_") for n in sorted(pb.ActualState.values())
-)
+# The core's members carry the contract's numbers (a test holds them equal).
+_ACTUAL_BY_NUMBER = {int(member): member for member in ActualState}
 
 
-def actual_name(number: int) -> str:
-    """The core's name for an ActualState; numbers from a newer contract read as UNKNOWN."""
-    return ACTUAL_NAMES[number] if 0 <= number < len(ACTUAL_NAMES) else "UNKNOWN"
+def actual_state(number: int) -> ActualState:
+    """The member for an ActualState number; numbers from a newer contract read as UNKNOWN."""
+    return _ACTUAL_BY_NUMBER.get(number, ActualState.UNKNOWN)
 
 
 # Unknown plug ids are logged once each, up to this many; past it they are only counted, so a
@@ -66,8 +65,8 @@ def process_chunk(
             f"chunk claims site {chunk.site_id!r} on the subject of {subject_site!r}"
         )
     plugs = site_plugs.get(subject_site) or {}
-    names = ACTUAL_NAMES
-    n_names = len(names)
+    by_number = _ACTUAL_BY_NUMBER
+    unknown_actual = ActualState.UNKNOWN
     rows: list[Row] = []
     effects: list[Effect] = []
     unknown = future = 0
@@ -88,7 +87,7 @@ def process_chunk(
         power = r.active_power_w
         energy = r.energy_wh if r.HasField("energy_wh") else None
         rows.append((plug_id, ts, actual, r.current_a, r.voltage_v, r.power_factor, power, energy))
-        out = plug.reading(ts, names[actual] if actual < n_names else "UNKNOWN", power, energy)
+        out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy)
         if out:
             effects.extend(out)
     stats.chunks += 1

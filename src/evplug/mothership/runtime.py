@@ -35,7 +35,7 @@ from evplug.core.plug import (
 )
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.effects import EffectApplier
-from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_name, process_chunk
+from evplug.mothership.ingest import ForeignChunk, IngestStats, actual_state, process_chunk
 from evplug.store.repository import Repository, UnknownUser
 from evplug.store.telemetry import ReadingSink
 
@@ -215,7 +215,7 @@ class Mothership:
             log.warning("response.unknown_plug", site=site_id, plug_id=response.plug_id)
             await msg.ack()
             return
-        actual = actual_name(response.actual_state)
+        actual = actual_state(response.actual_state)
         if not response.ok:
             log.warning("relay.command_failed", plug_id=plug.plug_id, error=response.error)
         effects = plug.relay_response(response.request_id, actual, response.ok, self.clock.now_ms())

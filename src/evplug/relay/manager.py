@@ -19,16 +19,11 @@ from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import WireError, pack, unpack
+from evplug.core.actual import ActualState
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
 from evplug.devices.health import Change, PollHealth
 
 log = structlog.get_logger(__name__)
-
-_ACTUAL = {
-    "ON": pb.ACTUAL_STATE_ON,
-    "OFF": pb.ACTUAL_STATE_OFF,
-    "OVERCURRENT": pb.ACTUAL_STATE_OVERCURRENT,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +271,7 @@ class RelayManager:
                         chunk.readings.add(
                             plug_id=plug_id,
                             fuze_id=self.channels[plug_id].fuze_id,
-                            actual_state=pb.ACTUAL_STATE_MIA,
+                            actual_state=ActualState.MIA,
                             timestamp_ms=now,
                         )
                 continue
@@ -287,7 +282,7 @@ class RelayManager:
                 reading = chunk.readings.add(
                     plug_id=plug_id,
                     fuze_id=self.channels[plug_id].fuze_id,
-                    actual_state=_ACTUAL.get(r.actual, pb.ACTUAL_STATE_UNKNOWN),
+                    actual_state=r.actual,
                     current_a=r.current_a,
                     voltage_v=r.voltage_v,
                     power_factor=r.power_factor,
@@ -359,8 +354,7 @@ class RelayManager:
         else:
             self._newest_command_ms[request.plug_id] = request.issued_ms
             try:
-                actual = await channel.driver.switch(channel.channel, on)
-                response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
+                response.actual_state = await channel.driver.switch(channel.channel, on)
                 response.ok = True
             except DeviceError as exc:
                 response.ok = False
