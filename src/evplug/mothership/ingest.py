@@ -14,6 +14,7 @@ from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import unpack
 from evplug.core.actual import ActualState
 from evplug.core.plug import Effect, Plug
+from evplug.core.readings import InvalidReading
 from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,7 @@ class IngestStats:
     rejected_chunks: int = 0
     unknown_plug_readings: int = 0
     future_readings: int = 0
+    invalid_readings: int = 0
 
 
 def process_chunk(
@@ -57,7 +59,9 @@ def process_chunk(
 
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
     So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
-    its plug ignore every true reading (credit checks, OFF confirmations) until that time.
+    its plug ignore every true reading (credit checks, OFF confirmations) until that time. So are
+    readings the plug refuses as not physical (NaN, infinite, out of bounds), logged once per
+    chunk with the first reason.
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
@@ -69,7 +73,8 @@ def process_chunk(
     unknown_actual = ActualState.UNKNOWN
     rows: list[Row] = []
     effects: list[Effect] = []
-    unknown = future = 0
+    unknown = future = invalid = 0
+    invalid_reason = ""
     for r in chunk.readings:
         plug_id = r.plug_id
         plug = plugs.get(plug_id)
@@ -86,8 +91,13 @@ def process_chunk(
         actual = r.actual_state
         power = r.active_power_w
         energy = r.energy_wh if r.HasField("energy_wh") else None
+        try:
+            out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy)
+        except InvalidReading as exc:
+            invalid += 1
+            invalid_reason = invalid_reason or str(exc)
+            continue
         rows.append((plug_id, ts, actual, r.current_a, r.voltage_v, r.power_factor, power, energy))
-        out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy)
         if out:
             effects.extend(out)
     stats.chunks += 1
@@ -100,5 +110,10 @@ def process_chunk(
             site=subject_site,
             count=future,
             fix="the site's clock is ahead: check NTP on the relay manager",
+        )
+    if invalid:
+        stats.invalid_readings += invalid
+        log.warning(
+            "ingest.invalid_readings", site=subject_site, count=invalid, reason=invalid_reason
         )
     return rows, effects
