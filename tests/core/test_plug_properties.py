@@ -32,6 +32,7 @@ events = st.lists(
             st.sampled_from(["up", "reset", "none", "back", "nan"]),
         ),
         st.tuples(st.just("enable"), st.integers(0, 5000)),  # credit cents
+        st.tuples(st.just("credit"), st.integers(0, 5000)),
         st.tuples(st.sampled_from(["disable", "again", "admit", "commission", "done"])),
         st.tuples(
             st.just("answer"),
@@ -72,6 +73,8 @@ def run(plug: Plug, sequence: list[tuple]) -> list:
             elif kind == "enable":
                 sessions += 1
                 effects = plug.enable(f"s{sessions}", "driver", event[1], 30, now)
+            elif kind == "credit":
+                effects = plug.credit_changed(event[1], now)
             elif kind == "disable":
                 effects = plug.disable(now)
             elif kind == "again":

@@ -69,8 +69,17 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
             out += plug.relay_response(plug.pending_request_id, ActualState.ON, True, NOW)
         case Trigger.RELAY_OFF:
             out += plug.relay_response(plug.pending_request_id, ActualState.OFF, True, NOW)
+        case Trigger.TRIPPED:
+            out += plug.reading(NOW, ActualState.OVERCURRENT, 0.0, None)
+        case Trigger.RELAY_FOUND_OFF:
+            out += plug.reading(NOW + s.relay_settle_ms, ActualState.OFF, 0.0, None)
+        case Trigger.RELAY_KEPT_OFF:
+            plug.relay_restarts = s.max_relay_restarts
+            out += plug.reading(NOW + s.relay_settle_ms, ActualState.OFF, 0.0, None)
         case Trigger.NO_RESPONSE:
             out += plug.tick(NOW + s.command_timeout_ms)
+        case Trigger.GIVE_UP:
+            out += plug.tick(NOW + s.give_up_ms)
         case Trigger.CAR_DRAWING:
             out += plug.reading(NOW, ActualState.ON, s.charge_start_w + 100, None)
         case Trigger.NO_DRAW:
@@ -100,7 +109,8 @@ EXTERNAL = [t for t in Trigger if t not in {
 }]  # fmt: skip
 GUARDED = {Trigger.FIRST_READING, Trigger.RELAY_ON, Trigger.RELAY_OFF, Trigger.NO_RESPONSE,
            Trigger.CAR_DRAWING, Trigger.NO_DRAW, Trigger.NO_CAR, Trigger.LOW_POWER_SUSTAINED,
-           Trigger.CREDIT_EXHAUSTED}  # fmt: skip
+           Trigger.CREDIT_EXHAUSTED, Trigger.TRIPPED, Trigger.RELAY_FOUND_OFF,
+           Trigger.RELAY_KEPT_OFF, Trigger.GIVE_UP}  # fmt: skip
 
 
 RESTING = [s for s in State if s not in AUTOMATIC]

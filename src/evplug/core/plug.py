@@ -6,6 +6,7 @@ As in h11, as much as possible is in tables: ``TRANSITIONS`` ({state: {trigger: 
 The code below turns raw events (a reading, a driver's choice, a relay's answer, the passing of
 time) into triggers through small named guards, and the table does the rest.
 ``docs/state-machine.md`` is generated from these tables (``tools/gen_state_diagram.py``).
+``END_REASONS`` names, by trigger, why a session ended.
 
 A ``Plug`` is a sans-IO object, like h11's connection state: it never reads a clock, touches the
 network or a database; time comes in as ``now_ms`` and what must happen in the world comes back
@@ -58,7 +59,13 @@ class Trigger(StrEnum):
     COMMAND_SENT = "command sent"
     RELAY_ON = "relay on"
     RELAY_OFF = "relay off"
+    # A trip switched the output off: it ends a session and confirms an OFF.
+    TRIPPED = "relay tripped"
+    # Off while the session wants it on (a reboot, the button): switched on again a few times.
+    RELAY_FOUND_OFF = "relay found off"
+    RELAY_KEPT_OFF = "relay found off too often"
     NO_RESPONSE = "no response"
+    GIVE_UP = "no answer for too long"
     CAR_DRAWING = "power above start"
     NO_DRAW = "no draw"
     NO_CAR = "no car came"
@@ -74,6 +81,18 @@ class Prompt(StrEnum):
     DISABLE_SOCKET = "Disable Socket"
     REQUEST_ENABLE_AGAIN = "Request Enable Again"
     REQUEST_DISABLE_AGAIN = "Request Disable Again"
+
+
+class EndReason(StrEnum):
+    """Why a session ended, as its driver is told (the web turns each into a sentence)."""
+
+    DRIVER = "driver"
+    COMPLETE = "complete"
+    INSUFFICIENT_CREDIT = "insufficient_credit"
+    NO_CAR = "no_car"
+    TRIPPED = "tripped"
+    RELAY_NOT_RESPONDING = "relay_not_responding"
+    RELAY_SWITCHED_OFF = "relay_switched_off"
 
 
 S, T = State, Trigger
@@ -105,6 +124,8 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
     S.SENSING_START_NOT_RESPONDING: {
         T.REQUEST_AGAIN: S.SENSING_START_REQUESTED,
         T.RELAY_ON: S.SENSING_CHARGE,
+        # Not left open forever: switched off to be safe and billed for what was metered.
+        T.GIVE_UP: S.ACCOUNT_REMOVAL_REQUESTED,
     },
     S.SENSING_CHARGE: {T.CAR_DRAWING: S.CHARGING, T.NO_DRAW: S.WAITING_FOR_PLUG_IN},
     S.WAITING_FOR_PLUG_IN: {T.CAR_DRAWING: S.CHARGING, T.NO_CAR: S.ACCOUNT_REMOVAL_REQUESTED},
@@ -122,12 +143,15 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
     S.ACCOUNT_REMOVAL_NOT_RESPONDING: {
         T.REQUEST_AGAIN: S.ACCOUNT_REMOVAL_REQUESTED,
         T.RELAY_OFF: S.ACCOUNT_NULL,
+        # The session is closed; a socket found on without an owner is switched off then.
+        T.GIVE_UP: S.ACCOUNT_NULL,
     },
     S.COMMISSIONING: {T.COMMISSION_END: S.ACCOUNT_NULL},
 }
 for _state in _DISABLE_FROM:
     TRANSITIONS[_state][T.DISABLE] = S.ACCOUNT_REMOVAL_REQUESTED
-# States whose relay may be on for the session: its meter runs and its credit is checked.
+# States whose relay may be on for the session: its meter runs, its credit is checked, and a
+# trip ends it (no OFF loop and no switching on again: only a new Enable switches it on).
 METERED_STATES = (
     S.SENSING_START_ISSUED_LOCALLY,
     S.SENSING_START_NOT_RESPONDING,
@@ -137,6 +161,17 @@ METERED_STATES = (
 )
 for _state in METERED_STATES:
     TRANSITIONS[_state][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
+    TRANSITIONS[_state][T.TRIPPED] = S.ACCOUNT_REMOVAL_REQUESTED
+# A refund may empty the balance while the socket still waits for its circuit.
+TRANSITIONS[S.IN_QUEUE][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
+# States whose relay the session wants on, its ON confirmed.
+WANTS_ON_STATES = (S.SENSING_CHARGE, S.WAITING_FOR_PLUG_IN, S.CHARGING)
+for _state in WANTS_ON_STATES:
+    TRANSITIONS[_state][T.RELAY_FOUND_OFF] = S.SENSING_START_REQUESTED
+    TRANSITIONS[_state][T.RELAY_KEPT_OFF] = S.ACCOUNT_REMOVAL_REQUESTED
+# A tripped relay's output is off: that is the OFF the removal waits for.
+for _state in (S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_NOT_RESPONDING):
+    TRANSITIONS[_state][T.TRIPPED] = S.ACCOUNT_NULL
 
 PROMPTS: dict[State, tuple[Prompt, ...]] = {
     S.ACCOUNT_NULL: (Prompt.ENABLE_SOCKET,),
@@ -183,15 +218,22 @@ TIMED_STATES = frozenset(
         S.ACCOUNT_REMOVAL_ISSUED_LOCALLY,
         # An OFF that went unanswered is sent again until the relay confirms it.
         S.ACCOUNT_REMOVAL_NOT_RESPONDING,
+        # A relay silent for too long is given up on.
+        S.SENSING_START_NOT_RESPONDING,
         S.SENSING_CHARGE,
     }
 )
 
-# Why a session ended, by the state that started its removal.
-_END_REASONS = {
-    S.CHARGE_COMPLETE: "complete",
-    S.INSUFFICIENT_CREDIT: "insufficient_credit",
-    S.WAITING_FOR_PLUG_IN: "no_car",
+# Why a session ended, by the trigger that began its end; the first one a session meets wins.
+END_REASONS: dict[Trigger, EndReason] = {
+    T.DISABLE: EndReason.DRIVER,
+    T.CREDIT_LOW: EndReason.INSUFFICIENT_CREDIT,
+    T.CREDIT_EXHAUSTED: EndReason.INSUFFICIENT_CREDIT,
+    T.LOW_POWER_SUSTAINED: EndReason.COMPLETE,
+    T.NO_CAR: EndReason.NO_CAR,
+    T.TRIPPED: EndReason.TRIPPED,
+    T.GIVE_UP: EndReason.RELAY_NOT_RESPONDING,
+    T.RELAY_KEPT_OFF: EndReason.RELAY_SWITCHED_OFF,
 }
 
 
@@ -219,6 +261,14 @@ class Settings:
     reading_jitter_ms: int = 1000
     # A relay clock further behind than this has stepped back (a restart, NTP): re-baselined.
     clock_step_ms: int = 10_000
+    # An unanswered OFF is sent again this often: a socket left on is a driver's money.
+    off_retry_ms: int = 10_000
+    # A relay silent this long after NOT_RESPONDING: the session ends without its answer.
+    give_up_ms: int = 5 * 60_000
+    # A relay reading OFF this long after a command is off, not yet to be switched on.
+    relay_settle_ms: int = 10_000
+    # Times a session's relay found off is switched on again before the session ends.
+    max_relay_restarts: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +362,7 @@ class Plug:
         "provisional_wh",
         "low_since_ms",
         "low_count",
+        "relay_restarts",
         "end_reason",
     )
 
@@ -351,6 +402,7 @@ class Plug:
         self.provisional_wh = 0.0  # integrated since the last counter reading, which replaces it
         self.low_since_ms = -1
         self.low_count = 0
+        self.relay_restarts = 0
         self.end_reason = ""
 
     # -- queries -------------------------------------------------------------------------------
@@ -417,6 +469,20 @@ class Plug:
     def _decide(
         self, state: State, now_ms: int, actual: ActualState, power_w: float
     ) -> tuple[Effect, ...] | list[Effect]:
+        # A reading taken after the last command shows its outcome, even if the answer was lost.
+        settled = now_ms >= self.command_issued_ms
+        if actual == OVERCURRENT:
+            if settled and state in _TRIPPABLE:
+                return self._fire(T.TRIPPED, now_ms)
+        elif (
+            actual == OFF
+            and state in _WANTS_ON
+            and now_ms >= self.command_issued_ms + self.settings.relay_settle_ms
+        ):
+            if self.relay_restarts >= self.settings.max_relay_restarts:
+                return self._fire(T.RELAY_KEPT_OFF, now_ms)
+            self.relay_restarts += 1
+            return self._fire(T.RELAY_FOUND_OFF, now_ms)
         if self.session_id and self.energy_wh >= self.credit_wh and state in _CREDIT_CHECKED:
             return self._fire(T.CREDIT_EXHAUSTED, now_ms)
         if state is _CHARGING:
@@ -449,8 +515,7 @@ class Plug:
             return NO_EFFECTS
         if state is _ACCOUNT_NULL or state is _INITIALISING:
             return self._idle_reading(now_ms, actual)
-        # A reading taken after the command confirms it even if the answer itself was lost.
-        if now_ms >= self.command_issued_ms:
+        if settled:
             if actual == ON and state in _AWAITING_ON:
                 return self._fire(T.RELAY_ON, now_ms)
             if actual == OFF and state in _AWAITING_OFF:
@@ -560,9 +625,24 @@ class Plug:
         self.energy_wh = 0.0
         return self._fire(T.ENABLE, now_ms)
 
+    def credit_changed(self, credit_cents: int, now_ms: int) -> list[Effect]:
+        """The driver's balance changed (a top-up, a refund) while this plug holds their session.
+
+        The session's limit follows it: a top-up lets it run on, and a balance the metered
+        energy has already used up ends it as a credit running out would.
+        """
+        if not isinstance(credit_cents, int) or isinstance(credit_cents, bool):
+            raise TypeError(f"credit must be a whole number of cents, not {credit_cents!r}")
+        if not self.session_id:
+            return []
+        self.credit_cents = credit_cents
+        self.credit_wh = affordable_wh(credit_cents, self.price_cents_per_kwh)
+        if self.energy_wh >= self.credit_wh and self.state in _CREDIT_CHECKED:
+            return self._fire(T.CREDIT_EXHAUSTED, now_ms)
+        return []
+
     def disable(self, now_ms: int) -> list[Effect]:
         self._require(T.DISABLE)
-        self.end_reason = "driver"
         return self._fire(T.DISABLE, now_ms)
 
     def request_again(self, now_ms: int) -> list[Effect]:
@@ -597,6 +677,8 @@ class Plug:
             if T.NO_RESPONSE in TRANSITIONS[state]:
                 return self._fire(T.NO_RESPONSE, now_ms)
             return []
+        if actual == OVERCURRENT and state in _TRIPPABLE:
+            return self._fire(T.TRIPPED, now_ms)
         if actual == ON and state in _AWAITING_ON:
             return self._fire(T.RELAY_ON, now_ms)
         if actual == OFF and state in _AWAITING_OFF:
@@ -604,18 +686,27 @@ class Plug:
         return []
 
     def tick(self, now_ms: int) -> list[Effect]:
-        """The passing of time: command timeouts and a car that never starts drawing."""
+        """The passing of time: unanswered commands, a car that never starts drawing."""
         state = self.state
+        s = self.settings
         waited = now_ms - self.state_since_ms
-        if state in _AWAITING_ANSWER and waited >= self.settings.command_timeout_ms:
-            return self._fire(T.NO_RESPONSE, now_ms)
-        if state is S.SENSING_CHARGE and waited >= self.settings.no_draw_timeout_ms:
-            return self._fire(T.NO_DRAW, now_ms)
-        if (
-            state is S.ACCOUNT_REMOVAL_NOT_RESPONDING
-            and now_ms - self.command_issued_ms >= self.settings.command_timeout_ms
-        ):
-            return [self._command(on=False, now_ms=now_ms)]
+        if state is S.SENSING_START_ISSUED_LOCALLY:
+            if waited >= s.command_timeout_ms:
+                return self._fire(T.NO_RESPONSE, now_ms)
+        elif state is S.ACCOUNT_REMOVAL_ISSUED_LOCALLY:
+            if waited >= s.off_retry_ms:
+                return self._fire(T.NO_RESPONSE, now_ms)
+        elif state is S.SENSING_CHARGE:
+            if waited >= s.no_draw_timeout_ms:
+                return self._fire(T.NO_DRAW, now_ms)
+        elif state is S.SENSING_START_NOT_RESPONDING or state is S.ACCOUNT_REMOVAL_NOT_RESPONDING:
+            if waited >= s.give_up_ms:
+                return self._fire(T.GIVE_UP, now_ms)
+            if (
+                state is S.ACCOUNT_REMOVAL_NOT_RESPONDING
+                and now_ms - self.command_issued_ms >= s.off_retry_ms
+            ):
+                return [self._command(on=False, now_ms=now_ms)]
         return []
 
     def commission(self, now_ms: int) -> list[Effect]:
@@ -645,18 +736,20 @@ class Plug:
         while True:
             source = self.state
             target = TRANSITIONS[source][trigger]
+            if self.session_id and not self.end_reason:
+                self.end_reason = END_REASONS.get(trigger, "")
             self.state = target
             self.state_since_ms = now_ms
             effects.append(
                 Transitioned(self.plug_id, source, target, trigger, now_ms, self.session_id)
             )
-            self._enter(target, source, now_ms, effects)
+            self._enter(target, now_ms, effects)
             guard = AUTOMATIC.get(target)
             if guard is None:
                 return effects
             trigger = guard(self)
 
-    def _enter(self, state: State, source: State, now_ms: int, effects: list[Effect]) -> None:
+    def _enter(self, state: State, now_ms: int, effects: list[Effect]) -> None:
         if state is S.ACCOUNT_ADDED:
             effects.append(
                 SessionOpened(
@@ -676,7 +769,6 @@ class Plug:
         elif state is S.SENSING_START_REQUESTED:
             effects.append(self._command(on=True, now_ms=now_ms))
         elif state is S.ACCOUNT_REMOVAL_REQUESTED:
-            self.end_reason = self.end_reason or _END_REASONS.get(source, "driver")
             effects.append(self._command(on=False, now_ms=now_ms))
         elif state is S.ACCOUNT_NULL and self.session_id:
             effects.append(
@@ -689,7 +781,7 @@ class Plug:
                     self.energy_wh,
                     self.session_cost_cents,
                     self.price_cents_per_kwh,
-                    self.end_reason or "driver",
+                    self.end_reason,
                 )
             )
             self._clear_session()
@@ -743,7 +835,6 @@ AUTOMATIC = {
 
 _AWAITING_ON = frozenset({S.SENSING_START_ISSUED_LOCALLY, S.SENSING_START_NOT_RESPONDING})
 _AWAITING_OFF = frozenset({S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_NOT_RESPONDING})
-_AWAITING_ANSWER = frozenset({S.SENSING_START_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_ISSUED_LOCALLY})
 # Looking a member up on its enum class costs ~200 ns on Python 3.11: the per-reading path
 # compares against these instead.
 _CHARGING, _SENSING_CHARGE, _WAITING_FOR_PLUG_IN = (
@@ -753,6 +844,8 @@ _CHARGING, _SENSING_CHARGE, _WAITING_FOR_PLUG_IN = (
 )
 _ACCOUNT_NULL, _INITIALISING = S.ACCOUNT_NULL, S.INITIALISING
 _METERED = frozenset(METERED_STATES)
+_WANTS_ON = frozenset(WANTS_ON_STATES)
 _CREDIT_CHECKED = frozenset(s for s, edges in TRANSITIONS.items() if T.CREDIT_EXHAUSTED in edges)
+_TRIPPABLE = frozenset(s for s, edges in TRANSITIONS.items() if T.TRIPPED in edges)
 
 DEFAULT_SETTINGS = Settings()
