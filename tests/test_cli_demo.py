@@ -46,10 +46,10 @@ def test_smoke_scenario_runs_one_whole_session_and_prints_one_json_line(tmp_path
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert set(result) == {
-        "session_id", "plug_id", "kwh", "cents", "price_cents_per_kwh",
+        "session_id", "plug_id", "kwh", "cents", "price_cents_per_kwh", "reason",
         "balance_before_cents", "balance_after_cents", "states",
     }  # fmt: skip
-    assert result["price_cents_per_kwh"] == 30
+    assert result["price_cents_per_kwh"] == 30 and result["reason"] == "complete"
     assert result["kwh"] == pytest.approx(1.5, abs=0.02)
     assert abs(result["cents"] - result["kwh"] * 30) <= 1  # kwh is rounded to 3 places
     assert result["balance_after_cents"] == result["balance_before_cents"] - result["cents"]

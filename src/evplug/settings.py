@@ -179,6 +179,45 @@ class PlugSettings(_Group):
         le=10_000_000,
         description="a driver needs at least this balance to start",
     )
+    max_power_w: Number = Field(
+        _CORE.max_power_w,
+        ge=100,
+        le=100_000,
+        description="a socket's rated power (W): no interval is billed more than it could deliver",
+    )
+    off_retry_s: Number = Field(
+        _seconds(_CORE.off_retry_ms),
+        ge=1,
+        le=3600,
+        description="an OFF the relay has not confirmed is sent again this often (s)",
+    )
+    give_up_s: Number = Field(
+        _seconds(_CORE.give_up_ms),
+        ge=10,
+        le=86_400,
+        description="a relay NOT_RESPONDING this long (s) ends its session, billed as metered",
+    )
+    relay_settle_s: Number = Field(
+        _seconds(_CORE.relay_settle_ms),
+        ge=1,
+        le=3600,
+        description="a relay reading OFF this long (s) after a command while a session wants it on"
+        " is switched on again",
+    )
+    max_relay_restarts: Whole = Field(
+        _CORE.max_relay_restarts,
+        ge=0,
+        le=100,
+        description="times a session's relay found off is switched on again before the session"
+        " ends",
+    )
+    clock_step_s: Number = Field(
+        _seconds(_CORE.clock_step_ms),
+        ge=1,
+        le=86_400,
+        description="a relay clock this far (s) behind the newest reading has stepped back and is"
+        " re-baselined",
+    )
 
 
 class MothershipSettings(_Group):
@@ -369,6 +408,12 @@ class Settings(BaseSettings):
             no_draw_timeout_ms=_ms(p.no_draw_timeout_s),
             no_car_timeout_ms=_ms(p.no_car_timeout_s),
             min_start_credit_cents=p.min_start_credit_cents,
+            max_power_w=p.max_power_w,
+            off_retry_ms=_ms(p.off_retry_s),
+            give_up_ms=_ms(p.give_up_s),
+            relay_settle_ms=_ms(p.relay_settle_s),
+            max_relay_restarts=p.max_relay_restarts,
+            clock_step_ms=_ms(p.clock_step_s),
         )
 
 

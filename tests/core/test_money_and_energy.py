@@ -7,19 +7,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evplug.core import ledger
-from evplug.core.metering import MAX_INTEGRATION_GAP_MS, counter_delta_wh, integrated_wh
+from evplug.core.metering import MAX_INTEGRATION_GAP_MS, Anomaly, counter_step, integrated_wh
 from evplug.core.pricing import affordable_wh, cost_cents, validate_price
 
+RATED_W = 4000.0
 
-@given(st.lists(st.tuples(st.floats(0, 10_000), st.booleans()), min_size=1, max_size=200))
+
+@given(st.lists(st.tuples(st.floats(0, 10), st.booleans()), min_size=1, max_size=200))
 def test_energy_from_a_counter_with_resets_is_never_negative(
     steps: list[tuple[float, bool]],
 ) -> None:
-    counter, last, total, truth = 0.0, 0.0, 0.0, 0.0
+    # Each step is at most what the socket delivers (10 Wh in 10 s); a reset restarts from zero.
+    counter, last, billed_to, total, truth = 0.0, 0.0, 0.0, 0.0, 0.0
     for wh, reset in steps:
         counter = wh if reset else counter + wh
         truth += wh
-        delta = counter_delta_wh(last, counter)
+        delta, billed_to, _, _ = counter_step(last, billed_to, counter, 3600.0, elapsed_ms=10_000)
         assert delta >= 0
         total += delta
         last = counter
@@ -27,16 +30,40 @@ def test_energy_from_a_counter_with_resets_is_never_negative(
     assert total <= truth + 1e-6
 
 
-def test_counter_delta_treats_a_drop_as_a_restart_from_zero() -> None:
-    assert counter_delta_wh(1500.0, 1510.5) == pytest.approx(10.5)
-    assert counter_delta_wh(1500.0, 3.0) == 3.0
+@pytest.mark.parametrize(
+    ("last", "billed_to", "counter", "expected"),
+    [
+        (1500.0, 1500.0, 1501.5, (1.5, 1501.5, None, 0.0)),
+        (1500.0, 1500.0, 1.5, (1.5, 1.5, Anomaly.COUNTER_RESET, 0.0)),
+        (1500.0, 1500.0, 0.0, (0.0, 0.0, Anomaly.COUNTER_RESET, 0.0)),
+        # A step back bills nothing, and climbing back through the range bills nothing again.
+        (1500.0, 1500.0, 1477.0, (0.0, 1500.0, Anomaly.COUNTER_STEP_BACK, 0.0)),
+        (1477.0, 1500.0, 1490.0, (0.0, 1500.0, None, 0.0)),
+        (1490.0, 1500.0, 1502.0, (2.0, 1502.0, None, 0.0)),
+        # More than the socket could deliver: the bound is billed, the rest reported.
+        (1500.0, 1500.0, 1600.0, (2.0, 1600.0, Anomaly.OVER_RATED_POWER, 98.0)),
+    ],
+)  # 2 Wh is what 3.6 kW delivers in 2 s
+def test_counter_step_tells_a_reset_from_a_step_back(
+    last: float,
+    billed_to: float,
+    counter: float,
+    expected: tuple[float, float, Anomaly | None, float],
+) -> None:
+    assert counter_step(last, billed_to, counter, 3600.0, 2000) == pytest.approx(expected)
 
 
-def test_power_integration_is_trapezoidal_and_ignores_long_silences() -> None:
-    assert integrated_wh(2400, 2400, 3_600_000 // 60) == pytest.approx(40.0)
-    assert integrated_wh(0, 2400, 1000) == pytest.approx(2400 / 2 / 3600)
-    assert integrated_wh(2400, 2400, MAX_INTEGRATION_GAP_MS + 1) == 0.0
-    assert integrated_wh(-5, -5, 1000) == 0.0
+def test_no_time_allows_no_energy() -> None:
+    assert counter_step(10.0, 10.0, 11.0, RATED_W, 0) == (0.0, 11.0, Anomaly.OVER_RATED_POWER, 1.0)
+    assert counter_step(10.0, 10.0, 0.5, RATED_W, -5000)[2] is Anomaly.COUNTER_STEP_BACK
+
+
+def test_power_integration_is_trapezoidal_capped_and_ignores_long_silences() -> None:
+    assert integrated_wh(2400, 2400, 3_600_000 // 60, RATED_W) == pytest.approx(40.0)
+    assert integrated_wh(0, 2400, 1000, RATED_W) == pytest.approx(2400 / 2 / 3600)
+    assert integrated_wh(2400, 2400, MAX_INTEGRATION_GAP_MS + 1, RATED_W) == 0.0
+    assert integrated_wh(-5, -5, 1000, RATED_W) == 0.0
+    assert integrated_wh(9000, 9000, 3_600_000 // 60, RATED_W) == pytest.approx(RATED_W / 60)
 
 
 @pytest.mark.parametrize(

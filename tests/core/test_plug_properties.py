@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evplug.core import ledger
+from evplug.core.actual import ActualState
 from evplug.core.plug import (
     InvalidTransition,
     Plug,
@@ -16,6 +18,7 @@ from evplug.core.plug import (
     State,
     SwitchRelay,
 )
+from evplug.core.readings import InvalidReading
 
 START_MS = 1_700_000_000_000
 
@@ -23,15 +26,21 @@ events = st.lists(
     st.one_of(
         st.tuples(
             st.just("reading"),
-            st.integers(0, 70_000),  # ms since the last event
-            st.sampled_from(["ON", "OFF", "MIA", "OVERCURRENT"]),
-            st.floats(0, 3000),
-            st.sampled_from(["up", "reset", "none"]),
+            st.integers(-20_000, 70_000),  # ms since the last event; negative: out of order
+            st.sampled_from(list(ActualState)),
+            st.one_of(st.floats(0, 3000), st.sampled_from([math.nan, math.inf, -1e6])),
+            st.sampled_from(["up", "reset", "none", "back", "nan"]),
         ),
         st.tuples(st.just("enable"), st.integers(0, 5000)),  # credit cents
+        st.tuples(st.just("credit"), st.integers(0, 5000)),
         st.tuples(st.sampled_from(["disable", "again", "admit", "commission", "done"])),
-        st.tuples(st.just("answer"), st.booleans(), st.sampled_from(["ON", "OFF"]), st.booleans()),
-        st.tuples(st.just("tick"), st.integers(0, 200_000)),
+        st.tuples(
+            st.just("answer"),
+            st.booleans(),
+            st.sampled_from([ActualState.ON, ActualState.OFF, ActualState.OVERCURRENT]),
+            st.booleans(),
+        ),
+        st.tuples(st.just("tick"), st.integers(0, 400_000)),
         st.tuples(st.just("tech"), st.booleans()),
     ),
     max_size=120,
@@ -39,9 +48,9 @@ events = st.lists(
 
 
 def run(plug: Plug, sequence: list[tuple]) -> list:
-    """Feed the events; return every effect with the plug's state just after it."""
+    """Feed the events; return every effect with the plug's state and session just after it."""
     now = START_MS
-    counter = 0.0
+    counter = 1_000_000.0
     sessions = 0
     seen = []
     for event in sequence:
@@ -50,14 +59,22 @@ def run(plug: Plug, sequence: list[tuple]) -> list:
             if kind == "reading":
                 _, dt, actual, power, mode = event
                 now += dt
-                if mode == "up":
-                    counter += power * dt / 3_600_000
+                if mode == "up" and math.isfinite(power):
+                    counter += max(power, 0.0) * max(dt, 0) / 3_600_000
                 elif mode == "reset":
-                    counter = power / 1000
-                effects = plug.reading(now, actual, power, None if mode == "none" else counter)
+                    counter = 0.0
+                shown = {"none": None, "back": counter / 2, "nan": math.nan}.get(mode, counter)
+                before = plug.snapshot()
+                try:
+                    effects = plug.reading(now, actual, power, shown)
+                except InvalidReading:
+                    assert plug.snapshot() == before
+                    continue
             elif kind == "enable":
                 sessions += 1
                 effects = plug.enable(f"s{sessions}", "driver", event[1], 30, now)
+            elif kind == "credit":
+                effects = plug.credit_changed(event[1], now)
             elif kind == "disable":
                 effects = plug.disable(now)
             elif kind == "again":
@@ -79,7 +96,7 @@ def run(plug: Plug, sequence: list[tuple]) -> list:
                 effects = plug.technician_switch(event[1], now)
         except InvalidTransition:
             continue
-        assert plug.energy_wh >= 0
+        assert math.isfinite(plug.energy_wh) and plug.energy_wh >= 0
         seen.extend((e, plug.state, plug.session_id) for e in effects)
     return seen
 
@@ -102,7 +119,7 @@ def test_a_session_is_billed_at_most_once_and_never_negatively(sequence: list[tu
     assert set(closed) <= opened
     for e in effects:
         if isinstance(e, SessionClosed):
-            assert e.energy_wh >= 0 and e.cost_cents >= 0
+            assert math.isfinite(e.energy_wh) and e.energy_wh >= 0 and e.cost_cents >= 0
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from evplug.core.actual import ActualState
 from evplug.core.diagram import markdown
 from evplug.core.plug import (
     AUTOMATIC,
@@ -55,7 +56,7 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
     match trigger:
         case Trigger.FIRST_READING:
             # Neither ON nor OFF, so it confirms no pending command.
-            out += plug.reading(NOW, "UNKNOWN", 0.0, 0.0)
+            out += plug.reading(NOW, ActualState.UNKNOWN, 0.0, 0.0)
         case Trigger.ENABLE:
             out += plug.enable("s9", "u9", 1000, 30, NOW)
         case Trigger.DISABLE:
@@ -65,25 +66,34 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
         case Trigger.ADMITTED:
             out += plug.admit(NOW)
         case Trigger.RELAY_ON:
-            out += plug.relay_response(plug.pending_request_id, "ON", True, NOW)
+            out += plug.relay_response(plug.pending_request_id, ActualState.ON, True, NOW)
         case Trigger.RELAY_OFF:
-            out += plug.relay_response(plug.pending_request_id, "OFF", True, NOW)
+            out += plug.relay_response(plug.pending_request_id, ActualState.OFF, True, NOW)
+        case Trigger.TRIPPED:
+            out += plug.reading(NOW, ActualState.OVERCURRENT, 0.0, None)
+        case Trigger.RELAY_FOUND_OFF:
+            out += plug.reading(NOW + s.relay_settle_ms, ActualState.OFF, 0.0, None)
+        case Trigger.RELAY_KEPT_OFF:
+            plug.relay_restarts = s.max_relay_restarts
+            out += plug.reading(NOW + s.relay_settle_ms, ActualState.OFF, 0.0, None)
         case Trigger.NO_RESPONSE:
             out += plug.tick(NOW + s.command_timeout_ms)
+        case Trigger.GIVE_UP:
+            out += plug.tick(NOW + s.give_up_ms)
         case Trigger.CAR_DRAWING:
-            out += plug.reading(NOW, "ON", s.charge_start_w + 100, None)
+            out += plug.reading(NOW, ActualState.ON, s.charge_start_w + 100, None)
         case Trigger.NO_DRAW:
             out += plug.tick(NOW + s.no_draw_timeout_ms)
         case Trigger.NO_CAR:
-            out += plug.reading(NOW, "ON", 0.0, None)
-            out += plug.reading(NOW + s.no_car_timeout_ms, "ON", 0.0, None)
+            out += plug.reading(NOW, ActualState.ON, 0.0, None)
+            out += plug.reading(NOW + s.no_car_timeout_ms, ActualState.ON, 0.0, None)
         case Trigger.LOW_POWER_SUSTAINED:
             step = s.complete_window_ms // s.complete_min_readings
             for i in range(s.complete_min_readings + 1):
-                out += plug.reading(NOW + i * step, "ON", 1.0, None)
+                out += plug.reading(NOW + i * step, ActualState.ON, 1.0, None)
         case Trigger.CREDIT_EXHAUSTED:
             plug.credit_wh = 0.0
-            out += plug.reading(NOW, "ON", 2000.0, None)
+            out += plug.reading(NOW, ActualState.ON, 2000.0, None)
         case Trigger.COMMISSION_START:
             out += plug.commission(NOW)
         case Trigger.COMMISSION_END:
@@ -99,7 +109,8 @@ EXTERNAL = [t for t in Trigger if t not in {
 }]  # fmt: skip
 GUARDED = {Trigger.FIRST_READING, Trigger.RELAY_ON, Trigger.RELAY_OFF, Trigger.NO_RESPONSE,
            Trigger.CAR_DRAWING, Trigger.NO_DRAW, Trigger.NO_CAR, Trigger.LOW_POWER_SUSTAINED,
-           Trigger.CREDIT_EXHAUSTED}  # fmt: skip
+           Trigger.CREDIT_EXHAUSTED, Trigger.TRIPPED, Trigger.RELAY_FOUND_OFF,
+           Trigger.RELAY_KEPT_OFF, Trigger.GIVE_UP}  # fmt: skip
 
 
 RESTING = [s for s in State if s not in AUTOMATIC]

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import pytest
 
 from evplug.clock import FakeClock
+from evplug.core.actual import ActualState
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
     BadChannel,
     DeviceAuthError,
     DeviceUnreachable,
@@ -40,7 +38,7 @@ class Case:
     driver: type[HttpDriver]
     metered: bool = True
     counter_wh: float | None = 0.01  # counter resolution; None = the device has no counter
-    trip_reads: str = OVERCURRENT  # what a tripped channel reads as
+    trip_reads: ActualState = ActualState.OVERCURRENT  # what a tripped channel reads as
     passwords: bool = True  # False: a "password" means eWeLink encryption, never accepted
 
 
@@ -48,16 +46,16 @@ CASES = [
     Case("shelly-pro4pm", ShellyRpcDriver),
     Case("shelly-plusplugs", ShellyRpcDriver),
     Case("shelly-plugs-gen1", ShellyGen1Driver, counter_wh=1 / 60),
-    Case("tasmota-plug", TasmotaDriver, counter_wh=1.0, trip_reads=OFF),
-    Case("tasmota-4ch", TasmotaDriver, counter_wh=1.0, trip_reads=OFF),
-    Case("sonoff-spm", TasmotaDriver, counter_wh=10.0, trip_reads=OFF),
+    Case("tasmota-plug", TasmotaDriver, counter_wh=1.0, trip_reads=ActualState.OFF),
+    Case("tasmota-4ch", TasmotaDriver, counter_wh=1.0, trip_reads=ActualState.OFF),
+    Case("sonoff-spm", TasmotaDriver, counter_wh=10.0, trip_reads=ActualState.OFF),
     Case("sonoff-diy-spm", SonoffDiyDriver, counter_wh=None, passwords=False),
     Case(
         "sonoff-diy-basicr3",
         SonoffDiyDriver,
         metered=False,
         counter_wh=None,
-        trip_reads=OFF,  # no meter, so no faultState either
+        trip_reads=ActualState.OFF,  # no meter, so no faultState either
         passwords=False,
     ),
 ]
@@ -104,17 +102,17 @@ async def test_switch_reads_back_and_energy_flows(
     running, driver = await started(emulator, case, clock)
     last = len(running.sockets) - 1  # the highest channel catches off-by-one indexing
     try:
-        assert await driver.switch(last, True) == ON
+        assert await driver.switch(last, True) == ActualState.ON
         await clock.advance(120)
         readings = await driver.read()
         power_w, energy_wh = running.sockets[last].power_w, running.sockets[last].energy_wh
-        assert await driver.switch(last, False) == OFF
+        assert await driver.switch(last, False) == ActualState.OFF
     finally:
         await driver.close()
     reading = readings[last]
     assert [r.channel for r in readings] == list(range(len(running.sockets)))
-    assert reading.actual == ON
-    assert all(r.actual == OFF for r in readings[:last])
+    assert reading.actual == ActualState.ON
+    assert all(r.actual == ActualState.OFF for r in readings[:last])
     if case.metered:
         assert reading.power_w == pytest.approx(power_w, rel=0.01)
         assert reading.current_a > 5  # the core's "charging" threshold
@@ -143,7 +141,7 @@ async def test_reboot_restarts_the_counter_from_zero(
     assert before.energy_wh is not None and after.energy_wh is not None
     assert after.energy_wh < before.energy_wh
     assert after.energy_wh == 0
-    assert after.actual == OFF
+    assert after.actual == ActualState.OFF
 
 
 async def test_overpower_trip_and_switching_on_again(
@@ -160,7 +158,7 @@ async def test_overpower_trip_and_switching_on_again(
         await driver.close()
     assert tripped.actual == case.trip_reads
     assert tripped.power_w == 0
-    assert again == ON
+    assert again == ActualState.ON
 
 
 async def test_unplugged_car_draws_nothing(
@@ -174,7 +172,7 @@ async def test_unplugged_car_draws_nothing(
         reading = (await driver.read())[0]
     finally:
         await driver.close()
-    assert reading.actual == ON
+    assert reading.actual == ActualState.ON
     assert reading.power_w == 0 and reading.current_a == 0
 
 
@@ -243,7 +241,7 @@ async def test_password(emulator: StartEmulator, case: Case, clock: FakeClock) -
     driver = case.driver(running.url, username="admin", password="s3cret", timeout_s=2.0)
     try:
         await driver.connect()
-        assert await driver.switch(0, True) == ON
-        assert (await driver.read())[0].actual == ON
+        assert await driver.switch(0, True) == ActualState.ON
+        assert (await driver.read())[0].actual == ActualState.ON
     finally:
         await driver.close()

@@ -8,7 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from evplug.devices.base import OFF, ON, OVERCURRENT, UnsupportedDevice
+from evplug.core.actual import ActualState
+from evplug.devices.base import UnsupportedDevice
 from evplug.devices.shelly_gen1 import parse_shelly, parse_status, relay_actual
 from tests.devices.conftest import StartEmulator
 
@@ -34,20 +35,20 @@ def test_a_gen2_device_is_not_gen1(payload: Payload) -> None:
 
 def test_status_of_a_plug_s_counts_watt_minutes(payload: Payload) -> None:
     [reading] = parse_status(payload("ref2.2_shelly_gen1_status_plugs_trimmed.json"))
-    assert reading.actual == OFF
+    assert reading.actual == ActualState.OFF
     assert reading.power_w == 0.0
     assert reading.energy_wh == pytest.approx(2632 / 60)
 
 
 def test_relay_objects(payload: Payload) -> None:
-    assert relay_actual(payload("ref2.3_shelly_gen1_relay_on_illustrative.json")) == ON
-    assert relay_actual({"ison": False, "overpower": True}) == OVERCURRENT
+    assert relay_actual(payload("ref2.3_shelly_gen1_relay_on_illustrative.json")) == ActualState.ON
+    assert relay_actual({"ison": False, "overpower": True}) == ActualState.OVERCURRENT
 
 
 def test_overtemperature_trips_every_channel(payload: Payload) -> None:
     status = payload("ref2.2_shelly_gen1_status_plugs_trimmed.json")
     status["overtemperature"] = True
-    assert [r.actual for r in parse_status(status)] == [OVERCURRENT]
+    assert [r.actual for r in parse_status(status)] == [ActualState.OVERCURRENT]
 
 
 def test_power_only_meter_estimates_current() -> None:

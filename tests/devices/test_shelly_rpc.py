@@ -10,10 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from evplug.core.actual import ActualState
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
     BadChannel,
     DeviceAuthError,
     DeviceError,
@@ -55,7 +53,7 @@ def test_a_gen1_shelly_is_not_an_rpc_device(payload: Payload) -> None:
 def test_switch_status_of_a_pro4pm_on_us_mains(payload: Payload) -> None:
     reading = parse_switch_status(payload("ref1.5_shelly_switch_getstatus_pro4pm_us_mains.json"))
     assert reading.channel == 0
-    assert reading.actual == OFF
+    assert reading.actual == ActualState.OFF
     assert reading.voltage_v == 121.7
     assert (reading.power_w, reading.current_a, reading.power_factor) == (0.0, 0.0, 0.0)
     assert reading.energy_wh == 0.0
@@ -63,7 +61,7 @@ def test_switch_status_of_a_pro4pm_on_us_mains(payload: Payload) -> None:
 
 def test_switch_status_without_pf_derives_it(payload: Payload) -> None:
     reading = parse_switch_status(payload("ref1.5_shelly_switch_getstatus_plusplugs.json"))
-    assert reading.actual == ON
+    assert reading.actual == ActualState.ON
     assert reading.power_w == 2.7
     assert reading.energy_wh == 7258.589
     assert reading.power_factor == pytest.approx(2.7 / (227.9 * 0.121))
@@ -73,17 +71,24 @@ def test_overpower_error_reads_as_overcurrent(payload: Payload) -> None:
     reading = parse_switch_status(
         payload("ref1.5_shelly_switch_getstatus_overpower_illustrative.json")
     )
-    assert (reading.channel, reading.actual, reading.energy_wh) == (2, OVERCURRENT, 183421.6)
+    assert (reading.channel, reading.actual, reading.energy_wh) == (
+        2,
+        ActualState.OVERCURRENT,
+        183421.6,
+    )
 
 
 @pytest.mark.parametrize("error", ["overtemp", "overvoltage"])
 def test_other_protection_trips_read_as_overcurrent(error: str) -> None:
     status = {"id": 0, "output": False, "errors": [error]}
-    assert parse_switch_status(status).actual == OVERCURRENT
+    assert parse_switch_status(status).actual == ActualState.OVERCURRENT
 
 
 def test_undervoltage_is_not_a_trip() -> None:
-    assert parse_switch_status({"id": 0, "output": True, "errors": ["undervoltage"]}).actual == ON
+    assert (
+        parse_switch_status({"id": 0, "output": True, "errors": ["undervoltage"]}).actual
+        == ActualState.ON
+    )
 
 
 def test_an_unmetered_relay_has_no_counter() -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from evplug.clock import FakeClock
-from evplug.devices.base import ON, OVERCURRENT
+from evplug.core.actual import ActualState
 from evplug.devices.emulators.sonoff_diy import TXT_CHUNK, txt_records
 from evplug.devices.sonoff_diy import SonoffDiyDriver, info_data, parse_info, parse_readings
 from tests.devices.conftest import StartEmulator
@@ -25,7 +25,7 @@ def test_info_of_a_single_outlet_device(payload: Payload) -> None:
     assert (info.family, info.model, info.hardware_id) == ("sonoff", "diy_plug", "1001262ec1")
     assert (info.channels, info.firmware) == (1, "3.6.0")
     [reading] = parse_readings(data)
-    assert reading.actual == ON
+    assert reading.actual == ActualState.ON
     assert reading.energy_wh is None and reading.power_w == 0.0
 
 
@@ -43,9 +43,14 @@ def test_spm_main_fields_in_hundredths(payload: Payload) -> None:
     assert (first.current_a, first.voltage_v, first.power_w) == (1.0, 220.0, 220.0)
     assert first.power_factor == 1.0
     # faultState.overloadTrig names outlet 0; overLimit is not a trip.
-    assert [r.actual for r in readings] == [OVERCURRENT, ON, ON, ON]
+    assert [r.actual for r in readings] == [
+        ActualState.OVERCURRENT,
+        ActualState.ON,
+        ActualState.ON,
+        ActualState.ON,
+    ]
     data["faultState"]["overTemp"] = [1]
-    assert [r.actual for r in parse_readings(data)] == [OVERCURRENT] * 4
+    assert [r.actual for r in parse_readings(data)] == [ActualState.OVERCURRENT] * 4
 
 
 def test_txt_records_split_into_249_byte_chunks() -> None:

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from evplug.clock import FakeClock
-from evplug.devices.base import OFF, ON, UnsupportedDevice
+from evplug.core.actual import ActualState
+from evplug.devices.base import UnsupportedDevice
 from evplug.devices.tasmota import TasmotaDriver, parse_readings, parse_status0, power_keys
 from tests.devices.conftest import StartEmulator
 
@@ -19,7 +20,7 @@ Payload = Callable[[str], Any]
 def test_single_relay_energy_status_8(payload: Payload) -> None:
     sns = payload("ref3.3_tasmota_status8_energy_single.json")["StatusSNS"]
     [reading] = parse_readings(sns, {"POWER": "ON"})
-    assert reading.actual == ON
+    assert reading.actual == ActualState.ON
     assert (reading.power_w, reading.voltage_v, reading.current_a) == (2.0, 233.0, 0.209)
     assert reading.power_factor == 0.04
     assert reading.energy_wh == pytest.approx(1580.0)
@@ -30,7 +31,7 @@ def test_two_channels_with_a_summed_total(payload: Payload) -> None:
     sts = payload("ref3.3_tasmota_status11_sts_2relay.json")["StatusSTS"]
     sns = payload("ref3.3_tasmota_energy_2ch_illustrative.json")
     first, second = parse_readings(sns, sts)
-    assert (first.actual, second.actual) == (OFF, OFF)
+    assert (first.actual, second.actual) == (ActualState.OFF, ActualState.OFF)
     assert (first.power_w, second.power_w) == (1450.0, 0.0)
     assert (first.current_a, first.power_factor) == (6.41, 0.98)
     assert first.voltage_v == second.voltage_v == 231.0  # a common voltage is one number
@@ -42,7 +43,7 @@ def test_sonoff_spm_section(payload: Payload) -> None:
     sts = {f"POWER{n}": "ON" for n in range(1, 5)}
     readings = parse_readings(sns, sts)
     assert [r.channel for r in readings] == [0, 1, 2, 3]
-    assert all(r.actual == ON and r.energy_wh == 0.0 for r in readings)
+    assert all(r.actual == ActualState.ON and r.energy_wh == 0.0 for r in readings)
 
 
 def test_status_0_identity(payload: Payload) -> None:
@@ -64,7 +65,7 @@ def test_power_keys_in_numeric_order() -> None:
 
 
 def test_renamed_state_texts() -> None:
-    assert parse_readings({}, {"POWER": "1"}, texts=("0", "1"))[0].actual == ON
+    assert parse_readings({}, {"POWER": "1"}, texts=("0", "1"))[0].actual == ActualState.ON
     with pytest.raises(UnsupportedDevice, match="StateText"):
         parse_readings({}, {"POWER": "ON"}, texts=("0", "1"))
 
@@ -75,8 +76,13 @@ async def test_driver_honours_state_texts_set_on_the_device(emulator: StartEmula
     running.device.state_texts = ["aus", "an", "um", "halten"]  # type: ignore[attr-defined]
     driver = TasmotaDriver(running.url)
     try:
-        assert await driver.switch(2, True) == ON
-        assert [r.actual for r in await driver.read()] == [OFF, OFF, ON, OFF]
+        assert await driver.switch(2, True) == ActualState.ON
+        assert [r.actual for r in await driver.read()] == [
+            ActualState.OFF,
+            ActualState.OFF,
+            ActualState.ON,
+            ActualState.OFF,
+        ]
     finally:
         await driver.close()
 

@@ -1,16 +1,21 @@
-"""Ingest refuses a chunk over the readings cap whole, so it can never pin its stream."""
+"""The ingest hot path: wire numbers to the core's ActualState, impossible readings counted,
+a chunk over the readings cap refused whole so it can never pin its stream."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from structlog.testing import capture_logs
 
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, pack
+from evplug.core.actual import ActualState
 from evplug.core.plug import Plug, Settings
 from evplug.demo import DEMO_SITE
 from evplug.metrics import value
-from evplug.mothership.ingest import OversizeChunk, process_chunk
+from evplug.mothership.ingest import OversizeChunk, actual_state, process_chunk
 from tests.conftest import wait_for
 
 SITE, PLUG = "site-1", "sim:aa01:0"
@@ -59,3 +64,41 @@ async def test_a_chunk_too_big_for_the_sink_is_acked_and_counted_not_retried(dem
     await wait_for(lambda: system.bus.pending_count("mothership-telemetry") == 0, timeout_s=5)
     await wait_for(lambda: value("evplug_telemetry_rows_written_total") > written)
     assert value("evplug_telemetry_rows_written_total") < written + n
+
+
+def chunk(*readings: dict[str, object]) -> bytes:
+    message = pb.ReadingChunk(site_id=SITE, seq=1)
+    for fields in readings:
+        message.readings.add(plug_id="p", **fields)
+    return pack(message)
+
+
+def test_wire_numbers_map_to_members_and_unknown_numbers_to_unknown() -> None:
+    assert [actual_state(int(m)) for m in ActualState] == list(ActualState)
+    assert actual_state(99) is ActualState.UNKNOWN
+    assert actual_state(-1) is ActualState.UNKNOWN
+
+
+def test_impossible_readings_are_dropped_counted_and_logged_once_per_chunk() -> None:
+    plug = Plug("p", "f")
+    start = NOW_MS
+    data = chunk(
+        {"timestamp_ms": start, "actual_state": pb.ACTUAL_STATE_ON, "active_power_w": 100.0},
+        {"timestamp_ms": start + 1, "active_power_w": math.nan},
+        {"timestamp_ms": start + 2, "active_power_w": 5.0, "energy_wh": math.inf},
+        {"timestamp_ms": start + 3, "actual_state": 9, "active_power_w": 7.0, "energy_wh": 2.0},
+    )
+    invalid = value("evplug_readings_rejected_total", reason="invalid")
+    with capture_logs() as logs:
+        rows, _ = process_chunk(data, SITE, {SITE: {"p": plug}}, set(), start + 10)
+    assert [row[1] for row in rows] == [start, start + 3]
+    assert value("evplug_readings_rejected_total", reason="invalid") == invalid + 2
+    [logged] = [e for e in logs if e["event"] == "ingest.invalid_readings"]
+    assert logged["count"] == 2
+    assert "power nan W is not a finite number" in logged["reason"]
+    # The plug took the good readings; a number from a newer contract reads as UNKNOWN.
+    assert (plug.last_reading_ms, plug.actual, plug.power_w) == (
+        start + 3,
+        ActualState.UNKNOWN,
+        7.0,
+    )

@@ -6,7 +6,7 @@ two disagree, so the picture can never drift from the code.
 
 from __future__ import annotations
 
-from evplug.core.plug import AUTOMATIC, ON_ENTER, PROMPTS, TRANSITIONS, State
+from evplug.core.plug import AUTOMATIC, END_REASONS, ON_ENTER, PROMPTS, TRANSITIONS, State
 
 
 def mermaid() -> str:
@@ -25,6 +25,7 @@ def markdown() -> str:
         f" {'yes' if state in AUTOMATIC else ''} |"
         for state in State
     )
+    reasons = "\n".join(f"| {trigger} | `{reason}` |" for trigger, reason in END_REASONS.items())
     return f"""# Plug state machine
 
 Generated from `src/evplug/core/plug.py` by `make diagram` (tools/gen_state_diagram.py);
@@ -37,4 +38,10 @@ do not edit by hand: a test fails when this file and the tables disagree.
 | state | driver prompts | left at once (automatic) |
 | --- | --- | --- |
 {prompts}
+
+A session's end reason is set by the first of these triggers it meets:
+
+| trigger | end reason |
+| --- | --- |
+{reasons}
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-ON, OFF, OVERCURRENT = "ON", "OFF", "OVERCURRENT"
+from evplug.core.actual import ActualState
 
 
 class DeviceError(Exception):
@@ -58,7 +58,7 @@ def plug_id(family: str, hardware_id: str, channel: int) -> str:
 @dataclass(frozen=True, slots=True)
 class ChannelReading:
     channel: int
-    actual: str  # ON | OFF | OVERCURRENT
+    actual: ActualState  # ON, OFF or OVERCURRENT
     power_w: float
     voltage_v: float
     current_a: float
@@ -73,7 +73,7 @@ class Driver(Protocol):
 
     async def read(self) -> list[ChannelReading]: ...
 
-    async def switch(self, channel: int, on: bool) -> str:
+    async def switch(self, channel: int, on: bool) -> ActualState:
         """Switch one channel, read it back and return the actual state (raise on mismatch)."""
         ...
 

@@ -18,9 +18,7 @@ from typing import Any, ClassVar
 import aiohttp
 
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
+    ActualState,
     BadChannel,
     ChannelReading,
     DeviceAuthError,
@@ -164,11 +162,12 @@ class DeviceHttp:
             self._session = None
 
 
-def confirm_switch(where: str, channel: int, on: bool, actual: str) -> str:
+def confirm_switch(where: str, channel: int, on: bool, actual: ActualState) -> ActualState:
     """The state read back after a switch. A protection trip is an answer, not a mismatch."""
-    if actual not in (OVERCURRENT, ON if on else OFF):
+    if actual not in (ActualState.OVERCURRENT, ActualState.ON if on else ActualState.OFF):
         raise SwitchMismatch(
-            f"{where}: channel {channel} reads {actual} after switching {'on' if on else 'off'}"
+            f"{where}: channel {channel} reads {actual.name}"
+            f" after switching {'on' if on else 'off'}"
         )
     return actual
 
@@ -210,10 +209,10 @@ class HttpDriver:
     async def _set(self, channel: int, on: bool) -> None:
         raise NotImplementedError
 
-    async def _state(self, channel: int) -> str:
+    async def _state(self, channel: int) -> ActualState:
         raise NotImplementedError
 
-    async def switch(self, channel: int, on: bool) -> str:
+    async def switch(self, channel: int, on: bool) -> ActualState:
         if channel < 0:
             # Some dialects read a negative or zero index as "all outputs"; never send one.
             raise BadChannel(f"{self.url}: no channel {channel}")

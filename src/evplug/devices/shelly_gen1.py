@@ -9,9 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
+    ActualState,
     BadChannel,
     ChannelReading,
     DeviceInfo,
@@ -41,10 +39,10 @@ def parse_shelly(shelly: dict[str, Any], address: str) -> DeviceInfo:
         )
 
 
-def relay_actual(relay: dict[str, Any], overtemperature: bool = False) -> str:
+def relay_actual(relay: dict[str, Any], overtemperature: bool = False) -> ActualState:
     if relay.get("overpower") or overtemperature:
-        return OVERCURRENT
-    return ON if relay["ison"] else OFF
+        return ActualState.OVERCURRENT
+    return ActualState.ON if relay["ison"] else ActualState.OFF
 
 
 def parse_status(status: dict[str, Any]) -> list[ChannelReading]:
@@ -92,7 +90,7 @@ class ShellyGen1Driver(HttpDriver):
     async def read(self) -> list[ChannelReading]:
         return await self._status()
 
-    async def _relay(self, channel: int, params: dict[str, str] | None = None) -> str:
+    async def _relay(self, channel: int, params: dict[str, str] | None = None) -> ActualState:
         reply = await self.http.request("GET", f"/relay/{channel}", params=params)
         if reply.status == 404:
             raise BadChannel(f"{reply.where}: no such relay")
@@ -102,5 +100,5 @@ class ShellyGen1Driver(HttpDriver):
     async def _set(self, channel: int, on: bool) -> None:
         await self._relay(channel, {"turn": "on" if on else "off"})
 
-    async def _state(self, channel: int) -> str:
+    async def _state(self, channel: int) -> ActualState:
         return await self._relay(channel)

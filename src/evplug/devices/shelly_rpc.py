@@ -11,9 +11,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
+    ActualState,
     BadChannel,
     ChannelReading,
     DeviceAuthError,
@@ -56,10 +54,10 @@ def switch_ids(status: dict[str, Any]) -> list[int]:
     return sorted(int(key.split(":", 1)[1]) for key in status if key.startswith("switch:"))
 
 
-def switch_actual(switch: dict[str, Any]) -> str:
+def switch_actual(switch: dict[str, Any]) -> ActualState:
     if TRIP_ERRORS.intersection(switch.get("errors", ())):
-        return OVERCURRENT
-    return ON if switch["output"] else OFF
+        return ActualState.OVERCURRENT
+    return ActualState.ON if switch["output"] else ActualState.OFF
 
 
 def parse_switch_status(switch: dict[str, Any]) -> ChannelReading:
@@ -143,7 +141,7 @@ class ShellyRpcDriver(HttpDriver):
     async def _set(self, channel: int, on: bool) -> None:
         await self._rpc("Switch.Set", id=channel, on=on)
 
-    async def _state(self, channel: int) -> str:
+    async def _state(self, channel: int) -> ActualState:
         result = await self._rpc("Switch.GetStatus", id=channel)
         with expect_shape(f"{self.url}/rpc Switch.GetStatus"):
             return switch_actual(result)

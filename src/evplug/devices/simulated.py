@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evplug.clock import Clock
-from evplug.devices.base import OFF, ON, BadChannel, ChannelReading, DeviceInfo
+from evplug.devices.base import ActualState, BadChannel, ChannelReading, DeviceInfo
 from evplug.devices.car import Car, Socket
 
 
@@ -36,7 +36,7 @@ class SimulatedDevice:
             readings.append(
                 ChannelReading(
                     channel=channel,
-                    actual=ON if socket.relay_on else OFF,
+                    actual=ActualState.ON if socket.relay_on else ActualState.OFF,
                     power_w=socket.power_w,
                     voltage_v=socket.voltage_v,
                     current_a=socket.current_a,
@@ -46,11 +46,11 @@ class SimulatedDevice:
             )
         return readings
 
-    async def switch(self, channel: int, on: bool) -> str:
+    async def switch(self, channel: int, on: bool) -> ActualState:
         if not 0 <= channel < len(self.sockets):
             raise BadChannel(f"{self.info.hardware_id} has no channel {channel}")
         self.sockets[channel].switch(on, self.clock.now_ms())
-        return ON if self.sockets[channel].relay_on else OFF
+        return ActualState.ON if self.sockets[channel].relay_on else ActualState.OFF
 
     async def close(self) -> None:
         return None

@@ -14,9 +14,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from evplug.devices.base import (
-    OFF,
-    ON,
-    OVERCURRENT,
+    ActualState,
     BadChannel,
     ChannelReading,
     DeviceAuthError,
@@ -79,10 +77,10 @@ def parse_info(data: dict[str, Any], address: str) -> DeviceInfo:
         )
 
 
-def outlet_actual(data: dict[str, Any], outlet: int) -> str:
+def outlet_actual(data: dict[str, Any], outlet: int) -> ActualState:
     if outlet in tripped_outlets(data):
-        return OVERCURRENT
-    return ON if outlet_states(data)[outlet] == "on" else OFF
+        return ActualState.OVERCURRENT
+    return ActualState.ON if outlet_states(data)[outlet] == "on" else ActualState.OFF
 
 
 def parse_readings(data: dict[str, Any]) -> list[ChannelReading]:
@@ -158,7 +156,7 @@ class SonoffDiyDriver(HttpDriver):
         else:
             raise BadChannel(f"{self.url}: a single-outlet device has no outlet {channel}")
 
-    async def _state(self, channel: int) -> str:
+    async def _state(self, channel: int) -> ActualState:
         data = await self._info()
         with expect_shape(f"{self.url}/zeroconf/info"):
             if channel >= len(outlet_states(data)):

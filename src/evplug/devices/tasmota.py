@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from evplug.devices.base import (
-    OFF,
-    ON,
+    ActualState,
     BadChannel,
     ChannelReading,
     DeviceAuthError,
@@ -55,11 +54,11 @@ def parse_status0(status: dict[str, Any], address: str) -> DeviceInfo:
         )
 
 
-def state(text: str, texts: tuple[str, str]) -> str:
+def state(text: str, texts: tuple[str, str]) -> ActualState:
     if text == texts[1]:
-        return ON
+        return ActualState.ON
     if text == texts[0]:
-        return OFF
+        return ActualState.OFF
     raise UnsupportedDevice(f"relay state {text!r} is neither StateText1/2 {texts}")
 
 
@@ -142,7 +141,7 @@ class TasmotaDriver(HttpDriver):
             # A relay without sensors still answers StatusSNS, with only its Time.
             return parse_readings(status.get("StatusSNS", {}), status["StatusSTS"], texts)
 
-    async def _power(self, channel: int, argument: str = "") -> str:
+    async def _power(self, channel: int, argument: str = "") -> ActualState:
         relay = channel + 1
         body = await self._command(f"Power{relay} {argument}".strip())
         # A single-relay device answers POWER, not POWER1 (unless SetOption26 is on).
@@ -154,5 +153,5 @@ class TasmotaDriver(HttpDriver):
     async def _set(self, channel: int, on: bool) -> None:
         await self._power(channel, "On" if on else "Off")
 
-    async def _state(self, channel: int) -> str:
+    async def _state(self, channel: int) -> ActualState:
         return await self._power(channel)

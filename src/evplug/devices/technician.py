@@ -16,8 +16,8 @@ def plug_rows(info: DeviceInfo, readings: list[ChannelReading]) -> list[str]:
     for r in readings:
         energy = f"{r.energy_wh:.1f}" if r.energy_wh is not None else "-"
         rows.append(
-            f"{info.plug_id(r.channel):<34} {r.actual:<11} {r.power_w:>8.1f} {r.voltage_v:>7.1f}"
-            f" {r.current_a:>6.2f} {energy:>11}"
+            f"{info.plug_id(r.channel):<34} {r.actual.name:<11} {r.power_w:>8.1f}"
+            f" {r.voltage_v:>7.1f} {r.current_a:>6.2f} {energy:>11}"
         )
     return rows
 

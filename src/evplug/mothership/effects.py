@@ -19,6 +19,7 @@ from evplug.contracts import subjects
 from evplug.contracts.wire import pack
 from evplug.core.plug import (
     Effect,
+    MeterAnomaly,
     Plug,
     SessionClosed,
     SessionOpened,
@@ -64,6 +65,8 @@ class EffectApplier:
         for effect in effects:
             if isinstance(effect, Transitioned):
                 metrics.TRANSITIONS.labels(effect.to_state.value).inc()
+            elif isinstance(effect, MeterAnomaly):
+                _meter_anomaly(effect)
             self.events.emit(effect)
 
     async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
@@ -104,3 +107,16 @@ class EffectApplier:
         await self.bus.publish(
             subjects.for_site(subjects.COMMANDS, site_id), pack(request), msg_id=effect.request_id
         )
+
+
+def _meter_anomaly(anomaly: MeterAnomaly) -> None:
+    """Counted and logged, not stored: a miswired plug can show one at every reading."""
+    metrics.METER_ANOMALIES.labels(anomaly.kind).inc()
+    log.warning(
+        "meter.anomaly",
+        plug_id=anomaly.plug_id,
+        kind=anomaly.kind,
+        discarded_wh=round(anomaly.discarded_wh, 3),
+        fix="energy the relay reported but could not have delivered was not billed; a relay"
+        " that does this often needs checking",
+    )

@@ -21,7 +21,7 @@ from evplug.core.ids import check_fuze_id, check_plug_id
 from evplug.core.plug import Effect, Plug
 from evplug.mothership.ingest import (
     ForeignChunk,
-    actual_name,
+    actual_state,
     count_rejected_chunk,
     process_chunk,
 )
@@ -95,7 +95,7 @@ class BusHandlers:
             log.warning("relay.command_failed", plug_id=plug.plug_id, error=response.error)
         effects = plug.relay_response(
             response.request_id,
-            actual_name(response.actual_state),
+            actual_state(response.actual_state),
             response.ok,
             self.clock.now_ms(),
         )

@@ -11,20 +11,20 @@ import structlog
 from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, WireError, unpack
+from evplug.core.actual import ActualState
 from evplug.core.plug import Effect, Plug
+from evplug.core.readings import InvalidReading
 from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
 
-# ActualState enum number -> the core's name for it.
-ACTUAL_NAMES = tuple(
-    pb.ActualState.Name(n).removeprefix("ACTUAL_STATE_") for n in sorted(pb.ActualState.values())
-)
+# The core's members carry the contract's numbers (a test holds them equal).
+_ACTUAL_BY_NUMBER = {int(member): member for member in ActualState}
 
 
-def actual_name(number: int) -> str:
-    """The core's name for an ActualState; numbers from a newer contract read as UNKNOWN."""
-    return ACTUAL_NAMES[number] if 0 <= number < len(ACTUAL_NAMES) else "UNKNOWN"
+def actual_state(number: int) -> ActualState:
+    """The member for an ActualState number; numbers from a newer contract read as UNKNOWN."""
+    return _ACTUAL_BY_NUMBER.get(number, ActualState.UNKNOWN)
 
 
 # Unknown plug ids are logged once each, up to this many; past it they are only counted, so a
@@ -48,6 +48,7 @@ _INGESTED = metrics.READINGS_INGESTED
 _UNKNOWN_PLUG = metrics.READINGS_REJECTED.labels(reason="unknown_plug")
 _FUTURE = metrics.READINGS_REJECTED.labels(reason="future")
 _IN_OVERSIZE_CHUNK = metrics.READINGS_REJECTED.labels(reason="oversize_chunk")
+_INVALID = metrics.READINGS_REJECTED.labels(reason="invalid")
 
 
 def count_rejected_chunk(error: Exception) -> None:
@@ -72,9 +73,10 @@ def process_chunk(
 
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
     So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
-    its plug ignore every true reading (credit checks, OFF confirmations) until that time.
-    A chunk over ``MAX_READINGS_PER_CHUNK`` is refused whole (``OversizeChunk``), none of its
-    readings applied.
+    its plug ignore every true reading (credit checks, OFF confirmations) until that time. So are
+    readings the plug refuses as not physical (NaN, infinite, out of bounds), logged once per
+    chunk with the first reason. A chunk over ``MAX_READINGS_PER_CHUNK`` is refused whole
+    (``OversizeChunk``), none of its readings applied.
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
@@ -89,11 +91,12 @@ def process_chunk(
             " which splits its polls into chunks under the cap"
         )
     plugs = site_plugs.get(subject_site) or {}
-    names = ACTUAL_NAMES
-    n_names = len(names)
+    by_number = _ACTUAL_BY_NUMBER
+    unknown_actual = ActualState.UNKNOWN
     rows: list[Row] = []
     effects: list[Effect] = []
-    unknown = future = 0
+    unknown = future = invalid = 0
+    invalid_reason = ""
     for r in chunk.readings:
         plug_id = r.plug_id
         plug = plugs.get(plug_id)
@@ -110,8 +113,13 @@ def process_chunk(
         actual = r.actual_state
         power = r.active_power_w
         energy = r.energy_wh if r.HasField("energy_wh") else None
+        try:
+            out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy)
+        except InvalidReading as exc:
+            invalid += 1
+            invalid_reason = invalid_reason or str(exc)
+            continue
         rows.append((plug_id, ts, actual, r.current_a, r.voltage_v, r.power_factor, power, energy))
-        out = plug.reading(ts, names[actual] if actual < n_names else "UNKNOWN", power, energy)
         if out:
             effects.extend(out)
     _INGESTED.inc(len(rows))
@@ -124,5 +132,10 @@ def process_chunk(
             site=subject_site,
             count=future,
             fix="the site's clock is ahead: check NTP on the relay manager",
+        )
+    if invalid:
+        _INVALID.inc(invalid)
+        log.warning(
+            "ingest.invalid_readings", site=subject_site, count=invalid, reason=invalid_reason
         )
     return rows, effects

@@ -79,7 +79,7 @@ class StatusPublisher:
             fuze_id=plug.fuze_id,
             state=str(plug.state),
             prompts=[str(p) for p in plug.prompts],
-            actual_state=plug_actual(plug),
+            actual_state=int(plug.actual),
             active_power_w=round(plug.power_w, 1),
             session_id=plug.session_id,
             session_started_ms=plug.session_started_ms if in_session else 0,
@@ -102,7 +102,3 @@ class StatusPublisher:
             )
             self._terms[site_id] = terms
         return terms
-
-
-def plug_actual(plug: Plug) -> int:
-    return pb.ActualState.Value(f"ACTUAL_STATE_{plug.actual}") if plug.actual else 0

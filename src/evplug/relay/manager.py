@@ -27,18 +27,13 @@ from evplug.contracts.wire import (
     pack,
     unpack,
 )
+from evplug.core.actual import ActualState
 from evplug.devices.base import DeviceError, DeviceInfo, Driver
 from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
 from evplug.settings import RelaySettings
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = RelaySettings()  # the settings hold each default once
-
-_ACTUAL = {
-    "ON": pb.ACTUAL_STATE_ON,
-    "OFF": pb.ACTUAL_STATE_OFF,
-    "OVERCURRENT": pb.ACTUAL_STATE_OVERCURRENT,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +304,7 @@ class RelayManager:
                         add(
                             plug_id=plug_id,
                             fuze_id=self.channels[plug_id].fuze_id,
-                            actual_state=pb.ACTUAL_STATE_MIA,
+                            actual_state=ActualState.MIA,
                             timestamp_ms=now,
                         )
                 continue
@@ -320,7 +315,7 @@ class RelayManager:
                 reading = add(
                     plug_id=plug_id,
                     fuze_id=self.channels[plug_id].fuze_id,
-                    actual_state=_ACTUAL.get(r.actual, pb.ACTUAL_STATE_UNKNOWN),
+                    actual_state=r.actual,
                     current_a=r.current_a,
                     voltage_v=r.voltage_v,
                     power_factor=r.power_factor,
@@ -399,7 +394,7 @@ class RelayManager:
             try:
                 actual = await channel.driver.switch(channel.channel, on)  # reads it back
                 metrics.RELAY_COMMAND_ROUND_TRIP.observe(time.perf_counter() - received)
-                response.actual_state = _ACTUAL.get(actual, pb.ACTUAL_STATE_UNKNOWN)
+                response.actual_state = actual
                 response.ok = True
             except DeviceError as exc:
                 response.ok = False

@@ -13,7 +13,7 @@ import segno
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from evplug.contracts import evplug_pb2 as pb
+from evplug.core.actual import ActualState
 from evplug.relay.manager import RelayManager
 
 
@@ -38,7 +38,7 @@ def render(relay: RelayManager, base_url: str) -> str:
         elif reading is None:
             state, figures = "no reading yet", ""
         else:
-            state = pb.ActualState.Name(reading.actual_state).removeprefix("ACTUAL_STATE_")
+            state = ActualState(reading.actual_state).name  # the manager writes only members
             energy = (
                 f"{reading.energy_wh:.1f} Wh" if reading.HasField("energy_wh") else "no counter"
             )
