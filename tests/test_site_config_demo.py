@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from evplug.demo import DemoOptions, build, smoke
 from evplug.devices.car import Car
 from evplug.devices.emulators.runner import start_emulator
 from evplug.settings import Settings, SettingsError
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 SPEED = 300.0
@@ -69,3 +72,31 @@ async def test_discovery_is_opt_in_and_takes_the_configured_interval(tmp_path: P
             assert interval == expected
         finally:
             await system.stop()
+
+
+async def test_a_relay_that_trips_mid_charge_ends_the_session_billed(tmp_path: Path) -> None:
+    """The relay's overpower protection opens mid-charge: billed for what was metered, idle."""
+    emulator = await start_emulator("shelly-pro4pm", clock=ScaledClock(SPEED))
+    try:
+        for socket in emulator.sockets:
+            socket.car = Car(need_wh=50_000.0)  # far from full: only the trip can end it
+        config = tmp_path / "site.toml"
+        config.write_text(
+            f'site_id = "garage-7"\n[[devices]]\ndriver = "shelly_rpc"\nurl = "{emulator.url}"\n'
+        )
+        options = DemoOptions(speed=SPEED, site_config=config)
+        session = asyncio.create_task(smoke(Settings(data_dir=tmp_path / "data"), options, 60))
+        channel = emulator.sockets[0]
+        await wait_for(lambda: channel.relay_on and channel.energy_wh > 200, timeout_s=40)
+        emulator.device.trip_overpower(0)
+        tripped_at = time.monotonic()
+        result = await session
+        seconds_to_idle = time.monotonic() - tripped_at
+        assert not channel.relay_on  # never switched back on by itself
+    finally:
+        await emulator.stop()
+    assert result["states"][-1] == "ACCOUNT_NULL" and "CHARGING" in result["states"]
+    assert result["reason"] == "tripped"
+    assert seconds_to_idle < 5
+    assert result["kwh"] > 0.2
+    assert result["balance_after_cents"] == result["balance_before_cents"] - result["cents"]

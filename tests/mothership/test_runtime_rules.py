@@ -308,3 +308,36 @@ async def test_an_announcement_over_the_cap_is_refused_whole(make_site: MakeSite
     assert not ack.accepted_plug_ids and len(ack.rejected_plug_ids) == len(devices)
     assert "split it" in ack.rejected_reasons["sim:flood:0"]
     assert len(site.ms.plugs) == 2 and len(site.ms.registry.circuit_limits) == 1
+
+
+async def test_a_top_up_mid_session_raises_its_credit_limit(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d", credit_cents=10)  # a third of a kWh at 30 c/kWh
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, "d")
+    await site.answer()
+    await site.read(60)
+    await site.repo.post(ledger.Entry("d", ledger.EntryKind.TOP_UP, 1_000, "pi_topup", 0))
+    change = pb.BalanceChanged(user_id="d", ledger_key="pi_topup")
+    acked = FakeMessage(subjects.BALANCE_CHANGED, pack(change))
+    await site.ms.handlers.on_balance_changed(acked)
+    assert acked.acked
+    for _ in range(15):  # 2300 W for 15 min: ~575 Wh, ~17 c, well past the first 10 c
+        await site.advance(60)
+        await site.read(60)
+    plug = site.ms.plug(plug_id)
+    assert plug.state is State.CHARGING and plug.session_cost_cents > 10
+
+
+async def test_a_balance_change_of_a_driver_without_a_session_changes_nothing(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site()
+    await site.add_driver("d")
+    message = FakeMessage(subjects.BALANCE_CHANGED, pack(pb.BalanceChanged(user_id="d")))
+    await site.ms.handlers.on_balance_changed(message)
+    garbage = FakeMessage(subjects.BALANCE_CHANGED, b"junk")
+    await site.ms.handlers.on_balance_changed(garbage)
+    assert message.acked and garbage.acked
+    assert all(site.ms.plug(p).state is State.ACCOUNT_NULL for p in site.plug_ids)

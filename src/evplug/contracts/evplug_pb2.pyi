@@ -222,3 +222,13 @@ class DriverReply(_message.Message):
     reason: str
     status: PlugStatus
     def __init__(self, request_id: _Optional[str] = ..., code: _Optional[_Union[DriverReplyCode, str]] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[PlugStatus, _Mapping]] = ...) -> None: ...
+
+class BalanceChanged(_message.Message):
+    __slots__ = ("user_id", "ledger_key", "timestamp_ms")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_KEY_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    ledger_key: str
+    timestamp_ms: int
+    def __init__(self, user_id: _Optional[str] = ..., ledger_key: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...

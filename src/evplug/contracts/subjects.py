@@ -13,6 +13,7 @@ RESPONSES = "responses"  # relay -> mothership: LocalStateResponse
 ANNOUNCE = "announce"  # relay -> mothership: DeviceAnnouncement
 ANNOUNCE_ACK = "announce_ack"  # mothership -> relay: DeviceAnnouncementAck
 DRIVER = "driver"  # web -> mothership, request/reply: DriverRequest -> DriverReply
+BALANCE_CHANGED = "balance.changed"  # ledger writers -> mothership: BalanceChanged (no site)
 
 # The last-value store of every plug's PlugStatus, keyed by ``status_key``.
 PLUG_STATUS_BUCKET = "plug_status"

@@ -145,6 +145,25 @@ class BusHandlers:
         )
         await msg.ack()
 
+    async def on_balance_changed(self, msg: Message) -> None:
+        """A driver's balance changed: their open session's credit limit follows it."""
+        try:
+            change = unpack(msg.data, pb.BalanceChanged)
+        except WireError as exc:
+            log.warning("balance.rejected", error=str(exc))
+            await msg.ack()
+            return
+        plug_id = self.registry.plug_of_user(change.user_id)
+        if plug_id is None:
+            await msg.ack()  # no session open: the next one starts from the new balance
+            return
+        plug = self.registry.plugs[plug_id]
+        balance = await self.registry.repo.balance(change.user_id)
+        effects = plug.credit_changed(balance, self.clock.now_ms())
+        log.info("session.credit_changed", plug_id=plug_id, balance_cents=balance)
+        if await self.apply(plug, effects):
+            await msg.ack()
+
 
 def device_problem(device: pb.Device) -> str | None:
     """What is wrong with an announced device, in words a technician can act on; None if fine."""

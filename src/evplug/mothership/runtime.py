@@ -146,6 +146,9 @@ class Mothership:
                 wait,
             ),
             await self.bus.subscribe(
+                subjects.BALANCE_CHANGED, f"{self.name}-balances", on.on_balance_changed, wait
+            ),
+            await self.bus.subscribe(
                 subjects.all_sites(subjects.TELEMETRY),
                 f"{self.name}-telemetry",
                 on.on_telemetry,
