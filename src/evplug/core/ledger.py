@@ -2,12 +2,11 @@
 
 Every top-up, session charge, refund and adjustment is one entry with an idempotency key (the
 payment intent id, the session id). The balance is the sum of the entries; posting an entry
-whose key is already there changes nothing.
+whose key is already there changes nothing (the store enforces that: ``Repository.post``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -72,16 +71,3 @@ def session_charge(
             memo,
         )
     )
-
-
-def post(entries: dict[str, Entry], entry: Entry) -> bool:
-    """Add ``entry`` unless its key is already posted; True when it was added."""
-    validate(entry)
-    if entry.idempotency_key in entries:
-        return False
-    entries[entry.idempotency_key] = entry
-    return True
-
-
-def balance(entries: Iterable[Entry]) -> int:
-    return sum(e.amount_cents for e in entries)

@@ -7,16 +7,6 @@ DEFAULT_CURRENCY = "AUD"
 MAX_PRICE_CENTS_PER_KWH = 10_000
 
 
-def validate_price(price_cents_per_kwh: int) -> int:
-    if not isinstance(price_cents_per_kwh, int) or isinstance(price_cents_per_kwh, bool):
-        raise TypeError("price must be an integer number of cents per kWh")
-    if not 0 <= price_cents_per_kwh <= MAX_PRICE_CENTS_PER_KWH:
-        raise ValueError(
-            f"price {price_cents_per_kwh} c/kWh is outside 0..{MAX_PRICE_CENTS_PER_KWH}"
-        )
-    return price_cents_per_kwh
-
-
 def cost_cents(energy_wh: float, price_cents_per_kwh: int) -> int:
     """What ``energy_wh`` costs, rounded half up to the cent.
 
