@@ -51,6 +51,13 @@ class Socket:
     on: bool = False
     power_w: float = 0.0  # what the car draws while the relay is on
     counter_wh: float = 0.0
+    tripped: bool = False  # its overpower protection opened it; switching on clears it
+
+    @property
+    def actual(self) -> int:
+        if self.tripped:
+            return pb.ACTUAL_STATE_OVERCURRENT
+        return pb.ACTUAL_STATE_ON if self.on else pb.ACTUAL_STATE_OFF
 
 
 @dataclass
@@ -75,7 +82,7 @@ class Site:
             chunk.readings.add(
                 plug_id=plug_id,
                 timestamp_ms=now,
-                actual_state=pb.ACTUAL_STATE_ON if socket.on else pb.ACTUAL_STATE_OFF,
+                actual_state=socket.actual,
                 active_power_w=power,
                 energy_wh=socket.counter_wh,
             )
@@ -92,10 +99,11 @@ class Site:
         for request in new:
             socket = self.sockets[request.plug_id]
             socket.on = request.requested_state == pb.REQUESTED_STATE_ON
+            socket.tripped = socket.tripped and not socket.on
             response = pb.LocalStateResponse(
                 request_id=request.request_id,
                 plug_id=request.plug_id,
-                actual_state=pb.ACTUAL_STATE_ON if socket.on else pb.ACTUAL_STATE_OFF,
+                actual_state=socket.actual,
                 ok=True,
                 timestamp_ms=self.clock.now_ms(),
             )

@@ -341,3 +341,32 @@ async def test_a_balance_change_of_a_driver_without_a_session_changes_nothing(
     await site.ms.handlers.on_balance_changed(garbage)
     assert message.acked and garbage.acked
     assert all(site.ms.plug(p).state is State.ACCOUNT_NULL for p in site.plug_ids)
+
+
+async def test_a_trip_mid_charge_bills_what_was_metered_and_releases(make_site: MakeSite) -> None:
+    site = await make_site()
+    await site.add_driver("d")
+    plug_id = site.plug_ids[0]
+    socket = site.sockets[plug_id]
+    socket.power_w = 2300.0
+    await site.enable(plug_id, "d")
+    await site.answer()
+    for _ in range(10):
+        await site.advance(60)
+        await site.read(60)
+    metered = socket.counter_wh
+    socket.on, socket.tripped = False, True  # overpower: the relay opens by itself
+    await site.advance(2)
+    await site.read()
+    await site.answer()  # the OFF sent to be sure: the relay answers it is tripped
+    await site.advance(2)
+    await site.read()
+    plug = site.ms.plug(plug_id)
+    assert plug.state is State.ACCOUNT_NULL and not plug.session_id
+    [session] = await site.repo.sessions_of_user("d")
+    assert session.end_reason == "tripped" and session.energy_wh == pytest.approx(metered, rel=0.01)
+    assert await site.repo.balance("d") == CREDIT_CENTS - session.cost_cents
+    await site.advance(120)  # and it is never switched back on by itself
+    await site.read()
+    assert ons(site) == [plug_id] and not socket.on
+    assert site.ms.registry.plug_of_user("d") is None  # free to charge elsewhere
