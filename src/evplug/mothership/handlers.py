@@ -9,8 +9,10 @@ can never be understood is acked at once, counted and logged: it would otherwise
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import structlog
+from google.protobuf.message import Message as ProtoMessage
 
 from evplug.bus.base import Bus, Message
 from evplug.clock import Clock
@@ -29,6 +31,8 @@ from evplug.mothership.registry import PlugRegistry
 from evplug.store.telemetry import ReadingSink
 
 log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=ProtoMessage)
 
 # As the store keeps them (plugs.model); an address is a URL or a host.
 MAX_MODEL_CHARS = 100
@@ -80,11 +84,8 @@ class BusHandlers:
 
     async def on_response(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)
-        try:
-            response = unpack(msg.data, pb.LocalStateResponse)
-        except WireError as exc:
-            log.warning("response.rejected", site=site_id, error=str(exc))
-            await msg.ack()
+        response = await _decoded(msg, pb.LocalStateResponse, "response.rejected")
+        if response is None:
             return
         plug = self.registry.site_plugs.get(site_id, {}).get(response.plug_id)
         if plug is None:
@@ -104,11 +105,8 @@ class BusHandlers:
 
     async def on_announce(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)
-        try:
-            announcement = unpack(msg.data, pb.DeviceAnnouncement)
-        except WireError as exc:
-            log.warning("announce.rejected", site=site_id, error=str(exc))
-            await msg.ack()
+        announcement = await _decoded(msg, pb.DeviceAnnouncement, "announce.rejected")
+        if announcement is None:
             return
         ack = pb.DeviceAnnouncementAck(
             site_id=site_id, announcement_id=announcement.announcement_id
@@ -147,11 +145,8 @@ class BusHandlers:
 
     async def on_balance_changed(self, msg: Message) -> None:
         """A driver's balance changed: their open session's credit limit follows it."""
-        try:
-            change = unpack(msg.data, pb.BalanceChanged)
-        except WireError as exc:
-            log.warning("balance.rejected", error=str(exc))
-            await msg.ack()
+        change = await _decoded(msg, pb.BalanceChanged, "balance.rejected")
+        if change is None:
             return
         plug_id = self.registry.plug_of_user(change.user_id)
         if plug_id is None:
@@ -163,6 +158,17 @@ class BusHandlers:
         log.info("session.credit_changed", plug_id=plug_id, balance_cents=balance)
         if await self.apply(plug, effects):
             await msg.ack()
+
+
+async def _decoded(msg: Message, message_type: type[M], event: str) -> M | None:
+    """The message's contents; a message that cannot be read is logged and acked (it would
+    otherwise come back forever), and None returned."""
+    try:
+        return unpack(msg.data, message_type)
+    except WireError as exc:
+        log.warning(event, subject=msg.subject, error=str(exc))
+        await msg.ack()
+        return None
 
 
 def device_problem(device: pb.Device) -> str | None:
