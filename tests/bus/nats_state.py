@@ -25,6 +25,17 @@ async def wipe(url: str) -> None:
         await nc.close()
 
 
+async def stored_messages(url: str) -> dict[str, int]:
+    """How many messages each stream on the broker holds."""
+    nc = await nats.connect(url, allow_reconnect=False)
+    try:
+        return {
+            info.config.name: info.state.messages for info in await nc.jetstream().streams_info()
+        }
+    finally:
+        await nc.close()
+
+
 async def fresh_nats_bus(url: str) -> NatsBus:
     await wipe(url)
     return await connect_nats(url, TEST_STREAMS)

@@ -378,10 +378,12 @@ class NatsWatcher:
 class NatsBus:
     """The ``Bus`` on a connected client; ``connect_nats`` makes one."""
 
-    def __init__(self, nc: Client, url: str, streams: tuple[StreamSpec, ...] = STREAMS) -> None:
+    def __init__(
+        self, nc: Client, events: _ConnectionLog, streams: tuple[StreamSpec, ...] = STREAMS
+    ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
-        self.url = url
+        self._events = events
         self.streams = streams
         self._pulls: set[_Pull] = set()
         self._buckets: dict[str, NatsKeyValue] = {}
@@ -500,6 +502,7 @@ class NatsBus:
         for pull in list(self._pulls):
             await pull.stop()
         self._pulls.clear()
+        self._events.closing = True
         # Not a drain: with a pull request open a drain can hang for its whole expiry.
         await self._nc.close()
 
@@ -510,16 +513,22 @@ def _reconnect_after(servers: list[Server], info: dict[str, Any]) -> tuple[Serve
     return None, min(RECONNECT_FIRST_S * 2**attempts, RECONNECT_MAX_S)
 
 
-async def _log_error(error: Exception) -> None:
-    log.warning("bus.broker_error", error=repr(error))
+class _ConnectionLog:
+    """The client's connection events, logged; nothing to report when the bus closes it."""
 
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.closing = False
 
-async def _log_disconnected() -> None:
-    log.warning("bus.disconnected")
+    async def error(self, error: Exception) -> None:
+        log.warning("bus.broker_error", url=self.url, error=repr(error))
 
+    async def disconnected(self) -> None:
+        if not self.closing:
+            log.warning("bus.disconnected", url=self.url)
 
-async def _log_reconnected() -> None:
-    log.info("bus.reconnected")
+    async def reconnected(self) -> None:
+        log.info("bus.reconnected", url=self.url)
 
 
 def unreachable(url: str) -> BusError:
@@ -542,6 +551,7 @@ async def connect_nats(
         writer.close()
     except (OSError, TimeoutError):
         raise unreachable(url) from None
+    events = _ConnectionLog(url)
     try:
         nc = await asyncio.wait_for(
             nats.connect(
@@ -550,15 +560,15 @@ async def connect_nats(
                 connect_timeout=max(1, round(connect_timeout_s)),
                 max_reconnect_attempts=-1,
                 reconnect_to_server_handler=_reconnect_after,
-                error_cb=_log_error,
-                disconnected_cb=_log_disconnected,
-                reconnected_cb=_log_reconnected,
+                error_cb=events.error,
+                disconnected_cb=events.disconnected,
+                reconnected_cb=events.reconnected,
             ),
             connect_timeout_s,
         )
     except (OSError, TimeoutError, nats.errors.Error):
         raise unreachable(url) from None
-    bus = NatsBus(nc, url, streams)
+    bus = NatsBus(nc, events, streams)
     try:
         await bus.declare_streams()
     except BaseException:

@@ -1,0 +1,95 @@
+"""The NATS bus's own workings: its stream table, its errors, its counters.
+
+What every transport promises is in test_contract.py, which runs on NATS too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import nats
+import pytest
+from nats.js.api import RetentionPolicy
+
+from evplug.bus.base import BusError
+from evplug.bus.broker import Broker, free_port
+from evplug.bus.nats import STREAMS, connect_nats
+from evplug.metrics import value
+from tests.bus.nats_state import TEST_STREAMS, fresh_nats_bus, wipe
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_stream_of_the_table_is_declared_with_its_limits(nats_broker: Broker) -> None:
+    await wipe(nats_broker.url)
+    bus = await connect_nats(nats_broker.url)
+    await bus.close()
+    nc = await nats.connect(nats_broker.url)
+    try:
+        for spec in STREAMS:
+            config = (await nc.jetstream().stream_info(spec.name)).config
+            assert config.subjects == list(spec.subjects)
+            assert config.retention == RetentionPolicy.LIMITS
+            assert (config.max_msgs, config.max_bytes) == (spec.max_msgs, spec.max_bytes)
+            assert config.max_age == spec.max_age_s
+            assert config.duplicate_window == spec.duplicate_window_s
+    finally:
+        await nc.close()
+
+
+async def test_a_changed_limit_in_the_table_updates_the_existing_stream(
+    nats_broker: Broker,
+) -> None:
+    await wipe(nats_broker.url)
+    await (await connect_nats(nats_broker.url)).close()
+    commands = next(s for s in STREAMS if s.name == "COMMANDS")
+    smaller = tuple(replace(s, max_msgs=10) if s is commands else s for s in STREAMS)
+    await (await connect_nats(nats_broker.url, smaller)).close()
+    nc = await nats.connect(nats_broker.url)
+    try:
+        assert (await nc.jetstream().stream_info("COMMANDS")).config.max_msgs == 10
+    finally:
+        await nc.close()
+
+
+async def test_a_subject_no_stream_takes_is_refused_naming_the_table(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    try:
+        with pytest.raises(BusError, match=r"no stream takes 'nowhere\.x'.*STREAMS"):
+            await bus.publish("nowhere.x", b"")
+        with pytest.raises(BusError, match=r"no stream takes 'nowhere\.\*'"):
+            await bus.subscribe("nowhere.*", "d", _never)
+    finally:
+        await bus.close()
+
+
+async def _never(msg: object) -> None:
+    raise AssertionError("nothing is delivered")
+
+
+async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    before = value("evplug_bus_duplicates_total", stream="T")
+    try:
+        assert await bus.publish("t.a", b"1", msg_id="m1")
+        assert not await bus.publish("t.a", b"1", msg_id="m1")
+    finally:
+        await bus.close()
+    assert value("evplug_bus_duplicates_total", stream="T") == before + 1
+
+
+async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    await bus.close()
+    with pytest.raises(BusError, match="connection is closed"):
+        await bus.publish("t.a", b"1")
+
+
+async def test_connecting_where_no_broker_listens_fails_at_once_in_one_line() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(BusError) as error:
+        await connect_nats(url, TEST_STREAMS)
+    assert time.monotonic() - started < 1.0
+    assert str(error.value) == f"broker unreachable at {url}: is `evplug broker` running?"
