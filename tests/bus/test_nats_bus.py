@@ -5,18 +5,22 @@ What every transport promises is in test_contract.py, which runs on NATS too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import nats
 import pytest
 from nats.js.api import RetentionPolicy
 
-from evplug.bus.base import BusError
-from evplug.bus.broker import Broker, free_port
-from evplug.bus.nats import STREAMS, connect_nats
+from evplug.bus.base import BusError, Message
+from evplug.bus.broker import Broker, free_port, start_broker
+from evplug.bus.nats import PULL_EXPIRES_S, STREAMS, connect_nats
 from evplug.metrics import value
 from tests.bus.nats_state import TEST_STREAMS, fresh_nats_bus, wipe
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +97,35 @@ async def test_connecting_where_no_broker_listens_fails_at_once_in_one_line() ->
         await connect_nats(url, TEST_STREAMS)
     assert time.monotonic() - started < 1.0
     assert str(error.value) == f"broker unreachable at {url}: is `evplug broker` running?"
+
+
+async def test_after_a_broker_crash_the_bus_reconnects_and_delivery_resumes_at_once(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker("127.0.0.1", free_port(), tmp_path)
+    try:
+        bus = await connect_nats(broker.url, TEST_STREAMS, api_timeout_s=0.5)
+        acked: list[bytes] = []
+
+        async def ack_then_note(msg: Message) -> None:
+            await msg.ack()
+            acked.append(msg.data)
+
+        await bus.subscribe("t.*", "d", ack_then_note)
+        await bus.publish("t.a", b"before")
+        await wait_for(lambda: acked == [b"before"], timeout_s=5)
+        broker.process.kill()  # no goodbye: the open pull request is lost without a word
+        broker.process.wait()
+        # The same store, so the streams and the durable are still there.
+        broker = await asyncio.to_thread(start_broker, "127.0.0.1", broker.port, tmp_path)
+        async with asyncio.timeout(10):
+            while True:  # a publish caught by the crash times out; once reconnected one goes
+                with contextlib.suppress(BusError):
+                    assert await bus.publish("t.a", b"after", msg_id="after")
+                    break
+        published = time.monotonic()
+        await wait_for(lambda: acked == [b"before", b"after"], timeout_s=PULL_EXPIRES_S + 2)
+        assert time.monotonic() - published < 1.0  # asked again on reconnect, not on expiry
+        await bus.close()
+    finally:
+        broker.stop()

@@ -189,7 +189,7 @@ class _Pull:
         self.durable = durable
         self._handler = handler
         self._batch = batch
-        self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
+        self._arrived: asyncio.Queue[Msg | None] = asyncio.Queue()  # None: ask again now
         self._acked: OrderedDict[int, None] = OrderedDict()  # stream seqs, the latest only
         self._inbox: CoreSubscription | None = None
         self._stopping = False
@@ -202,6 +202,10 @@ class _Pull:
 
     async def _arrive(self, msg: Msg) -> None:
         self._arrived.put_nowait(msg)
+
+    def ask_again(self) -> None:
+        """After a reconnect: the open pull request died with the old connection."""
+        self._arrived.put_nowait(None)
 
     async def _run(self) -> None:
         assert self._inbox is not None
@@ -225,6 +229,8 @@ class _Pull:
                     msg = await self._arrived.get()
             except TimeoutError:
                 return  # the broker's end-of-request never came (a reconnect lost it): ask again
+            if msg is None:
+                return
             status = (msg.headers or {}).get(_STATUS)
             if status is None:
                 received += 1
@@ -276,7 +282,7 @@ class _Pull:
         # What came but was never handed over goes back to the durable at once.
         while not self._arrived.empty():
             msg = self._arrived.get_nowait()
-            if not (msg.headers or {}).get(_STATUS):
+            if msg is not None and not (msg.headers or {}).get(_STATUS):
                 with contextlib.suppress(nats.errors.Error):
                     await msg.nak()
 
@@ -379,13 +385,17 @@ class NatsBus:
     """The ``Bus`` on a connected client; ``connect_nats`` makes one."""
 
     def __init__(
-        self, nc: Client, events: _ConnectionLog, streams: tuple[StreamSpec, ...] = STREAMS
+        self,
+        nc: Client,
+        events: _ConnectionLog,
+        streams: tuple[StreamSpec, ...] = STREAMS,
+        api_timeout_s: float = 5.0,
     ) -> None:
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream()
+        self._js: JetStreamContext = nc.jetstream(timeout=api_timeout_s)
         self._events = events
         self.streams = streams
-        self._pulls: set[_Pull] = set()
+        self._pulls = events.pulls
         self._buckets: dict[str, NatsKeyValue] = {}
 
     async def declare_streams(self) -> None:
@@ -519,6 +529,7 @@ class _ConnectionLog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.closing = False
+        self.pulls: set[_Pull] = set()  # told when the connection is back
 
     async def error(self, error: Exception) -> None:
         log.warning("bus.broker_error", url=self.url, error=repr(error))
@@ -529,6 +540,8 @@ class _ConnectionLog:
 
     async def reconnected(self) -> None:
         log.info("bus.reconnected", url=self.url)
+        for pull in self.pulls:
+            pull.ask_again()
 
 
 def unreachable(url: str) -> BusError:
@@ -536,11 +549,15 @@ def unreachable(url: str) -> BusError:
 
 
 async def connect_nats(
-    url: str, streams: tuple[StreamSpec, ...] = STREAMS, connect_timeout_s: float = 5.0
+    url: str,
+    streams: tuple[StreamSpec, ...] = STREAMS,
+    connect_timeout_s: float = 5.0,
+    api_timeout_s: float = 5.0,
 ) -> NatsBus:
     """A bus on the broker at ``url``, its streams declared; fails at once if nothing listens.
 
-    Once connected, a lost connection is retried for ever, with backoff.
+    Once connected, a lost connection is retried for ever, with backoff. ``api_timeout_s`` is
+    how long a publish or a stream/KV call waits for the broker's answer.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 4222
@@ -568,7 +585,7 @@ async def connect_nats(
         )
     except (OSError, TimeoutError, nats.errors.Error):
         raise unreachable(url) from None
-    bus = NatsBus(nc, events, streams)
+    bus = NatsBus(nc, events, streams, api_timeout_s)
     try:
         await bus.declare_streams()
     except BaseException:
