@@ -95,6 +95,13 @@ async def test_a_durable_resumes_with_what_it_had_not_acked(bus: Bus) -> None:
     assert deliveries == {b"1": 2, b"2": 1}
 
 
+async def test_a_durable_stays_bound_to_the_subject_it_was_made_for(bus: Bus) -> None:
+    sub = await bus.subscribe("t.*", "d", Inbox())
+    await sub.stop()
+    with pytest.raises(ValueError, match=r"durable 'd' is bound to 't\.\*', not 't\.a'"):
+        await bus.subscribe("t.a", "d", Inbox())
+
+
 async def test_an_unacked_message_comes_back_after_the_ack_wait_until_acked(bus: Bus) -> None:
     seen: list[int] = []
 
