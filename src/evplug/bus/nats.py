@@ -71,7 +71,7 @@ RECONNECT_MAX_S = 5.0
 _MSG_ID = "Nats-Msg-Id"
 _STATUS = "Status"
 _HEARTBEAT = "100"
-_REQUEST_OVER = ("404", "408", "409")  # no messages, expired, or refused (e.g. consumer gone)
+_REQUEST_OVER = ("404", "408")  # the pull request is over: no messages, or it expired
 
 _KIB, _MIB, _GIB = 1 << 10, 1 << 20, 1 << 30
 _HOUR, _DAY = 3600.0, 86400.0
@@ -237,11 +237,18 @@ class _Pull:
                 if msg.metadata.sequence.stream not in self._acked:
                     await self._hand_over(msg)
             elif status in _REQUEST_OVER:
-                if status == "409":
-                    log.info("bus.pull_refused", durable=self.durable, reason=msg.headers)
                 return
             elif status != _HEARTBEAT:
-                log.warning("bus.pull_status", durable=self.durable, status=msg.headers)
+                # 409: refused (the broker shutting down, the durable deleted...); 503: nobody
+                # there for the durable. Asking again at once would only be refused again.
+                log.warning(
+                    "bus.pull_refused",
+                    durable=self.durable,
+                    status=status,
+                    reason=(msg.headers or {}).get("Description", ""),
+                )
+                await asyncio.sleep(RETRY_S)
+                return
 
     def acked(self, seq: int) -> None:
         self._acked[seq] = None
