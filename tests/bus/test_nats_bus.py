@@ -10,15 +10,18 @@ import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import RetentionPolicy
+from structlog.testing import capture_logs
 
 from evplug.bus.base import BusError, Message
 from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.bus.nats import PULL_EXPIRES_S, STREAMS, connect_nats
 from evplug.metrics import value
+from tests.bus.inbox import Inbox
 from tests.bus.nats_state import TEST_STREAMS, fresh_nats_bus, wipe
 from tests.conftest import wait_for
 
@@ -129,3 +132,31 @@ async def test_after_a_broker_crash_the_bus_reconnects_and_delivery_resumes_at_o
         await bus.close()
     finally:
         broker.stop()
+
+
+async def test_a_durable_deleted_under_its_subscriber_is_logged_with_the_fix(
+    nats_broker: Broker,
+) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    nc = await nats.connect(nats_broker.url)
+    try:
+        await bus.subscribe("t.*", "d", Inbox())
+        with capture_logs() as logs:
+            await nc.jetstream().delete_consumer("T", "d")
+            await wait_for(lambda: GONE in reasons(logs), timeout_s=5)
+        assert reasons(logs) <= {GONE, "409 Consumer Deleted"}
+    finally:
+        await nc.close()
+        await bus.close()
+
+
+GONE = "no such durable on the broker (deleted?): restart the subscriber to recreate it"
+
+
+def reasons(logs: list[dict[str, Any]]) -> set[str]:
+    """The reasons of the warnings that the durable's pull requests were refused."""
+    return {
+        e["reason"]
+        for e in logs
+        if e["event"] == "bus.pull_refused" and e["log_level"] == "warning" and e["durable"] == "d"
+    }

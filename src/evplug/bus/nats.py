@@ -239,14 +239,8 @@ class _Pull:
             elif status in _REQUEST_OVER:
                 return
             elif status != _HEARTBEAT:
-                # 409: refused (the broker shutting down, the durable deleted...); 503: nobody
-                # there for the durable. Asking again at once would only be refused again.
-                log.warning(
-                    "bus.pull_refused",
-                    durable=self.durable,
-                    status=status,
-                    reason=(msg.headers or {}).get("Description", ""),
-                )
+                # Asking again at once would only be refused again.
+                log.warning("bus.pull_refused", durable=self.durable, reason=_refusal(msg))
                 await asyncio.sleep(RETRY_S)
                 return
 
@@ -292,6 +286,13 @@ class _Pull:
             if msg is not None and not (msg.headers or {}).get(_STATUS):
                 with contextlib.suppress(nats.errors.Error):
                     await msg.nak()
+
+
+def _refusal(msg: Msg) -> str:
+    headers = msg.headers or {}
+    if headers.get(_STATUS) == "503":
+        return "no such durable on the broker (deleted?): restart the subscriber to recreate it"
+    return f"{headers.get(_STATUS)} {headers.get('Description', '')}".strip()
 
 
 class _PullSubscription:
