@@ -552,7 +552,7 @@ class _ConnectionLog:
             pull.ask_again()
 
 
-def unreachable(url: str) -> BusError:
+def _unreachable(url: str) -> BusError:
     return BusError(f"broker unreachable at {url}: is `evplug broker` running?")
 
 
@@ -573,9 +573,10 @@ async def connect_nats(
     try:
         async with asyncio.timeout(connect_timeout_s):
             _, writer = await asyncio.open_connection(host, port)
-        writer.close()
+            writer.close()
+            await writer.wait_closed()
     except (OSError, TimeoutError):
-        raise unreachable(url) from None
+        raise _unreachable(url) from None
     events = _ConnectionLog(url)
     try:
         nc = await asyncio.wait_for(
@@ -592,7 +593,7 @@ async def connect_nats(
             connect_timeout_s,
         )
     except (OSError, TimeoutError, nats.errors.Error):
-        raise unreachable(url) from None
+        raise _unreachable(url) from None
     bus = NatsBus(nc, events, streams, api_timeout_s)
     try:
         await bus.declare_streams()
