@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from evplug.assembly import System
+from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.demo import DemoOptions, build
 from evplug.settings import Settings
 
@@ -42,3 +43,11 @@ async def demo_system(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[S
     yield make
     for system in systems:
         await system.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One real nats-server (JetStream on) on a free loopback port for the whole run."""
+    broker = start_broker("127.0.0.1", free_port(), tmp_path_factory.mktemp("nats"))
+    yield broker
+    broker.stop()

@@ -10,7 +10,9 @@ import pytest
 
 from evplug import assembly
 from evplug.assembly import StartupError
+from evplug.bus.broker import Broker, free_port
 from evplug.bus.memory import MemoryBus
+from evplug.bus.nats import NatsBus
 from evplug.clock import FakeClock
 from evplug.devices.base import DeviceInfo, DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
@@ -21,14 +23,23 @@ from evplug.settings import Settings, SettingsError
 from evplug.store.telemetry import ReadingSink
 
 
-def test_the_memory_bus_from_its_url() -> None:
-    assert isinstance(assembly.make_bus(Settings(), FakeClock()), MemoryBus)
+async def test_the_memory_bus_from_its_url() -> None:
+    assert isinstance(await assembly.make_bus(Settings(), FakeClock()), MemoryBus)
 
 
-def test_nats_is_named_as_not_available_yet() -> None:
-    settings = Settings(bus_url="nats://127.0.0.1:4222")
-    with pytest.raises(SettingsError, match=r"EVPLUG_BUS_URL.*not available yet.*memory://"):
-        assembly.make_bus(settings, FakeClock())
+@pytest.mark.integration
+async def test_a_nats_url_connects_to_the_broker(nats_broker: Broker) -> None:
+    bus = await assembly.make_bus(Settings(bus_url=nats_broker.url), FakeClock())
+    try:
+        assert isinstance(bus, NatsBus)
+    finally:
+        await bus.close()
+
+
+async def test_a_broker_that_is_not_running_is_one_clear_error() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(StartupError, match=rf"unreachable at {url}: is `evplug broker` running"):
+        await assembly.make_bus(Settings(bus_url=url), FakeClock())
 
 
 def test_plain_sqlite_urls_get_the_async_driver(tmp_path: Path) -> None:

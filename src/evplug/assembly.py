@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evplug.bus.base import Bus
+from evplug.bus.base import Bus, BusError
 from evplug.bus.memory import MemoryBus
+from evplug.bus.nats import connect_nats
 from evplug.clock import Clock
 from evplug.devices.base import DeviceError
 from evplug.devices.registry import create_driver
@@ -46,15 +47,17 @@ class StartupError(RuntimeError):
 # -- one function per part ---------------------------------------------------------------------
 
 
-def make_bus(settings: Settings, clock: Clock) -> Bus:
-    if settings.bus_url.startswith("nats://"):
-        raise SettingsError(
-            [
-                "bus_url (EVPLUG_BUS_URL): nats:// is not available yet: use memory:// and run"
-                " every part in one process (evplug demo)"
-            ]
-        )
-    return MemoryBus(clock)
+async def make_bus(settings: Settings, clock: Clock) -> Bus:
+    """The embedded bus, or a connection to the broker at ``bus_url`` (its streams declared).
+
+    On a broker, ack waits and request timeouts run in real time, whatever ``clock`` does.
+    """
+    if not settings.bus_url.startswith("nats://"):
+        return MemoryBus(clock)
+    try:
+        return await connect_nats(settings.bus_url)
+    except BusError as exc:
+        raise StartupError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,18 +265,24 @@ class System:
         await self.relay.stop()
         await self.mothership.stop()
         await self.repo.engine.dispose()
+        await self.bus.close()
 
 
 async def build_system(
     settings: Settings, clock: Clock, site: SiteConfig, devices: list[DeviceSpec]
 ) -> System:
     """Bus, store, mothership and the site's relay manager, not yet started."""
-    bus = make_bus(settings, clock)
-    store = await make_store(settings)
+    bus = await make_bus(settings, clock)
+    try:
+        store = await make_store(settings)
+    except BaseException:
+        await bus.close()
+        raise
     try:
         await register_site(settings, store, site)
     except BaseException:
         await store.repo.engine.dispose()
+        await bus.close()
         raise
     mothership = make_mothership(settings, bus, store, clock)
     relay = make_relay(settings, site, bus, clock, devices)

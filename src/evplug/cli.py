@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a site's TOML file: its real relays replace the simulation",
     )
 
+    broker = commands.add_parser(
+        "broker", help="a local NATS server (JetStream on) for evplug's parts to share"
+    )
+    broker.add_argument("--port", dest="broker_port", type=_port, default=4222, help="default 4222")
+    broker.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine)")
+    broker.add_argument("--data-dir", help="its store goes in DATA_DIR/nats (default .evplug/nats)")
+
     emulate = commands.add_parser("emulate", help="serve an HTTP API that behaves like a relay")
     emulate.add_argument(
         "model", help="e.g. shelly-pro4pm, shelly-plugs-gen1, tasmota-4ch, sonoff-spm"
@@ -119,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args, settings)
     if args.command == "emulate":
         return _emulate(args)
+    if args.command == "broker":
+        return _broker(args, settings)
     from evplug.devices import technician
 
     if args.devices_command == "probe":
@@ -154,6 +163,15 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         return demo.run(settings, options, args.scenario)
     except (SettingsError, StartupError) as exc:
         return _fail("evplug demo", exc)
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    from evplug.bus.broker import BrokerError, run_broker
+
+    try:
+        return run_broker(args.host, args.broker_port, settings.data_dir / "nats")
+    except BrokerError as exc:
+        return _fail("evplug broker", exc)
 
 
 def _emulate(args: argparse.Namespace) -> int:

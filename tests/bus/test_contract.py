@@ -23,24 +23,31 @@ from evplug.bus.base import (
     RequestTimeout,
     Responder,
 )
+from evplug.bus.broker import Broker
 from evplug.bus.memory import MemoryBus
 from tests.bus.inbox import Inbox
+from tests.bus.nats_state import fresh_nats_bus
 from tests.conftest import wait_for
 
 ACK_WAIT_S = 0.05
 SOON_S = 2.0  # how long anything that should happen may take
 
 
-async def _open(transport: str) -> Bus:
+async def _open(transport: str, request: pytest.FixtureRequest) -> Bus:
     if transport == "memory":
         return MemoryBus()
+    if transport == "nats":
+        broker: Broker = request.getfixturevalue("nats_broker")
+        return await fresh_nats_bus(broker.url)
     raise ValueError(f"unknown transport {transport!r}")
 
 
-@pytest.fixture(params=["memory"])  # the NATS JetStream transport joins this list
+@pytest.fixture(
+    params=["memory", pytest.param("nats", marks=pytest.mark.integration)],
+)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     """A fresh, empty bus: no stream, durable or bucket left over from another test."""
-    transport = await _open(request.param)
+    transport = await _open(request.param, request)
     yield transport
     await transport.close()
 
@@ -86,6 +93,13 @@ async def test_a_durable_resumes_with_what_it_had_not_acked(bus: Bus) -> None:
     await soon(lambda: len(second.messages) >= 2)
     deliveries = {m.data: m.deliveries for m in second.messages}
     assert deliveries == {b"1": 2, b"2": 1}
+
+
+async def test_a_durable_stays_bound_to_the_subject_it_was_made_for(bus: Bus) -> None:
+    sub = await bus.subscribe("t.*", "d", Inbox())
+    await sub.stop()
+    with pytest.raises(ValueError, match=r"durable 'd' is bound to 't\.\*', not 't\.a'"):
+        await bus.subscribe("t.a", "d", Inbox())
 
 
 async def test_an_unacked_message_comes_back_after_the_ack_wait_until_acked(bus: Bus) -> None:

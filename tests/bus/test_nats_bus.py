@@ -1,0 +1,162 @@
+"""The NATS bus's own workings: its stream table, its errors, its counters.
+
+What every transport promises is in test_contract.py, which runs on NATS too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.js.api import RetentionPolicy
+from structlog.testing import capture_logs
+
+from evplug.bus.base import BusError, Message
+from evplug.bus.broker import Broker, free_port, start_broker
+from evplug.bus.nats import PULL_EXPIRES_S, STREAMS, connect_nats
+from evplug.metrics import value
+from tests.bus.inbox import Inbox
+from tests.bus.nats_state import TEST_STREAMS, fresh_nats_bus, wipe
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_stream_of_the_table_is_declared_with_its_limits(nats_broker: Broker) -> None:
+    await wipe(nats_broker.url)
+    bus = await connect_nats(nats_broker.url)
+    await bus.close()
+    nc = await nats.connect(nats_broker.url)
+    try:
+        for spec in STREAMS:
+            config = (await nc.jetstream().stream_info(spec.name)).config
+            assert config.subjects == list(spec.subjects)
+            assert config.retention == RetentionPolicy.LIMITS
+            assert (config.max_msgs, config.max_bytes) == (spec.max_msgs, spec.max_bytes)
+            assert config.max_age == spec.max_age_s
+            assert config.duplicate_window == spec.duplicate_window_s
+    finally:
+        await nc.close()
+
+
+async def test_a_changed_limit_in_the_table_updates_the_existing_stream(
+    nats_broker: Broker,
+) -> None:
+    await wipe(nats_broker.url)
+    await (await connect_nats(nats_broker.url)).close()
+    commands = next(s for s in STREAMS if s.name == "COMMANDS")
+    smaller = tuple(replace(s, max_msgs=10) if s is commands else s for s in STREAMS)
+    await (await connect_nats(nats_broker.url, smaller)).close()
+    nc = await nats.connect(nats_broker.url)
+    try:
+        assert (await nc.jetstream().stream_info("COMMANDS")).config.max_msgs == 10
+    finally:
+        await nc.close()
+
+
+async def test_a_subject_no_stream_takes_is_refused_naming_the_table(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    try:
+        with pytest.raises(BusError, match=r"no stream takes 'nowhere\.x'.*STREAMS"):
+            await bus.publish("nowhere.x", b"")
+        with pytest.raises(BusError, match=r"no stream takes 'nowhere\.\*'"):
+            await bus.subscribe("nowhere.*", "d", _never)
+    finally:
+        await bus.close()
+
+
+async def _never(msg: object) -> None:
+    raise AssertionError("nothing is delivered")
+
+
+async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    before = value("evplug_bus_duplicates_total", stream="T")
+    try:
+        assert await bus.publish("t.a", b"1", msg_id="m1")
+        assert not await bus.publish("t.a", b"1", msg_id="m1")
+    finally:
+        await bus.close()
+    assert value("evplug_bus_duplicates_total", stream="T") == before + 1
+
+
+async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    await bus.close()
+    with pytest.raises(BusError, match="connection is closed"):
+        await bus.publish("t.a", b"1")
+
+
+async def test_connecting_where_no_broker_listens_fails_at_once_in_one_line() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(BusError) as error:
+        await connect_nats(url, TEST_STREAMS)
+    assert time.monotonic() - started < 1.0
+    assert str(error.value) == f"broker unreachable at {url}: is `evplug broker` running?"
+
+
+async def test_after_a_broker_crash_the_bus_reconnects_and_delivery_resumes_at_once(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker("127.0.0.1", free_port(), tmp_path)
+    try:
+        bus = await connect_nats(broker.url, TEST_STREAMS, api_timeout_s=0.5)
+        acked: list[bytes] = []
+
+        async def ack_then_note(msg: Message) -> None:
+            await msg.ack()
+            acked.append(msg.data)
+
+        await bus.subscribe("t.*", "d", ack_then_note)
+        await bus.publish("t.a", b"before")
+        await wait_for(lambda: acked == [b"before"], timeout_s=5)
+        broker.process.kill()  # no goodbye: the open pull request is lost without a word
+        broker.process.wait()
+        # The same store, so the streams and the durable are still there.
+        broker = await asyncio.to_thread(start_broker, "127.0.0.1", broker.port, tmp_path)
+        async with asyncio.timeout(10):
+            while True:  # a publish caught by the crash times out; once reconnected one goes
+                with contextlib.suppress(BusError):
+                    assert await bus.publish("t.a", b"after", msg_id="after")
+                    break
+        published = time.monotonic()
+        await wait_for(lambda: acked == [b"before", b"after"], timeout_s=PULL_EXPIRES_S + 2)
+        assert time.monotonic() - published < 1.0  # asked again on reconnect, not on expiry
+        await bus.close()
+    finally:
+        broker.stop()
+
+
+async def test_a_durable_deleted_under_its_subscriber_is_logged_with_the_fix(
+    nats_broker: Broker,
+) -> None:
+    bus = await fresh_nats_bus(nats_broker.url)
+    nc = await nats.connect(nats_broker.url)
+    try:
+        await bus.subscribe("t.*", "d", Inbox())
+        with capture_logs() as logs:
+            await nc.jetstream().delete_consumer("T", "d")
+            await wait_for(lambda: GONE in reasons(logs), timeout_s=5)
+        assert reasons(logs) <= {GONE, "409 Consumer Deleted"}
+    finally:
+        await nc.close()
+        await bus.close()
+
+
+GONE = "no such durable on the broker (deleted?): restart the subscriber to recreate it"
+
+
+def reasons(logs: list[dict[str, Any]]) -> set[str]:
+    """The reasons of the warnings that the durable's pull requests were refused."""
+    return {
+        e["reason"]
+        for e in logs
+        if e["event"] == "bus.pull_refused" and e["log_level"] == "warning" and e["durable"] == "d"
+    }
