@@ -127,6 +127,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     family_stream(subjects.RESPONSES, 100_000, 100 * _MIB, _DAY),
     family_stream(subjects.ANNOUNCE, 10_000, 100 * _MIB, 7 * _DAY),
     family_stream(subjects.ANNOUNCE_ACK, 10_000, 100 * _MIB, 7 * _DAY),
+    family_stream(subjects.BALANCE, 100_000, 100 * _MIB, 7 * _DAY),
 )
 
 

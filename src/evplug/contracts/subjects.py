@@ -13,7 +13,8 @@ RESPONSES = "responses"  # relay -> mothership: LocalStateResponse
 ANNOUNCE = "announce"  # relay -> mothership: DeviceAnnouncement
 ANNOUNCE_ACK = "announce_ack"  # mothership -> relay: DeviceAnnouncementAck
 DRIVER = "driver"  # web -> mothership, request/reply: DriverRequest -> DriverReply
-BALANCE_CHANGED = "balance.changed"  # ledger writers -> mothership: BalanceChanged (no site)
+BALANCE = "balance"  # ledger writers -> mothership: BalanceChanged (not per site)
+BALANCE_CHANGED = f"{BALANCE}.changed"
 
 # The last-value store of every plug's PlugStatus, keyed by ``status_key``.
 PLUG_STATUS_BUCKET = "plug_status"
