@@ -147,6 +147,10 @@ class ShellyRpcEmulator(EmulatedDevice):
         for wake in self._websockets.values():
             wake.set()
 
+    @property
+    def websocket_clients(self) -> int:
+        return len(self._websockets)
+
     def drop_websockets(self) -> None:
         """Close every WebSocket, as a reboot or a Wi-Fi drop does."""
         loop = asyncio.get_running_loop()
