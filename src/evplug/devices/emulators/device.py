@@ -63,6 +63,7 @@ class EmulatedDevice:
         self.trip_power_w = [0.0] * channels  # the power at which each channel last tripped
         self.boot_ms = clock.now_ms()
         self.reboots = 0
+        self.connections: set[object] = set()  # each TCP connection's client (host, port)
         self._responsive = asyncio.Event()
         self._responsive.set()
 
@@ -161,6 +162,8 @@ class EmulatedDevice:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if not request.path.startswith(HOOK_PREFIX):
+            if request.transport is not None:
+                self.connections.add(request.transport.get_extra_info("peername"))
             await self._responsive.wait()
             self.tick()
         return await handler(request)
