@@ -143,3 +143,17 @@ def test_notified_changes_overlay_the_cached_status_and_null_removes() -> None:
         "apower": 0.0,
         "aenergy": {"total": 2.5, "minute_ts": 60},
     }
+
+
+def test_a_malformed_notification_is_counted_and_changes_nothing() -> None:
+    driver = ShellyRpcDriver("http://127.0.0.1:9")
+    pushed: list[list[ChannelReading]] = []
+    driver._on_readings = pushed.append
+    driver._keep({"switch:0": {"id": 0, "output": False}, "switch:1": {"id": 1, "output": False}})
+    driver._notified("NotifyStatus", {"ts": 1.0, "switch:0": {"output": True}, "switch:1": 5})
+    driver._notified("NotifyStatus", "not an object")
+    assert (driver.bad_notifications, pushed) == (2, [])
+    assert driver._switches["switch:0"]["output"] is False
+    driver._notified("NotifyStatus", {"ts": 2.0, "switch:1": {"output": True}, "sys": {}})
+    [[reading]] = pushed
+    assert (reading.channel, reading.actual) == (1, ActualState.ON)

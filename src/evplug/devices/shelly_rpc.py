@@ -208,11 +208,11 @@ class ShellyRpcDriver(HttpDriver):
             self._keep(params)
             self._hand_on(list(self._switches))
         elif method == "NotifyStatus":
-            changed = [key for key, value in params.items() if key in self._switches and value]
+            changed = [key for key in params if key in self._switches]
+            if bad := [key for key in changed if not isinstance(params[key], dict)]:
+                self._bad_notification(method, f"{', '.join(bad)} not an object")
+                return
             for key in changed:
-                if not isinstance(params[key], dict):
-                    self._bad_notification(method, f"{key} is not an object")
-                    return
                 merge_status(self._switches[key], params[key])
             self._hand_on(changed)
 
