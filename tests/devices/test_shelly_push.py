@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from evplug.core.actual import ActualState
-from evplug.devices.base import ChannelReading, DeviceAuthError, PushDriver
+from evplug.devices.base import ChannelReading, DeviceAuthError, DeviceUnreachable, PushDriver
 from evplug.devices.car import Car
 from evplug.devices.emulators import RunningEmulator
 from evplug.devices.shelly_rpc import ShellyRpcDriver, merge_status
@@ -155,3 +155,38 @@ def test_a_malformed_notification_is_counted_and_changes_nothing() -> None:
     driver._notified("NotifyStatus", {"ts": 2.0, "switch:1": {"output": True}, "sys": {}})
     [[reading]] = pushed
     assert (reading.channel, reading.actual) == (1, ActualState.ON)
+
+
+def test_a_full_status_notification_replaces_the_cache_and_hands_on_every_channel() -> None:
+    driver = ShellyRpcDriver("http://127.0.0.1:9")
+    pushed: list[list[ChannelReading]] = []
+    driver._on_readings = pushed.append
+    driver._keep({"switch:0": {"id": 0, "output": True, "errors": ["overpower"]}})
+    full = {"ts": 3.0, "sys": {}, "switch:0": {"id": 0, "output": False}}
+    driver._notified("NotifyFullStatus", full | {"switch:1": {"id": 1, "output": True}})
+    [readings] = pushed
+    assert [(r.channel, r.actual) for r in readings] == [
+        (0, ActualState.OFF),
+        (1, ActualState.ON),
+    ]
+
+
+async def test_a_device_that_stops_answering_on_the_socket_costs_one_timeout_not_two(
+    emulator: StartEmulator,
+) -> None:
+    running = await emulator("shelly-pro4pm")
+    driver = ShellyRpcDriver(running.url, timeout_s=0.5)
+    await driver.connect()
+    driver.subscribe(Pushed())
+    try:
+        await wait_for(lambda: driver.pushing, timeout_s=5)
+        running.device.hang()
+        asked = time.monotonic()
+        with pytest.raises(DeviceUnreachable, match=r"no answer within 0\.5 s"):
+            await driver.read()
+        assert time.monotonic() - asked < 0.9  # not asked again over HTTP
+        running.device.resume()
+        await wait_for(lambda: driver.pushing, timeout_s=5)  # the dropped socket came back
+        assert len(await driver.read()) == 4
+    finally:
+        await driver.close()

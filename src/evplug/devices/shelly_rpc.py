@@ -27,7 +27,6 @@ from evplug.devices.base import (
     DeviceAuthError,
     DeviceError,
     DeviceInfo,
-    DeviceUnreachable,
     OnReadings,
     UnsupportedDevice,
 )
@@ -38,7 +37,7 @@ from evplug.devices.http_driver import (
     expect_shape,
     mac_hex,
 )
-from evplug.devices.shelly_ws import RpcSocket
+from evplug.devices.shelly_ws import RpcSocket, SocketClosed
 
 log = structlog.get_logger(__name__)
 
@@ -174,8 +173,9 @@ class ShellyRpcDriver(HttpDriver):
             try:
                 frame = await self._socket.call(method, params)
                 return frame_result(frame, f"{self._socket.url} {method}")
-            except DeviceUnreachable as exc:
-                # The socket drops itself and reconnects; this call goes over HTTP meanwhile.
+            except SocketClosed as exc:
+                # It reconnects by itself; this call goes over HTTP meanwhile. (A device that
+                # stops answering is not asked again over HTTP: that would only double the wait.)
                 log.info("shelly.ws_call_failed", error=str(exc), fallback="HTTP")
         self._last_id += 1
         frame = {"id": self._last_id, "src": SRC, "method": method, "params": params}

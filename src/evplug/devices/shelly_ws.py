@@ -35,6 +35,10 @@ FRAME_HA2 = hashlib.sha256(b"dummy_method:dummy_uri").hexdigest()
 OnNotification = Callable[[str, Any], None]  # (method, params)
 
 
+class SocketClosed(DeviceUnreachable):
+    """The socket is not open (or closed under the call): the device itself may be fine."""
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -179,7 +183,7 @@ class RpcSocket:
             await ws.close()
             for future in self._calls.values():
                 if not future.done():
-                    future.set_exception(DeviceUnreachable(f"{self.url}: WebSocket closed"))
+                    future.set_exception(SocketClosed(f"{self.url}: WebSocket closed"))
             self._calls.clear()
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -218,7 +222,7 @@ class RpcSocket:
     async def _send(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         ws = self._ws
         if ws is None or ws.closed:
-            raise DeviceUnreachable(f"{self.url}: WebSocket not open")
+            raise SocketClosed(f"{self.url}: WebSocket not open")
         frame_id = next(self._ids)
         request: dict[str, Any] = {"id": frame_id, "src": self.src, "method": method}
         if params:
@@ -236,6 +240,6 @@ class RpcSocket:
                 f"{self.url} {method}: no answer within {self.timeout_s:g} s"
             ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise DeviceUnreachable(f"{self.url} {method}: {type(exc).__name__}: {exc}") from exc
+            raise SocketClosed(f"{self.url} {method}: {type(exc).__name__}: {exc}") from exc
         finally:
             self._calls.pop(frame_id, None)
