@@ -12,7 +12,8 @@ from evplug.clock import FakeClock, settle
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import MAX_DEVICES_PER_ANNOUNCEMENT, MAX_READINGS_PER_CHUNK, pack
-from evplug.devices.base import DeviceUnreachable
+from evplug.core.actual import ActualState
+from evplug.devices.base import ChannelReading, DeviceUnreachable, OnReadings, PushDriver
 from evplug.devices.simulated import SimulatedDevice
 from evplug.metrics import value
 from evplug.relay.manager import AnnouncementNotAcked, DeviceSpec, RelayManager
@@ -26,6 +27,20 @@ class FlakyDevice(SimulatedDevice):
         if self.failing:
             raise DeviceUnreachable("http://10.0.0.9: timed out")
         return await super().read()
+
+
+class PushingDevice(SimulatedDevice):
+    """A simulated relay that also reports changes by itself, as a WebSocket driver does."""
+
+    on_readings: OnReadings | None = None
+
+    def subscribe(self, on_readings: OnReadings) -> None:
+        self.on_readings = on_readings
+
+    async def trip(self, channel: int) -> None:
+        self.sockets[channel].switch(False, self.clock.now_ms())
+        assert self.on_readings is not None
+        self.on_readings([ChannelReading(channel, ActualState.OVERCURRENT, 0, 230, 0, 0, 12.5)])
 
 
 @pytest.fixture
@@ -218,3 +233,49 @@ async def test_a_publish_the_bus_refuses_is_counted(clock: FakeClock) -> None:
     with pytest.raises(BusError):
         await relay.poll_once()
     assert value("evplug_relay_publish_failures_total") == before + 1
+
+
+async def test_a_change_a_device_pushes_is_published_at_once_between_polls(
+    clock: FakeClock,
+) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    chunks = await collect(bus, subjects.TELEMETRY, pb.ReadingChunk, "tel")
+    device = PushingDevice("aa01", clock, channels=2)
+    assert isinstance(device, PushDriver)
+    assert not isinstance(SimulatedDevice("aa02", clock), PushDriver)  # pollers stay pollers
+    relay = await started(clock, bus, device)
+    await clock.advance(0.5)
+    polled = len(chunks)
+
+    await device.trip(1)
+    await settle()  # no clock time passes: not the next poll
+    assert len(chunks) == polled + 1
+    [reading] = chunks[-1].readings
+    assert (reading.plug_id, reading.actual_state) == ("sim:aa01:1", pb.ACTUAL_STATE_OVERCURRENT)
+    assert reading.energy_wh == 12.5 and reading.timestamp_ms == clock.now_ms()
+    assert chunks[-1].seq > chunks[-2].seq
+    assert relay.latest["sim:aa01:1"] == reading
+    assert relay.pushes == 1
+    await relay.stop()
+
+
+async def test_a_push_from_a_device_that_has_moved_away_is_not_published(
+    clock: FakeClock,
+) -> None:
+    bus = MemoryBus(clock)
+    await acking_mothership(bus)
+    chunks = await collect(bus, subjects.TELEMETRY, pb.ReadingChunk, "tel")
+    old = PushingDevice("aa01", clock)
+    relay = await started(clock, bus, old)
+    moved = PushingDevice("aa01", clock)
+    await relay.add_devices([DeviceSpec(moved)])
+    assert moved.on_readings is not None  # a device found while running is listened to
+    published = len(chunks)
+    await old.trip(0)
+    await settle()
+    assert len(chunks) == published and relay.pushes == 0
+    await moved.trip(0)
+    await settle()
+    assert len(chunks) == published + 1
+    await relay.stop()

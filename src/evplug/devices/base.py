@@ -7,8 +7,9 @@ that moves to a new IP keeps its plugs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from evplug.core.actual import ActualState
 
@@ -78,3 +79,16 @@ class Driver(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+OnReadings = Callable[[list[ChannelReading]], None]
+
+
+@runtime_checkable
+class PushDriver(Driver, Protocol):
+    """A driver whose device reports changes as they happen (Shelly Gen2+ over WebSocket)."""
+
+    def subscribe(self, on_readings: OnReadings) -> None:
+        """From now on, call ``on_readings`` with the channels that changed, as soon as the
+        device reports them. ``read`` keeps working and stays the periodic full check."""
+        ...

@@ -2,6 +2,10 @@
 
 Each family module only speaks its device's dialect; how a refused connection, a timeout, a 401
 or a body of the wrong shape turns into a ``DeviceError`` is decided here, once.
+
+One connection per device, kept open between polls where the device allows it: a device that
+answers ``Connection: close`` (Shelly Gen2+) gets a new one per request, and families that must
+not hold the device's only connection (Sonoff DIY) opt out with ``keep_alive=False``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from evplug.devices.base import (
 # Room for a slow Wi-Fi round trip plus a digest challenge, yet a dead device is declared MIA
 # (after a few failed polls) within seconds.
 DEFAULT_TIMEOUT_S = 3.0
+# Below the idle timeout of small device web servers, so an idle connection is rarely reused
+# just as the device drops it (and when it is, the request is sent once more on a new one).
+KEEPALIVE_S = 5.0
 
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
@@ -88,8 +95,10 @@ class DeviceHttp:
         basic_auth: tuple[str, str] | None = None,
         digest: tuple[str, str] | None = None,
         min_gap_s: float = 0.0,
+        keep_alive: bool = True,
     ) -> None:
-        """``basic_auth``/``digest``: (user, password) for HTTP basic or digest auth."""
+        """``basic_auth``/``digest``: (user, password) for HTTP basic or digest auth.
+        ``keep_alive``: reuse the connection between requests when the device allows it."""
         self.base_url = normalize_url(url)
         self.timeout_s = timeout_s
         self.has_credentials = basic_auth is not None or digest is not None
@@ -99,6 +108,8 @@ class DeviceHttp:
             self._headers["Authorization"] = f"Basic {token}"
         self._digest = digest
         self._min_gap_s = min_gap_s
+        self._keep_alive = keep_alive
+        self.retried = 0  # requests sent again after the device closed a reused connection
         self._last_request = -float("inf")
         self._session: aiohttp.ClientSession | None = None
 
@@ -107,8 +118,10 @@ class DeviceHttp:
         if self._session is None:
             middlewares = (aiohttp.DigestAuthMiddleware(*self._digest),) if self._digest else ()
             self._session = aiohttp.ClientSession(
-                # Small device web servers drop idle connections and some serve one at a time.
-                connector=aiohttp.TCPConnector(force_close=True, limit=1),
+                # Some small device web servers serve one connection at a time.
+                connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=KEEPALIVE_S)
+                if self._keep_alive
+                else aiohttp.TCPConnector(limit=1, force_close=True),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers=self._headers,
                 middlewares=middlewares,
@@ -130,11 +143,15 @@ class DeviceHttp:
         if wait > 0:
             await asyncio.sleep(wait)
         try:
-            async with self._open().request(
-                method, f"{self.base_url}{path}", params=params, json=json_body
-            ) as response:
-                text = await response.text(errors="replace")
-                status = response.status
+            try:
+                status, text = await self._send(method, path, params, json_body)
+            except aiohttp.ServerDisconnectedError:
+                if not self._keep_alive:
+                    raise
+                # The device closed the idle connection as the request went out: nothing was
+                # answered, so nothing was done; the retry opens a new connection.
+                self.retried += 1
+                status, text = await self._send(method, path, params, json_body)
         except TimeoutError as exc:
             raise DeviceUnreachable(f"{where}: no answer within {self.timeout_s:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -155,6 +172,14 @@ class DeviceHttp:
         except ValueError:
             data = None
         return Reply(status, data, where)
+
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, str] | None, json_body: object
+    ) -> tuple[int, str]:
+        async with self._open().request(
+            method, f"{self.base_url}{path}", params=params, json=json_body
+        ) as response:
+            return response.status, await response.text(errors="replace")
 
     async def close(self) -> None:
         if self._session is not None:

@@ -116,7 +116,7 @@ class SonoffDiyDriver(HttpDriver):
         parts = urlsplit(url)
         if parts.port is None:
             url = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{DIY_PORT}"))
-        return DeviceHttp(url, timeout_s, min_gap_s=self.request_gap_s)
+        return DeviceHttp(url, timeout_s, min_gap_s=self.request_gap_s, keep_alive=False)
 
     async def _post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
         reply = await self.http.request(

@@ -2,7 +2,8 @@
 
 At start-up it announces its devices and waits for the mothership's ack (retrying), then runs
 two loops: polling on an interval, and answering each LocalStateRequest with a
-LocalStateResponse after reading the relay back.
+LocalStateResponse after reading the relay back. Devices whose driver pushes (``PushDriver``)
+also have each change they report published at once, in a chunk of its own, between polls.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from evplug.contracts.wire import (
     unpack,
 )
 from evplug.core.actual import ActualState
-from evplug.devices.base import DeviceError, DeviceInfo, Driver
+from evplug.devices.base import ChannelReading, DeviceError, DeviceInfo, Driver, PushDriver
 from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
 from evplug.settings import RelaySettings
 
@@ -81,10 +82,13 @@ class RelayManager:
         self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
         self._subscriptions: list[Subscription] = []
         self._poller: asyncio.Task[None] | None = None
+        self._pushed: asyncio.Queue[tuple[DeviceInfo, list[ChannelReading]]] = asyncio.Queue()
+        self._publisher: asyncio.Task[None] | None = None
         self._announced = False
         self._newest_command_ms: dict[str, int] = {}
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
         self.polls = 0  # shown on the local status page
+        self.pushes = 0  # chunks published from what a device reported by itself
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,6 +104,12 @@ class RelayManager:
         for channel in range(info.channels):
             fuze = spec.fuze_id or f"{info.family}:{info.hardware_id}"
             self.channels[info.plug_id(channel)] = _Channel(spec.driver, info, channel, fuze)
+        if self._publisher is not None:
+            self._listen(spec.driver, info)
+
+    def _listen(self, driver: Driver, info: DeviceInfo) -> None:
+        if isinstance(driver, PushDriver):
+            driver.subscribe(lambda readings: self._pushed.put_nowait((info, readings)))
 
     @property
     def addresses(self) -> set[str]:
@@ -170,13 +180,18 @@ class RelayManager:
             )
         )
         self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.site_id}")
+        # Only once announced: a plug's readings never reach the mothership before the plug.
+        self._publisher = asyncio.create_task(self._push_loop(), name=f"push-{self.site_id}")
+        for spec, info in self._by_device:
+            self._listen(spec.driver, info)
         log.info("relay.started", site=self.site_id, plugs=len(self.channels))
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        for task in (self._poller, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for sub in self._subscriptions:
             await sub.stop()
         self._subscriptions = []
@@ -311,28 +326,61 @@ class RelayManager:
             if self.health.succeeded(device) is Change.RECOVERED:
                 log.info("relay.device_back", device=device)
             for r in result:
-                plug_id = info.plug_id(r.channel)
-                reading = add(
-                    plug_id=plug_id,
-                    fuze_id=self.channels[plug_id].fuze_id,
-                    actual_state=r.actual,
-                    current_a=r.current_a,
-                    voltage_v=r.voltage_v,
-                    power_factor=r.power_factor,
-                    timestamp_ms=now,
-                    active_power_w=r.power_w,
-                )
-                if r.energy_wh is not None:
-                    reading.energy_wh = r.energy_wh
+                self._measured(add(), info, r, now)
+        self.polls += 1
+        metrics.RELAY_POLLS.inc()
+        await self._publish_readings(chunks)
+        return chunks
+
+    def _measured(
+        self, reading: pb.Reading, info: DeviceInfo, r: ChannelReading, now: int
+    ) -> pb.Reading:
+        plug_id = info.plug_id(r.channel)
+        reading.plug_id = plug_id
+        reading.fuze_id = self.channels[plug_id].fuze_id
+        reading.actual_state = r.actual
+        reading.current_a = r.current_a
+        reading.voltage_v = r.voltage_v
+        reading.power_factor = r.power_factor
+        reading.timestamp_ms = now
+        reading.active_power_w = r.power_w
+        if r.energy_wh is not None:
+            reading.energy_wh = r.energy_wh
+        return reading
+
+    async def _publish_readings(self, chunks: list[pb.ReadingChunk]) -> None:
         for chunk in chunks:
             for reading in chunk.readings:
                 self.latest[reading.plug_id] = reading
-        self.polls += 1
-        metrics.RELAY_POLLS.inc()
         subject = subjects.for_site(subjects.TELEMETRY, self.site_id)
         for chunk in chunks:
             await self._publish(subject, pack(chunk), f"{self.site_id}:{chunk.seq}")
-        return chunks
+
+    async def _push_loop(self) -> None:
+        """Publish what devices report by themselves, in the order they report it."""
+        while True:
+            info, readings = await self._pushed.get()
+            try:
+                await self.publish_pushed(info, readings)
+            except Exception:
+                log.exception("relay.push_failed", site=self.site_id, device=info.hardware_id)
+
+    async def publish_pushed(
+        self, info: DeviceInfo, readings: list[ChannelReading]
+    ) -> pb.ReadingChunk | None:
+        """One chunk with the channels a device reported as changed; None for a device that
+        is no longer the one at that address (it moved, or was replaced)."""
+        known = self.channels.get(info.plug_id(0))
+        if known is None or known.info is not info:
+            log.info("relay.push_from_replaced_device", device=info.hardware_id, dropped=True)
+            return None
+        now = self.clock.now_ms()
+        chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
+        for r in readings:
+            self._measured(chunk.readings.add(), info, r, now)
+        self.pushes += 1
+        await self._publish_readings([chunk])
+        return chunk
 
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
         change = self.health.failed(info.hardware_id, str(error))

@@ -5,9 +5,9 @@ sockets run on the injected clock and are advanced on every request, so a ``Fake
 decides exactly how much energy has flowed between two reads.
 
 Hooks are plain methods (``reboot``, ``hang``, ``resume``, ``trip_overpower``, ``unplug``,
-``plug_in``); the same hooks are reachable over HTTP under ``/_emulator/`` for emulators run
-as a separate process (``POST /_emulator/unplug?channel=1``). That path never needs auth and is
-not part of any real device's API.
+``plug_in``, ``press_button``); the same hooks are reachable over HTTP under ``/_emulator/`` for
+emulators run as a separate process (``POST /_emulator/unplug?channel=1``). That path never needs
+auth and is not part of any real device's API.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class EmulatedDevice:
         self.trip_power_w = [0.0] * channels  # the power at which each channel last tripped
         self.boot_ms = clock.now_ms()
         self.reboots = 0
+        self.connections: set[object] = set()  # each TCP connection's client (host, port)
         self._responsive = asyncio.Event()
         self._responsive.set()
 
@@ -92,6 +93,10 @@ class EmulatedDevice:
             # Switching on again clears a protection trip, as on the real devices.
             socket.overcurrent = False
         socket.switch(on, self.clock.now_ms())
+        self.changed()
+
+    def changed(self) -> None:
+        """A relay or meter changed between requests; devices that push status override it."""
 
     # --- test hooks -------------------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class EmulatedDevice:
         self.minutes = [MinuteLog() for _ in self.sockets]
         self.boot_ms = now
         self.reboots += 1
+        self.changed()
 
     def hang(self) -> None:
         """Accept connections but answer nothing until ``resume`` (or the emulator stops)."""
@@ -119,14 +125,22 @@ class EmulatedDevice:
         self.trip_power_w[channel] = socket.power_w
         socket.overcurrent = True
         socket.switch(False, now)
+        self.changed()
+
+    def press_button(self, channel: int) -> None:
+        """Someone toggles the relay by hand, on the device itself."""
+        self.tick()
+        self.set_relay(channel, not self.sockets[channel].relay_on)
 
     def unplug(self, channel: int) -> None:
         self.sockets[channel].advance(self.clock.now_ms())
         self.sockets[channel].car = None
+        self.changed()
 
     def plug_in(self, channel: int, car: Car | None = None) -> None:
         self.sockets[channel].advance(self.clock.now_ms())
         self.sockets[channel].car = car or Car()
+        self.changed()
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -148,6 +162,8 @@ class EmulatedDevice:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if not request.path.startswith(HOOK_PREFIX):
+            if request.transport is not None:
+                self.connections.add(request.transport.get_extra_info("peername"))
             await self._responsive.wait()
             self.tick()
         return await handler(request)
@@ -162,6 +178,7 @@ class EmulatedDevice:
             "trip_overpower": self.trip_overpower,
             "unplug": self.unplug,
             "plug_in": self.plug_in,
+            "press_button": self.press_button,
         }
         name = request.match_info["hook"]
         if name in hooks:

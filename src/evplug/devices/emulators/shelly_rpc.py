@@ -1,15 +1,25 @@
-"""Shelly Gen2+ emulator: ``/shelly``, JSON-RPC over ``POST /rpc`` (frames) and
-``GET|POST /rpc/<Method>`` (bare), SHA-256 digest auth when a password is set.
+"""Shelly Gen2+ emulator: ``/shelly``, JSON-RPC over ``POST /rpc`` (frames), over a WebSocket
+on ``/rpc`` (frames and notifications) and ``GET|POST /rpc/<Method>`` (bare), SHA-256 digest auth
+when a password is set.
 
 Follows the reference's fidelity list: ``/shelly`` and ``Shelly.GetDeviceInfo`` stay open with
 auth on; ``Switch.Set`` returns the previous state; ``aenergy.total`` is monotonic Wh with
 ``by_minute`` in mWh; ``pf``/``freq``/``ret_aenergy`` only on models that have them; a bad id is
 -105. Bare-form errors use HTTP 400 (404 for an unknown method); the real status for -105 is not
-confirmed. WebSocket RPC and notifications are not emulated (drivers poll over HTTP).
+confirmed. HTTP is one-shot (``Connection: close``) as on the device.
+
+Over the WebSocket, auth travels inside each frame (an ``auth`` object; a 401 error whose message
+is the JSON challenge). Once a client's frame with a ``src`` has been answered, that client gets
+``NotifyStatus`` frames carrying only the switch keys that changed (a key that went away is sent
+as null): at once when a relay switches, trips or a car comes or goes, and at most every
+``METER_NOTIFY_S`` while only the meter moves. Mains devices are not known to send
+``NotifyFullStatus`` on a local connection (reference §7), so this one does not.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -20,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from zeroconf import ServiceInfo
 
 from evplug.clock import Clock
@@ -30,6 +40,9 @@ AUTH_USER = "admin"
 OPEN_METHODS = frozenset({"Shelly.GetDeviceInfo"})
 KEPT_NONCES = 16
 DIGEST_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
+# Frame auth hashes a fixed HA2 (reference §1.7), there being no HTTP method or URI.
+FRAME_HA2 = hashlib.sha256(b"dummy_method:dummy_uri").hexdigest()
+METER_NOTIFY_S = 0.5  # wall seconds between meter-only notifications
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +116,17 @@ class ShellyRpcEmulator(EmulatedDevice):
         self.spec = spec
         self.device_id = f"{spec.id_prefix}-{mac}"
         self.sources = ["init"] * spec.channels
+        self._command_source = "http"  # what the device reports as a switch's ``source``
+        self.websockets_allowed = True  # False: a WebSocket upgrade on /rpc gets 405
+        self._websockets: dict[web.WebSocketResponse, asyncio.Event] = {}  # -> its wake-up
+        self._closing: set[asyncio.Task[bool]] = set()
         self._nonces: dict[str, int] = {}  # nonce -> highest nc seen
         self._nonce_counter = itertools.count(random.randrange(100, 100_000))
         self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
             "Shelly.GetDeviceInfo": lambda _: self.device_info(),
             "Shelly.GetStatus": lambda _: self.status(),
+            "Shelly.GetConfig": lambda _: self.config(),
+            "Shelly.GetComponents": lambda _: self.components(),
             "Sys.GetStatus": lambda _: self.sys_status(),
             "Switch.GetStatus": lambda p: self.switch_status(self._channel(p)),
             "Switch.Set": self._switch_set,
@@ -118,6 +137,27 @@ class ShellyRpcEmulator(EmulatedDevice):
         super().reboot()
         self.sources = ["init"] * self.spec.channels
         self._nonces.clear()
+        self.drop_websockets()
+
+    def press_button(self, channel: int) -> None:
+        self.sources[channel] = "button"
+        super().press_button(channel)
+
+    def changed(self) -> None:
+        for wake in self._websockets.values():
+            wake.set()
+
+    @property
+    def websocket_clients(self) -> int:
+        return len(self._websockets)
+
+    def drop_websockets(self) -> None:
+        """Close every WebSocket, as a reboot or a Wi-Fi drop does."""
+        loop = asyncio.get_running_loop()
+        for ws in self._websockets:
+            task = loop.create_task(ws.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # --- JSON shapes ------------------------------------------------------------------------
 
@@ -163,6 +203,29 @@ class ShellyRpcEmulator(EmulatedDevice):
         if socket.overcurrent:
             status["errors"] = ["overpower"]
         return status
+
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "sys": {"device": {"name": None, "mac": self.mac.upper(), "fw_id": self.spec.fw_id}}
+        }
+        for i in range(self.spec.channels):
+            config[f"switch:{i}"] = {
+                "id": i,
+                "name": None,
+                "in_mode": "follow",
+                "initial_state": "off",
+                "auto_on": False,
+                "auto_off": False,
+                "power_limit": 4480,
+                "voltage_limit": 280,
+                "current_limit": 16.0,
+            }
+        config |= {f"input:{i}": {"id": i, "name": None} for i in range(self.spec.inputs)}
+        return config
+
+    def components(self) -> dict[str, Any]:
+        """``Shelly.GetComponents`` with ``dynamic_only``: this device has no virtual ones."""
+        return {"components": [], "cfg_rev": 25, "offset": 0, "total": 0}
 
     def sys_status(self) -> dict[str, Any]:
         now_s = self.clock.now_ms() // 1000
@@ -210,28 +273,34 @@ class ShellyRpcEmulator(EmulatedDevice):
         if not isinstance(params.get("on"), bool):
             raise RpcError(-103, "Argument 'on' is missing")
         was_on = self.sockets[channel].relay_on
+        self.sources[channel] = self._command_source
         self.set_relay(channel, params["on"])
-        self.sources[channel] = "http"
         return {"was_on": was_on}
 
     def _switch_toggle(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params)
         return self._switch_set({"id": channel, "on": not self.sockets[channel].relay_on})
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
+    def call(self, method: str, params: dict[str, Any], source: str = "http") -> Any:
+        """``source``: the channel the call came in on, as switches report it."""
         try:
             handler = self.methods[method]
         except KeyError:
             raise RpcError(404, f"No handler for {method}", http_status=404) from None
+        self._command_source = source
         return handler(params)
 
     # --- digest auth ------------------------------------------------------------------------
 
-    def _challenge(self) -> web.Response:
-        nonce = str(next(self._nonce_counter))
-        self._nonces[nonce] = 0
+    def _new_nonce(self) -> int:
+        nonce = next(self._nonce_counter)
+        self._nonces[str(nonce)] = 0
         while len(self._nonces) > KEPT_NONCES:
             del self._nonces[next(iter(self._nonces))]
+        return nonce
+
+    def _challenge(self) -> web.Response:
+        nonce = self._new_nonce()
         header = f'Digest qop="auth", realm="{self.device_id}", nonce="{nonce}", algorithm=SHA-256'
         return web.Response(
             status=401, headers={"WWW-Authenticate": header, "Content-Type": "application/json"}
@@ -265,6 +334,37 @@ class ShellyRpcEmulator(EmulatedDevice):
         self._nonces[nonce] = nc
         return True
 
+    def frame_authorized(self, auth: object) -> bool:
+        """The ``auth`` object of a frame (reference §1.7): digest over the fixed HA2."""
+        if not isinstance(auth, dict):
+            return False
+        nonce, nc = str(auth.get("nonce", "")), auth.get("nc")
+        if (
+            nonce not in self._nonces
+            or not isinstance(nc, int)
+            or nc <= self._nonces[nonce]
+            or auth.get("username") != AUTH_USER
+            or auth.get("realm") != self.device_id
+            or auth.get("algorithm") != "SHA-256"
+        ):
+            return False
+        ha1 = sha256_hex(f"{AUTH_USER}:{self.device_id}:{self.password}")
+        expected = sha256_hex(f"{ha1}:{nonce}:{nc}:{auth.get('cnonce', '')}:auth:{FRAME_HA2}")
+        if not hmac.compare_digest(expected, str(auth.get("response", ""))):
+            return False
+        self._nonces[nonce] = nc
+        return True
+
+    def frame_challenge(self) -> RpcError:
+        challenge = {
+            "auth_type": "digest",
+            "nonce": self._new_nonce(),
+            "nc": 1,
+            "realm": self.device_id,
+            "algorithm": "SHA-256",
+        }
+        return RpcError(401, json.dumps(challenge), http_status=401)
+
     def _needs_challenge(self, request: web.Request, method: str) -> bool:
         return (
             self.password is not None
@@ -278,6 +378,7 @@ class ShellyRpcEmulator(EmulatedDevice):
         return [
             web.get("/shelly", self._shelly),
             web.post("/rpc", self._frame),
+            web.get("/rpc", self._websocket),
             web.get("/rpc/{method}", self._bare),
             web.post("/rpc/{method}", self._bare),
         ]
@@ -285,22 +386,102 @@ class ShellyRpcEmulator(EmulatedDevice):
     async def _shelly(self, request: web.Request) -> web.Response:
         return web.json_response(self.device_info())
 
-    async def _frame(self, request: web.Request) -> web.Response:
-        try:
-            frame = json.loads(await request.text())
-            method, params = str(frame["method"]), frame.get("params") or {}
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"code": -32700, "message": "Parse error"}, status=400)
-        if self._needs_challenge(request, method):
-            return self._challenge()
+    def answer(
+        self,
+        frame: dict[str, Any],
+        authorized: Callable[[dict[str, Any]], bool],
+        source: str = "http",
+    ) -> dict[str, Any]:
+        """The response frame to one request frame; ``authorized(frame)`` checks its auth."""
         reply: dict[str, Any] = {"id": frame.get("id"), "src": self.device_id}
         if "src" in frame:
             reply["dst"] = frame["src"]
         try:
-            reply["result"] = self.call(method, params)
+            method, params = frame["method"], frame.get("params") or {}
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise RpcError(-32700, "Parse error")
+            if self.password is not None and method not in OPEN_METHODS and not authorized(frame):
+                raise self.frame_challenge()
+            reply["result"] = self.call(method, params, source)
+        except KeyError:
+            reply["error"] = {"code": -32700, "message": "Parse error"}
         except RpcError as exc:
             reply["error"] = {"code": exc.code, "message": exc.message}
-        return web.json_response(reply)
+        return reply
+
+    async def _frame(self, request: web.Request) -> web.Response:
+        try:
+            frame = json.loads(await request.text())
+            method = str(frame["method"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"code": -32700, "message": "Parse error"}, status=400)
+        if self._needs_challenge(request, method):
+            return self._challenge()
+        return web.json_response(self.answer(frame, lambda _: True))
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        if not self.websockets_allowed or not ws.can_prepare(request).ok:
+            raise web.HTTPMethodNotAllowed("GET", ["POST"])
+        await ws.prepare(request)
+        wake = self._websockets[ws] = asyncio.Event()
+        notifier: asyncio.Task[None] | None = None
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                await self._responsive.wait()
+                self.tick()
+                try:
+                    frame = json.loads(message.data)
+                    if not isinstance(frame, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    frame = {}
+                reply = self.answer(frame, lambda f: self.frame_authorized(f.get("auth")), "WS_in")
+                await ws.send_json(reply)
+                src = frame.get("src")
+                if notifier is None and isinstance(src, str) and src and "result" in reply:
+                    notifier = asyncio.create_task(self._notify(ws, src, wake))
+        finally:
+            del self._websockets[ws]
+            if notifier is not None:
+                notifier.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await notifier
+        return ws
+
+    def _switches(self) -> dict[str, dict[str, Any]]:
+        return {f"switch:{i}": self.switch_status(i) for i in range(self.spec.channels)}
+
+    async def _notify(self, ws: web.WebSocketResponse, dst: str, wake: asyncio.Event) -> None:
+        """``NotifyStatus`` to one client: what changed since the last frame it was sent."""
+        sent = self._switches()
+        while not ws.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), METER_NOTIFY_S)
+            wake.clear()
+            await self._responsive.wait()
+            now_ms = self.tick()
+            current = self._switches()
+            params: dict[str, Any] = {
+                key: delta for key in current if (delta := changed_keys(sent[key], current[key]))
+            }
+            sent = current
+            if params and not ws.closed:
+                notification = {"src": self.device_id, "dst": dst, "method": "NotifyStatus"}
+                notification["params"] = {"ts": round(now_ms / 1000, 2), **params}
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_json(notification)
+
+    @web.middleware
+    async def _one_shot(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if not isinstance(response, web.WebSocketResponse):
+            response.force_close()
+        return response
 
     async def _bare(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -319,6 +500,11 @@ class ShellyRpcEmulator(EmulatedDevice):
             body = {"code": exc.code, "message": exc.message}
             return web.json_response(body, status=exc.http_status)
 
+    def app(self) -> web.Application:
+        app = super().app()
+        app.middlewares.append(self._one_shot)
+        return app
+
     def services(self, address: str, port: int) -> list[ServiceInfo]:
         properties = {
             "gen": str(self.spec.gen),
@@ -330,3 +516,10 @@ class ShellyRpcEmulator(EmulatedDevice):
             service(service_type, self.device_id, address, port, properties)
             for service_type in ("_shelly._tcp.local.", "_http._tcp.local.")
         ]
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The keys of one component that changed, with its ``id``; a key gone is sent as null."""
+    delta = {key: value for key, value in new.items() if old.get(key) != value}
+    delta |= {key: None for key in old if key not in new}
+    return {"id": new["id"], **delta} if delta else {}
