@@ -7,7 +7,6 @@ from sqlalchemy import (
     BigInteger,
     Float,
     ForeignKey,
-    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -90,7 +89,12 @@ class Transition(Base):
     to_state: Mapped[str] = mapped_column(String(40))
     trigger: Mapped[str] = mapped_column(String(40))
     at_ms: Mapped[int] = mapped_column(BigInteger)
-    __table_args__ = (Index("ix_transitions_plug_at", "plug_id", "at_ms"),)
+    # A retried batch must not add a transition twice; the key also serves a plug's history.
+    __table_args__ = (
+        UniqueConstraint(
+            "plug_id", "at_ms", "from_state", "to_state", name="uq_transitions_plug_at_change"
+        ),
+    )
 
 
 class ReadingRow(Base):
