@@ -70,10 +70,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
 
 
 def _upgrade(conn: Connection, revision: str) -> None:
-    before = _current(conn)
-    if before == (head() if revision == "head" else revision):
+    before, target = _current(conn), head() if revision == "head" else revision
+    if before == target:
         return
-    log.info("db.upgrade", url=_safe_url(conn), at=before or "empty", to=revision)
+    log.info("db.upgrade", url=_safe_url(conn), at=before or "empty", to=target)
     config = _config(connection=conn, on_version_apply=_log_step)
     if before == BASELINE and MigrationContext.configure(conn).get_current_revision() is None:
         command.stamp(config, BASELINE)
