@@ -47,7 +47,7 @@ def test_smoke_scenario_runs_one_whole_session_and_prints_one_json_line(tmp_path
     result = json.loads(lines[0])
     assert set(result) == {
         "session_id", "plug_id", "kwh", "cents", "price_cents_per_kwh",
-        "balance_before_cents", "balance_after_cents", "states",
+        "balance_before_cents", "balance_after_cents", "states", "reason",
     }  # fmt: skip
     assert result["price_cents_per_kwh"] == 30
     assert result["kwh"] == pytest.approx(1.5, abs=0.02)
