@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.store import schema
+from evplug.store.database import driver_url, make_engine
 from evplug.store.models import Base
 
 
@@ -62,3 +65,15 @@ async def test_a_schema_newer_than_the_code_is_refused_asking_for_a_newer_evplug
         await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(schema.SchemaMismatch, match=r"revision 9999, newer.*run a newer evplug"):
         await schema.check(engine)
+
+
+async def test_two_upgrades_at_once_both_end_at_head(
+    bare_engine: AsyncEngine, database_url: str
+) -> None:
+    other = make_engine(driver_url(database_url))
+    try:
+        async with asyncio.timeout(30):  # unserialised, they can wait on each other for ever
+            revisions = await asyncio.gather(schema.upgrade(bare_engine), schema.upgrade(other))
+    finally:
+        await other.dispose()
+    assert revisions == [schema.head()] * 2

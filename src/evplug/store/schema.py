@@ -7,6 +7,7 @@ baseline and upgraded from there.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,16 @@ log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 UPGRADE_COMMAND = "evplug db upgrade"
+_UPGRADE_LOCK = 0x657670_6C7567  # "evplug": a key no other advisory lock of ours uses
 
 
 class SchemaMismatch(RuntimeError):
     """The database's schema is not the one this evplug was built for."""
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
 
 
 def _config(**attributes: Any) -> Config:
@@ -38,7 +45,7 @@ def _config(**attributes: Any) -> Config:
 
 def head() -> str:
     """The revision this code's models are at."""
-    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    revision = _scripts().get_current_head()
     assert revision is not None, f"no migrations in {MIGRATIONS}"
     return revision
 
@@ -70,6 +77,11 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
 
 
 def _upgrade(conn: Connection, revision: str) -> None:
+    # Of two upgrades at once, the second waits for the first, then finds nothing to do.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's write lock, before the version is read
     before, target = _current(conn), head() if revision == "head" else revision
     if before == target:
         return
@@ -104,7 +116,7 @@ async def check(engine: AsyncEngine) -> None:
 
 
 def _known() -> set[str]:
-    return {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+    return {s.revision for s in _scripts().walk_revisions()}
 
 
 def _safe_url(conn: Connection) -> str:
