@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.store import schema
@@ -65,6 +66,12 @@ async def test_a_schema_newer_than_the_code_is_refused_asking_for_a_newer_evplug
         await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(schema.SchemaMismatch, match=r"revision 9999, newer.*run a newer evplug"):
         await schema.check(engine)
+
+
+async def test_readings_are_keyed_time_first(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        key = await conn.run_sync(lambda sync: inspect(sync).get_pk_constraint("readings"))
+    assert key["constrained_columns"] == ["timestamp_ms", "plug_id"]
 
 
 async def test_two_upgrades_at_once_both_end_at_head(

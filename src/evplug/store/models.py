@@ -8,6 +8,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    PrimaryKeyConstraint,
     String,
     UniqueConstraint,
 )
@@ -99,11 +100,13 @@ class Transition(Base):
 
 class ReadingRow(Base):
     __tablename__ = "readings"
-    plug_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    timestamp_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plug_id: Mapped[str] = mapped_column(String(128))
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
     actual_state: Mapped[int] = mapped_column(Integer)
     current_a: Mapped[float] = mapped_column(Float)
     voltage_v: Mapped[float] = mapped_column(Float)
     power_factor: Mapped[float] = mapped_column(Float)
     active_power_w: Mapped[float] = mapped_column(Float)
     energy_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Time first: each batch appends at the end of the key, however big the table grows.
+    __table_args__ = (PrimaryKeyConstraint("timestamp_ms", "plug_id", name="readings_pkey"),)
