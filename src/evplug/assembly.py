@@ -12,9 +12,13 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.bus.base import Bus, BusError
 from evplug.bus.memory import MemoryBus
@@ -29,7 +33,8 @@ from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.rediscovery import Rediscovery
 from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
 from evplug.settings import Settings, SettingsError
-from evplug.store.database import create_schema, make_engine, sqlite_url
+from evplug.store import schema
+from evplug.store.database import driver_url, make_engine
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 
@@ -67,13 +72,13 @@ class Store:
 
 
 async def make_store(settings: Settings) -> Store:
-    """The database from its URL (schema created), its repository and the telemetry sink."""
-    engine = make_engine(async_database_url(settings.effective_database_url()))
-    try:
-        await create_schema(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    """The database from its URL, its repository and the telemetry sink.
+
+    The demo's own SQLite file (no ``database_url``) is upgraded here. Any other database must
+    be at this code's schema already: a server never migrates a database others may share.
+    """
+    own_file = settings.database_url is None
+    engine = await _open_database(settings, schema.upgrade if own_file else schema.check)
     telemetry = settings.telemetry
     sink = ReadingSink(
         engine,
@@ -84,18 +89,57 @@ async def make_store(settings: Settings) -> Store:
     return Store(Repository(engine), sink)
 
 
+async def upgrade_database(settings: Settings) -> str | None:
+    """``evplug db upgrade``: the configured database to this code's schema; its revision."""
+    engine = await _open_database(settings, schema.upgrade)
+    try:
+        return await schema.current(engine)
+    finally:
+        await engine.dispose()
+
+
+async def database_revision(settings: Settings) -> str | None:
+    """``evplug db current``: the configured database's schema revision (None: empty)."""
+    engine = await _open_database(settings, _nothing)
+    try:
+        return await schema.current(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _nothing(_engine: AsyncEngine) -> None:
+    return None
+
+
+async def _open_database(
+    settings: Settings, prepare: Callable[[AsyncEngine], Awaitable[object]]
+) -> AsyncEngine:
+    """An engine on the configured database, ``prepare`` done, failures one line each."""
+    engine = make_engine(async_database_url(settings.effective_database_url()))
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        await prepare(engine)
+    except schema.SchemaMismatch as exc:
+        await engine.dispose()
+        raise StartupError(str(exc)) from None
+    except (OSError, DBAPIError) as exc:
+        await engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise StartupError(
+            f"cannot use the database {where} ({reason}): is it running, and"
+            " EVPLUG_DATABASE_URL right?"
+        ) from None
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
 def async_database_url(url: str) -> str:
     """A plain database URL as the async driver takes it; a SQLite file's directory is made."""
-    if url.startswith("postgresql://"):
-        raise SettingsError(
-            [
-                "database_url (EVPLUG_DATABASE_URL): postgresql:// is not available yet: use"
-                " sqlite:///PATH"
-            ]
-        )
-    path = Path(url.removeprefix(_SQLITE))
-    _check_writable(path.parent)
-    return sqlite_url(path)
+    if url.startswith(_SQLITE):
+        _check_writable(Path(url.removeprefix(_SQLITE)).parent)
+    return driver_url(url)
 
 
 def _check_writable(directory: Path) -> None:

@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeout", type=_positive_float, default=3.0, help="seconds per request")
     discover = device_commands.add_parser("discover", help="list the relays mDNS finds")
     discover.add_argument("--seconds", type=_positive_float, default=5.0, help="how long to listen")
+
+    db = commands.add_parser("db", help="the database's schema (EVPLUG_DATABASE_URL)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    for name, what in (
+        ("upgrade", "apply the migrations this evplug has that the database lacks"),
+        ("current", "print the database's schema revision"),
+    ):
+        db_command = db_commands.add_parser(name, help=what)
+        db_command.add_argument("--data-dir", help="where the default SQLite file lives")
     return parser
 
 
@@ -128,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _emulate(args)
     if args.command == "broker":
         return _broker(args, settings)
+    if args.command == "db":
+        return _db(args, settings)
     from evplug.devices import technician
 
     if args.devices_command == "probe":
@@ -172,6 +183,27 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         return run_broker(args.host, args.broker_port, settings.data_dir / "nats")
     except BrokerError as exc:
         return _fail("evplug broker", exc)
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from evplug import assembly
+    from evplug.store import schema
+
+    try:
+        if args.db_command == "upgrade":
+            revision = asyncio.run(assembly.upgrade_database(settings))
+        else:
+            revision = asyncio.run(assembly.database_revision(settings))
+    except (SettingsError, assembly.StartupError) as exc:
+        return _fail(f"evplug db {args.db_command}", exc)
+    head = schema.head()
+    if revision == head:
+        print(f"{revision} (head)")
+    else:
+        print(f"{revision or 'none (empty)'} (head is {head}: run `{schema.UPGRADE_COMMAND}`)")
+    return 0
 
 
 def _emulate(args: argparse.Namespace) -> int:

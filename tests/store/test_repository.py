@@ -1,28 +1,16 @@
-"""The store's money rules against a real SQLite file."""
+"""The store's money rules against a real database: each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.core import ledger
-from evplug.core.plug import Plug, SessionClosed, SessionOpened
-from evplug.store.database import create_schema, make_engine, sqlite_url
+from evplug.core.plug import Plug, SessionClosed, SessionOpened, State, Transitioned, Trigger
+from evplug.store.database import make_engine
 from evplug.store.repository import Repository, UnknownUser
-
-
-@pytest.fixture
-async def repo(tmp_path: Path) -> Repository:
-    engine = make_engine(sqlite_url(tmp_path / "store.sqlite3"))
-    await create_schema(engine)
-    repo = Repository(engine)
-    await repo.ensure_site("site", "Site", 30, "AUD")
-    await repo.ensure_user("u", "Driver", "d@example.invalid")
-    plug = Plug("p", "f")
-    await repo.register_plug("p", "site", "f", "sim", plug.snapshot())
-    yield repo
-    await engine.dispose()
 
 
 async def test_a_top_up_delivered_twice_is_applied_once(repo: Repository) -> None:
@@ -56,3 +44,58 @@ async def test_closing_a_session_that_was_never_opened_is_an_error(repo: Reposit
     with pytest.raises(LookupError):
         await repo.close_session(closed, Plug("p", "f").snapshot())
     assert await repo.ledger_sum("u") == 0
+
+
+async def test_debits_at_once_all_count(repo: Repository) -> None:
+    await repo.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
+    debits = [ledger.Entry("u", ledger.EntryKind.ADJUSTMENT, -n, f"d{n}", 2) for n in range(20)]
+    assert all(await asyncio.gather(*(repo.post(d) for d in debits)))
+    assert await repo.balance("u") == 1000 - sum(range(20)) == await repo.ledger_sum("u")
+
+
+async def test_sessions_closed_twice_at_once_are_billed_once(repo: Repository) -> None:
+    await repo.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
+    snapshot = Plug("p", "f").snapshot()
+    ids = [f"s{n}" for n in range(10)]
+    for session_id in ids:
+        await repo.open_session(SessionOpened(session_id, "p", "u", 10, 30), snapshot)
+    closes = [SessionClosed(s, "p", "u", 10, 20, 1500.0, 45, 30, "complete") for s in ids]
+    results = await asyncio.gather(*(repo.close_session(c, snapshot) for c in closes * 2))
+    assert results.count(None) == 10
+    assert sorted(r for r in results if r is not None) == [1000 - 45 * n for n in range(10, 0, -1)]
+    assert await repo.balance("u") == 550 == await repo.ledger_sum("u")
+    assert len(await repo.entries("u")) == 11
+
+
+async def test_top_ups_posted_from_two_connections_at_once_are_applied_once(
+    repo: Repository,
+) -> None:
+    other_engine = make_engine(repo.engine.url)
+    try:
+        other = Repository(other_engine)
+        top_ups = [ledger.Entry("u", ledger.EntryKind.TOP_UP, 100, f"pi_{n}", 1) for n in range(10)]
+        results = await asyncio.gather(*(r.post(t) for t in top_ups for r in (repo, other)))
+    finally:
+        await other_engine.dispose()
+    assert results.count(True) == 10 == results.count(False)
+    assert await repo.balance("u") == 1000 == await repo.ledger_sum("u")
+
+
+async def test_a_transition_recorded_again_is_not_added_twice(
+    repo: Repository, engine: AsyncEngine
+) -> None:
+    first = Transitioned("p", State.ACCOUNT_NULL, State.ACCOUNT_ADDED, Trigger.ENABLE, 5, "")
+    later = Transitioned("p", State.ACCOUNT_ADDED, State.ACCOUNT_NULL, Trigger.ENABLE, 6, "")
+    await repo.record_transitions([first])
+    await asyncio.gather(*(repo.record_transitions([first, later]) for _ in range(2)))
+    async with engine.connect() as conn:
+        rows = await conn.exec_driver_sql("SELECT at_ms FROM transitions ORDER BY at_ms")
+        assert [at for (at,) in rows] == [5, 6]
+
+
+async def test_ensuring_what_exists_keeps_it_as_it_was(repo: Repository) -> None:
+    await repo.ensure_site("site", "Renamed", 99, "EUR")
+    await asyncio.gather(*(repo.ensure_user("u", "Other", "d@example.invalid") for _ in range(2)))
+    site, user = await repo.get_site("site"), await repo.get_user("u")
+    assert site is not None and (site.name, site.price_cents_per_kwh) == ("Site", 30)
+    assert user.name == "Driver"

@@ -1,14 +1,13 @@
-"""The batched telemetry sink against a real SQLite file."""
+"""The batched telemetry sink against a real database: each test on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.metrics import value
-from evplug.store.database import create_schema, make_engine, sqlite_url
+from evplug.store.database import create_schema
 from evplug.store.telemetry import ReadingSink, SinkFull
 
 WRITTEN = "evplug_telemetry_rows_written_total"
@@ -33,9 +32,9 @@ async def stored(engine) -> int:
         return (await conn.execute(text("SELECT count(*) FROM readings"))).scalar_one()
 
 
-async def test_acks_only_after_commit_and_a_redelivery_replaces_its_batch(tmp_path: Path) -> None:
-    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
-    await create_schema(engine)
+async def test_acks_only_after_commit_and_a_redelivery_replaces_its_batch(
+    engine: AsyncEngine,
+) -> None:
     sink, acks = ReadingSink(engine, max_rows=1000), Acks()
     written, flushes = value(WRITTEN), value(FLUSHES)
     await sink.add(rows(60), acks, key="site:1")
@@ -45,41 +44,57 @@ async def test_acks_only_after_commit_and_a_redelivery_replaces_its_batch(tmp_pa
     await sink.flush()
     assert acks.count == 1 and await stored(engine) == 60
     assert (value(WRITTEN), value(FLUSHES)) == (written + 60, flushes + 1)
-    await engine.dispose()
 
 
-async def test_a_failed_flush_keeps_rows_and_acks_for_the_next(tmp_path: Path) -> None:
-    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))  # no schema yet: writes fail
+async def test_a_failed_flush_keeps_rows_and_acks_for_the_next(bare_engine: AsyncEngine) -> None:
+    engine = bare_engine  # no schema yet: writes fail
     sink, acks = ReadingSink(engine, max_rows=1000), Acks()
     await sink.add(rows(10), acks, key="a")
-    with pytest.raises(Exception, match="no such table"):
+    with pytest.raises(Exception, match=r"no such table|does not exist"):
         await sink.flush()
     assert sink.buffered == 10 and acks.count == 0
     await create_schema(engine)
     await sink.flush()
     assert acks.count == 1 and await stored(engine) == 10
-    await engine.dispose()
 
 
-async def test_past_the_buffer_limit_readings_are_refused_not_dropped(tmp_path: Path) -> None:
-    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
+async def test_past_the_buffer_limit_readings_are_refused_not_dropped(engine: AsyncEngine) -> None:
     sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
     before = value(REFUSED, reason="backlog")
     await sink.add(rows(80), key="a")
     with pytest.raises(SinkFull, match=r"80 readings already wait .* behind or unreachable"):
         await sink.add(rows(30), key="b")
     assert sink.buffered == 80 and value(REFUSED, reason="backlog") == before + 1
-    await engine.dispose()
 
 
 async def test_a_batch_larger_than_the_whole_buffer_is_not_blamed_on_the_database(
-    tmp_path: Path,
+    engine: AsyncEngine,
 ) -> None:
-    engine = make_engine(sqlite_url(tmp_path / "t.sqlite3"))
     sink = ReadingSink(engine, max_rows=1000, max_buffered_rows=100)
     before = value(REFUSED, reason="oversize_batch")
     with pytest.raises(SinkFull, match="larger than the whole buffer") as refused:
         await sink.add(rows(101), key="a")  # into an empty buffer, the database idle
     assert "reachable" not in str(refused.value)
     assert sink.buffered == 0 and value(REFUSED, reason="oversize_batch") == before + 1
-    await engine.dispose()
+
+
+async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
+    bare_engine: AsyncEngine,
+) -> None:
+    async with bare_engine.begin() as conn:  # the columns in another order than the rows'
+        await conn.exec_driver_sql(
+            "CREATE TABLE readings (energy_wh FLOAT, active_power_w FLOAT NOT NULL,"
+            " power_factor FLOAT NOT NULL, voltage_v FLOAT NOT NULL, current_a FLOAT NOT NULL,"
+            " actual_state INTEGER NOT NULL, timestamp_ms BIGINT NOT NULL,"
+            " plug_id VARCHAR(128) NOT NULL, PRIMARY KEY (timestamp_ms, plug_id))"
+        )
+    sink = ReadingSink(bare_engine, max_rows=1000)
+    await sink.add([("p1", 1000, 1, 10.0, 240.0, 0.99, 2376.0, None)])
+    await sink.add([("p1", 1000, 1, 99.0, 99.0, 0.5, 1.0, 1.0)])  # the same key again: ignored
+    await sink.flush()
+    async with bare_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM readings"))).mappings().one()
+    assert dict(row) == {
+        "plug_id": "p1", "timestamp_ms": 1000, "actual_state": 1, "current_a": 10.0,
+        "voltage_v": 240.0, "power_factor": 0.99, "active_power_w": 2376.0, "energy_wh": None,
+    }  # fmt: skip

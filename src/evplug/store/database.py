@@ -1,4 +1,5 @@
-"""Engine creation: SQLite (embedded default) tuned for one writer and many readers."""
+"""Engine creation: SQLite (embedded default) tuned for one writer and many readers, or
+PostgreSQL through asyncpg."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from evplug.store.models import Base
+from evplug.store import schema
+
+_DRIVERS = {"sqlite:///": "sqlite+aiosqlite:///", "postgresql://": "postgresql+asyncpg://"}
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def driver_url(url: str) -> str:
+    """A plain database URL (sqlite:///PATH, postgresql://user@host/db) with its async driver."""
+    for plain, with_driver in _DRIVERS.items():
+        if url.startswith(plain):
+            return with_driver + url.removeprefix(plain)
+    raise ValueError(f"{url}: not a sqlite:/// or postgresql:// URL")
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -33,9 +44,5 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            # WAL lets the web read while the mothership writes; it is kept in the file, so
-            # setting it once here spares every new connection a lock-taking mode switch.
-            await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-        await conn.run_sync(Base.metadata.create_all)
+    """The schema at this code's revision: migrations applied as needed."""
+    await schema.upgrade(engine)

@@ -7,8 +7,8 @@ from sqlalchemy import (
     BigInteger,
     Float,
     ForeignKey,
-    Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     UniqueConstraint,
 )
@@ -90,16 +90,23 @@ class Transition(Base):
     to_state: Mapped[str] = mapped_column(String(40))
     trigger: Mapped[str] = mapped_column(String(40))
     at_ms: Mapped[int] = mapped_column(BigInteger)
-    __table_args__ = (Index("ix_transitions_plug_at", "plug_id", "at_ms"),)
+    # A retried batch must not add a transition twice; the key also serves a plug's history.
+    __table_args__ = (
+        UniqueConstraint(
+            "plug_id", "at_ms", "from_state", "to_state", name="uq_transitions_plug_at_change"
+        ),
+    )
 
 
 class ReadingRow(Base):
     __tablename__ = "readings"
-    plug_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    timestamp_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plug_id: Mapped[str] = mapped_column(String(128))
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
     actual_state: Mapped[int] = mapped_column(Integer)
     current_a: Mapped[float] = mapped_column(Float)
     voltage_v: Mapped[float] = mapped_column(Float)
     power_factor: Mapped[float] = mapped_column(Float)
     active_power_w: Mapped[float] = mapped_column(Float)
     energy_wh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Time first: each batch appends at the end of the key, however big the table grows.
+    __table_args__ = (PrimaryKeyConstraint("timestamp_ms", "plug_id", name="readings_pkey"),)

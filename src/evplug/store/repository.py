@@ -1,6 +1,8 @@
 """Reads and writes of sites, plugs, users, sessions and the ledger.
 
-Every method is one transaction. Postings are idempotent by key, and a session's close, its
+Every method is one transaction. Postings, transitions and session closes are idempotent by
+key, by INSERT ... ON CONFLICT DO NOTHING and a close that only an open session takes, so two
+writers racing on one key (two processes, two connections) apply it once. A session's close, its
 charge and the plug's new state commit together: a crash leaves either all or none of them.
 """
 
@@ -11,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core import ledger
 from evplug.core.plug import SessionClosed, SessionOpened, Transitioned
 from evplug.store.models import (
+    Base,
     ChargingSession,
     Circuit,
     LedgerEntry,
@@ -52,16 +56,15 @@ class Repository:
         self, site_id: str, name: str, price_cents_per_kwh: int, currency: str
     ) -> Site:
         async with self._sessions.begin() as db:
-            site = await db.get(Site, site_id)
-            if site is None:
-                site = Site(
+            await db.execute(
+                _insert_new(db, Site, "id").values(
                     id=site_id,
                     name=name,
                     price_cents_per_kwh=price_cents_per_kwh,
                     currency=currency,
                 )
-                db.add(site)
-            return site
+            )
+            return await db.get_one(Site, site_id)
 
     async def get_site(self, site_id: str) -> Site | None:
         async with self._sessions() as db:
@@ -69,8 +72,11 @@ class Repository:
 
     async def ensure_circuit(self, circuit_id: str, site_id: str, limit_a: float) -> None:
         async with self._sessions.begin() as db:
-            if await db.get(Circuit, circuit_id) is None:
-                db.add(Circuit(id=circuit_id, site_id=site_id, limit_a=limit_a))
+            await db.execute(
+                _insert_new(db, Circuit, "id").values(
+                    id=circuit_id, site_id=site_id, limit_a=limit_a
+                )
+            )
 
     async def circuits(self) -> dict[str, float]:
         async with self._sessions() as db:
@@ -82,9 +88,8 @@ class Repository:
     ) -> PlugRecord:
         """Register a plug announced by a site; an existing plug keeps its state and site."""
         async with self._sessions.begin() as db:
-            row = await db.get(PlugRow, plug_id)
-            if row is None:
-                row = PlugRow(
+            await db.execute(
+                _insert_new(db, PlugRow, "id").values(
                     id=plug_id,
                     site_id=site_id,
                     fuze_id=fuze_id,
@@ -94,8 +99,8 @@ class Repository:
                     snapshot=snapshot,
                     updated_ms=0,
                 )
-                db.add(row)
-            return _record(row)
+            )
+            return _record(await db.get_one(PlugRow, plug_id))
 
     async def load_plugs(self) -> list[PlugRecord]:
         async with self._sessions() as db:
@@ -111,36 +116,31 @@ class Repository:
         if not transitions:
             return
         async with self._sessions.begin() as db:
-            for t in transitions:
-                seen = await db.scalar(
-                    select(Transition.id).where(
-                        Transition.plug_id == t.plug_id,
-                        Transition.at_ms == t.at_ms,
-                        Transition.from_state == str(t.from_state),
-                        Transition.to_state == str(t.to_state),
-                    )
-                )
-                if seen is None:
-                    db.add(
-                        Transition(
-                            plug_id=t.plug_id,
-                            session_id=t.session_id,
-                            from_state=str(t.from_state),
-                            to_state=str(t.to_state),
-                            trigger=str(t.trigger),
-                            at_ms=t.at_ms,
-                        )
-                    )
+            await db.execute(
+                _insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
+                [
+                    {
+                        "plug_id": t.plug_id,
+                        "session_id": t.session_id,
+                        "from_state": str(t.from_state),
+                        "to_state": str(t.to_state),
+                        "trigger": str(t.trigger),
+                        "at_ms": t.at_ms,
+                    }
+                    for t in transitions
+                ],
+            )
 
     # -- users and money ---------------------------------------------------------------------
 
     async def ensure_user(self, user_id: str, name: str, email: str) -> User:
         async with self._sessions.begin() as db:
-            user = await db.get(User, user_id)
-            if user is None:
-                user = User(id=user_id, name=name, email=email, balance_cents=0)
-                db.add(user)
-            return user
+            await db.execute(
+                _insert_new(db, User, "id").values(
+                    id=user_id, name=name, email=email, balance_cents=0
+                )
+            )
+            return await db.get_one(User, user_id)
 
     async def get_user(self, user_id: str) -> User:
         async with self._sessions() as db:
@@ -178,17 +178,17 @@ class Repository:
 
     async def open_session(self, opened: SessionOpened, snapshot: dict[str, Any]) -> None:
         async with self._sessions.begin() as db:
-            if await db.get(ChargingSession, opened.session_id) is None:
-                db.add(
-                    ChargingSession(
-                        id=opened.session_id,
-                        plug_id=opened.plug_id,
-                        user_id=opened.user_id,
-                        started_ms=opened.started_ms,
-                        price_cents_per_kwh=opened.price_cents_per_kwh,
-                        energy_wh=0.0,
-                    )
+            await db.execute(
+                _insert_new(db, ChargingSession, "id").values(
+                    id=opened.session_id,
+                    plug_id=opened.plug_id,
+                    user_id=opened.user_id,
+                    started_ms=opened.started_ms,
+                    price_cents_per_kwh=opened.price_cents_per_kwh,
+                    energy_wh=0.0,
+                    end_reason="",
                 )
+            )
             await _save_snapshots(db, [snapshot], opened.started_ms)
 
     async def close_session(self, closed: SessionClosed, snapshot: dict[str, Any]) -> int | None:
@@ -197,16 +197,25 @@ class Repository:
         Returns the driver's balance after the charge, or None if it was billed before.
         """
         async with self._sessions.begin() as db:
-            session = await db.get(ChargingSession, closed.session_id)
-            if session is None:
-                raise LookupError(f"session {closed.session_id} was never opened")
             await _save_snapshots(db, [snapshot], closed.ended_ms)
-            if session.ended_ms is not None:
+            # Only an open session is closed: of two racing closes, the second waits for the
+            # first's row lock, then finds it closed.
+            closing = await db.execute(
+                update(ChargingSession)
+                .where(ChargingSession.id == closed.session_id, ChargingSession.ended_ms.is_(None))
+                .values(
+                    ended_ms=closed.ended_ms,
+                    energy_wh=closed.energy_wh,
+                    cost_cents=closed.cost_cents,
+                    end_reason=closed.reason,
+                )
+                .returning(ChargingSession.id)
+                .execution_options(synchronize_session=False)
+            )
+            if closing.scalar() is None:
+                if await db.get(ChargingSession, closed.session_id) is None:
+                    raise LookupError(f"session {closed.session_id} was never opened")
                 return None
-            session.ended_ms = closed.ended_ms
-            session.energy_wh = closed.energy_wh
-            session.cost_cents = closed.cost_cents
-            session.end_reason = closed.reason
             charge = ledger.session_charge(
                 closed.user_id,
                 closed.session_id,
@@ -236,13 +245,9 @@ class Repository:
 async def _post(db: AsyncSession, entry: ledger.Entry) -> bool:
     if await db.get(User, entry.user_id) is None:
         raise UnknownUser(entry.user_id)
-    existing = await db.scalar(
-        select(LedgerEntry.id).where(LedgerEntry.idempotency_key == entry.idempotency_key)
-    )
-    if existing is not None:
-        return False
-    db.add(
-        LedgerEntry(
+    posted = await db.scalar(
+        _insert_new(db, LedgerEntry, "idempotency_key")
+        .values(
             user_id=entry.user_id,
             kind=str(entry.kind),
             amount_cents=entry.amount_cents,
@@ -250,13 +255,24 @@ async def _post(db: AsyncSession, entry: ledger.Entry) -> bool:
             created_ms=entry.created_ms,
             memo=entry.memo,
         )
+        .returning(LedgerEntry.id)
     )
+    if posted is None:  # the key was posted before, perhaps a moment ago by another writer
+        return False
     await db.execute(
         update(User)
         .where(User.id == entry.user_id)
         .values(balance_cents=User.balance_cents + entry.amount_cents)
     )
     return True
+
+
+def _insert_new(
+    db: AsyncSession, model: type[Base], *key: str
+) -> postgresql.Insert | sqlite.Insert:
+    """INSERT that leaves an existing row with the same ``key`` as it is (in the db's dialect)."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=key)
 
 
 async def _save_snapshots(

@@ -21,14 +21,22 @@ from evplug.settings import TelemetrySettings
 log = structlog.get_logger(__name__)
 _DEFAULTS = TelemetrySettings()  # the settings hold each default once
 
-Row = tuple[Any, ...]  # (plug_id, timestamp_ms, actual_state, A, V, pf, W, Wh|None)
+Row = tuple[Any, ...]  # values in the order of COLUMNS
 OnFlushed = Callable[[], Awaitable[None]]
 
-_INSERT = {
-    "sqlite": "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "postgresql": (
-        "INSERT INTO readings VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-    ),
+COLUMNS = (
+    "plug_id",
+    "timestamp_ms",
+    "actual_state",
+    "current_a",
+    "voltage_v",
+    "power_factor",
+    "active_power_w",
+    "energy_wh",
+)
+_PLACEHOLDERS = {  # the drivers' own parameter styles: the rows go to them as they are
+    "qmark": lambda n: "?",
+    "numeric_dollar": lambda n: f"${n}",
 }
 
 
@@ -57,7 +65,7 @@ class ReadingSink:
         self._buffered = 0
         self._unkeyed = itertools.count()
         self._lock = asyncio.Lock()
-        self._statement = _INSERT[engine.dialect.name]
+        self._statement = _insert_statement(engine.dialect.paramstyle)
 
     @property
     def buffered(self) -> int:
@@ -120,3 +128,10 @@ class ReadingSink:
         acks = [ack for _, ack in batches.values() if ack is not None]
         for ack in acks:
             await ack()
+
+
+def _insert_statement(paramstyle: str) -> str:
+    """A raw INSERT (the fast path: no SQL compiled per batch) naming every column it fills."""
+    placeholder = _PLACEHOLDERS[paramstyle]
+    values = ", ".join(placeholder(n) for n in range(1, len(COLUMNS) + 1))
+    return f"INSERT INTO readings ({', '.join(COLUMNS)}) VALUES ({values}) ON CONFLICT DO NOTHING"

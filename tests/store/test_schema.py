@@ -1,0 +1,86 @@
+"""The migrations against the models and against databases of every age, on both back ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from evplug.store import schema
+from evplug.store.database import driver_url, make_engine
+from evplug.store.models import Base
+
+
+async def test_the_migrations_build_exactly_what_the_models_describe(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == [], "the models changed without a migration: add one under store/migrations"
+
+
+async def test_an_upgraded_database_is_at_head_and_upgrading_again_changes_nothing(
+    engine: AsyncEngine,
+) -> None:
+    assert await schema.current(engine) == schema.head()
+    assert await schema.upgrade(engine) == schema.head()
+    await schema.check(engine)
+
+
+async def test_a_database_from_before_migrations_is_upgraded_from_the_baseline(
+    bare_engine: AsyncEngine,
+) -> None:
+    await schema.upgrade(bare_engine, schema.BASELINE)
+    async with bare_engine.begin() as conn:  # as create_all left it: tables, no version
+        await conn.exec_driver_sql("DROP TABLE alembic_version")
+        for at_ms in (1, 1, 2):  # a retry that check-then-insert let through
+            await conn.exec_driver_sql(
+                "INSERT INTO transitions (plug_id, session_id, from_state, to_state, trigger,"
+                f" at_ms) VALUES ('p', '', 'A', 'B', 't', {at_ms})"
+            )
+    assert await schema.current(bare_engine) == schema.BASELINE
+    assert await schema.upgrade(bare_engine) == schema.head()
+    async with bare_engine.connect() as conn:
+        kept = await conn.exec_driver_sql("SELECT at_ms FROM transitions ORDER BY at_ms")
+        assert [at for (at,) in kept] == [1, 2]
+
+
+async def test_a_schema_behind_is_refused_naming_the_command_that_upgrades_it(
+    bare_engine: AsyncEngine,
+) -> None:
+    with pytest.raises(schema.SchemaMismatch, match=r"none \(empty\).*`evplug db upgrade`"):
+        await schema.check(bare_engine)
+    await schema.upgrade(bare_engine, schema.BASELINE)
+    with pytest.raises(schema.SchemaMismatch, match=r"at schema revision 0001.*evplug db upgrade"):
+        await schema.check(bare_engine)
+
+
+async def test_a_schema_newer_than_the_code_is_refused_asking_for_a_newer_evplug(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(schema.SchemaMismatch, match=r"revision 9999, newer.*run a newer evplug"):
+        await schema.check(engine)
+
+
+async def test_readings_are_keyed_time_first(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        key = await conn.run_sync(lambda sync: inspect(sync).get_pk_constraint("readings"))
+    assert key["constrained_columns"] == ["timestamp_ms", "plug_id"]
+
+
+async def test_two_upgrades_at_once_both_end_at_head(
+    bare_engine: AsyncEngine, database_url: str
+) -> None:
+    other = make_engine(driver_url(database_url))
+    try:
+        async with asyncio.timeout(30):  # unserialised, they can wait on each other for ever
+            revisions = await asyncio.gather(schema.upgrade(bare_engine), schema.upgrade(other))
+    finally:
+        await other.dispose()
+    assert revisions == [schema.head()] * 2
