@@ -18,6 +18,7 @@ from evplug.core.plug import SessionClosed, SessionOpened, Transitioned
 from evplug.store.models import (
     ChargingSession,
     Circuit,
+    CircuitParent,
     LedgerEntry,
     PlugRow,
     Site,
@@ -67,10 +68,22 @@ class Repository:
         async with self._sessions() as db:
             return await db.get(Site, site_id)
 
-    async def ensure_circuit(self, circuit_id: str, site_id: str, limit_a: float) -> None:
+    async def ensure_circuit(
+        self, circuit_id: str, site_id: str, limit_a: float, parent_id: str | None = None
+    ) -> None:
+        """Add a circuit the store does not have yet (an operator's changes to one are kept)."""
         async with self._sessions.begin() as db:
             if await db.get(Circuit, circuit_id) is None:
                 db.add(Circuit(id=circuit_id, site_id=site_id, limit_a=limit_a))
+                if parent_id is not None:
+                    await db.flush()  # the parent row refers to it
+                    db.add(CircuitParent(id=circuit_id, parent_id=parent_id))
+
+    async def circuit_parents(self) -> dict[str, str]:
+        """Circuit id -> the circuit it is under, for the circuits that have one."""
+        async with self._sessions() as db:
+            rows = await db.execute(select(CircuitParent.id, CircuitParent.parent_id))
+            return {cid: parent for cid, parent in rows}
 
     async def circuits(self) -> dict[str, float]:
         async with self._sessions() as db:
