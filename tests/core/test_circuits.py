@@ -147,6 +147,8 @@ def test_the_queue_outlook_counts_slots_and_draws() -> None:
         "w2": Outlook(2, SLOT + 600_000 - 300_000),
         "w3": Outlook(3, None),  # more than its breaker allows: never
     }
+    # Drivers read whole minutes, rounded up.
+    assert [Outlook(1, ms).eta_min for ms in (0, 1, 60_000, 60_001, None)] == [0, 1, 1, 2, None]
 
 
 # -- properties over random sites ----------------------------------------------------------------

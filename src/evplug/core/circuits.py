@@ -104,6 +104,11 @@ class Outlook:
     position: int
     eta_ms: int | None
 
+    @property
+    def eta_min(self) -> int | None:
+        """Whole minutes, rounded up: what a driver reads, steady from one second to the next."""
+        return None if self.eta_ms is None else -(-self.eta_ms // 60_000)
+
 
 def holding_a(expected_a: float, measured_a: float, switching_on: bool) -> float:
     """A car switching on holds what it is expected to draw; any other counts what it draws.

@@ -386,6 +386,7 @@ class Plug:
         "low_since_ms",
         "low_count",
         "relay_restarts",
+        "turns",
         "end_reason",
     )
 
@@ -427,6 +428,7 @@ class Plug:
         self.low_since_ms = -1
         self.low_count = 0
         self.relay_restarts = 0
+        self.turns = 0  # turns this session's car has had and handed over
         self.end_reason = ""
 
     # -- queries -------------------------------------------------------------------------------
@@ -526,7 +528,9 @@ class Plug:
                 self.low_count = 0
             return NO_EFFECTS
         if state is _SENSING_CHARGE or state is _WAITING_FOR_PLUG_IN:
-            if power_w > self.settings.charge_start_w:
+            # A car back for another turn may be near full, drawing less than a car starting.
+            start_w = self.settings.complete_below_w if self.turns else self.settings.charge_start_w
+            if power_w > start_w:
                 return self._fire(T.CAR_DRAWING, now_ms)
             if state is _WAITING_FOR_PLUG_IN:
                 # A slow car still draws something; only a socket drawing nothing is given up.
@@ -694,11 +698,13 @@ class Plug:
         """Its turn is over while others wait: off, and to the back of the queue."""
         self._require(T.TURN_OVER)
         self.queued_at_ms = now_ms
+        self.turns += 1
         return self._fire(T.TURN_OVER, now_ms)
 
     def shed(self, now_ms: int) -> list[Effect]:
         """Its circuit is overloaded: off, and back in the queue where it stood before."""
         self._require(T.SHED)
+        self.turns += 1
         return self._fire(T.SHED, now_ms)
 
     def relay_response(

@@ -60,7 +60,8 @@ class CircuitAdmission:
         return self.learned_a.get(plug.plug_id, self.settings.default_draw_a)
 
     def measured_a(self, plug: Plug) -> float:
-        return plug.power_w / self.settings.volts
+        """The current its relay measured; from its power where the relay measures none."""
+        return self.registry.current_a.get(plug.plug_id) or plug.power_w / self.settings.volts
 
     def _holders(self, plugs: Iterable[Plug], measured: bool = False) -> list[Holder]:
         return [

@@ -98,7 +98,7 @@ class StatusPublisher:
             last_end_reason="" if in_session else self._last_end_reason.get(plug.plug_id, ""),
             timestamp_ms=self.clock.now_ms(),
             queue_position=outlook.position if outlook else 0,
-            queue_eta_min=_minutes(outlook.eta_ms) if outlook else 0,
+            queue_eta_min=_wire_minutes(outlook) if outlook else 0,
         )
 
     async def _site_terms(self, site_id: str) -> tuple[int, str]:
@@ -114,6 +114,6 @@ class StatusPublisher:
         return terms
 
 
-def _minutes(eta_ms: int | None) -> int:
-    """Whole minutes, rounded up (a status that changes every second would be put every flush)."""
-    return -1 if eta_ms is None else -(-eta_ms // 60_000)
+def _wire_minutes(outlook: Outlook) -> int:
+    """Whole minutes (a status changing every second would be put at every flush); -1: never."""
+    return -1 if outlook.eta_min is None else outlook.eta_min
