@@ -112,7 +112,7 @@ def test_the_mothership_config_comes_from_the_settings() -> None:
     config = assembly.mothership_config(settings)
     assert config.plug_settings.command_timeout_ms == 30_000
     assert (config.tick_s, config.max_clock_ahead_ms) == (0.5, 60_000)
-    assert (config.default_circuit_limit_a, config.plug_allowance_a) == (16, 6)
+    assert (config.default_circuit_limit_a, config.load.default_draw_a) == (16, 6)
 
 
 @pytest.mark.parametrize(("site_value", "expected"), [(None, 7.0), (3.0, 3.0)])

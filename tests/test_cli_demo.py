@@ -143,3 +143,21 @@ def test_a_site_id_that_cannot_be_a_subject_is_one_line_not_a_traceback(
         "demo", "--scenario", "smoke", "--data-dir", str(tmp_path), "--site-config", str(site)
     )
     assert f"{site}: site_id: site id '{site_id}' may not contain" in one_line_error(done)
+
+
+@pytest.mark.slow
+def test_queue_scenario_shares_one_circuit_in_turns_within_its_limit(tmp_path: Path) -> None:
+    done = evplug("demo", "--scenario", "queue", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    [fuze] = result["fuzes"]
+    assert fuze["id"] == "main" and fuze["limit_a"] == 20.0
+    assert 19.0 <= fuze["peak_a"] <= fuze["limit_a"]  # two cars at a time, never three
+    assert len(result["requested"]) == 4
+    assert result["admitted"] == result["charging_started"] == result["requested"]
+    queued = [q for q in result["first_queue"] if q["position"]]
+    assert [q["position"] for q in queued] == [1, 2]
+    assert all(0 < q["eta_min"] <= 30 for q in queued)
+    assert result["all_completed"] and result["all_billed"]

@@ -27,6 +27,7 @@ from evplug.clock import Clock
 from evplug.devices.base import DeviceError
 from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
+from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.relay.manager import DeviceSpec, RelayManager
@@ -162,7 +163,13 @@ def mothership_config(settings: Settings) -> MothershipConfig:
         checkpoint_s=settings.mothership.checkpoint_s,
         ack_wait_s=settings.mothership.ack_wait_s,
         max_clock_ahead_ms=round(settings.mothership.max_clock_ahead_s * 1000),
-        plug_allowance_a=settings.circuit.plug_allowance_a,
+        load=LoadSettings(
+            default_draw_a=settings.circuit.plug_allowance_a,
+            slot_ms=round(settings.load.slot_min * 60_000),
+            stagger_ms=round(settings.load.stagger_s * 1000),
+            overcurrent_window_ms=round(settings.load.overcurrent_window_s * 1000),
+            volts=settings.load.volts,
+        ),
         default_circuit_limit_a=settings.circuit.default_limit_a,
     )
 
@@ -199,8 +206,11 @@ async def register_site(settings: Settings, store: Store, site: SiteConfig) -> N
     """The site and its fuzes' limits in the store; a new site gets the default price."""
     price = settings.price
     await store.repo.ensure_site(site.site_id, site.site_id, price.cents_per_kwh, price.currency)
-    for fuze_id, limit_a in site.fuze_limits().items():
-        await store.repo.ensure_circuit(circuit_key(site.site_id, fuze_id), site.site_id, limit_a)
+    for circuit in site.circuits():  # parents first
+        parent = None if circuit.parent is None else circuit_key(site.site_id, circuit.parent)
+        await store.repo.ensure_circuit(
+            circuit_key(site.site_id, circuit.id), site.site_id, circuit.limit_a, parent
+        )
 
 
 def make_relay(

@@ -71,12 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", help="where the SQLite file lives (default .evplug)")
     demo.add_argument("--plugs", type=int, help="simulated plugs, 1..64 (default 4)")
     demo.add_argument(
-        "--speed", type=float, help="simulated seconds per real second (60; smoke: 300)"
+        "--speed", type=float, help="simulated seconds per real second (60; smoke, queue: 300)"
     )
     demo.add_argument(
-        "--car-kwh", type=float, help="energy each simulated car needs (8; smoke: 1.5)"
+        "--car-kwh", type=float, help="energy each simulated car needs (8; smoke: 1.5; queue: 1)"
     )
-    demo.add_argument("--scenario", choices=["smoke"], help="run a scenario headless and exit")
+    demo.add_argument(
+        "--scenario", choices=["smoke", "queue"], help="run a scenario headless and exit"
+    )
     demo.add_argument(
         "--site-config",
         type=Path,

@@ -20,7 +20,8 @@ from evplug import assembly
 from evplug.assembly import StartupError, System
 from evplug.clock import ScaledClock
 from evplug.core import ledger
-from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
+from evplug.core.circuits import Circuit
+from evplug.core.plug import Prompt, SessionClosed, State, Transitioned, Trigger
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec
 from evplug.relay.site_config import SiteConfig
@@ -29,6 +30,11 @@ from evplug.settings import Settings, SettingsError, figure
 DEMO_SITE = "demo-site"
 DEMO_DRIVER = "demo-driver"
 STARTING_CREDIT_CENTS = 2_000
+SCENARIOS = ("smoke", "queue")
+# The queue scenario's site: four cars of about 10 A on one 20 A circuit.
+QUEUE_SITE = "demo-queue"
+QUEUE_FUZE = "main"
+QUEUE_LIMIT_A = 20.0
 
 
 class ScenarioFailed(StartupError):
@@ -43,6 +49,9 @@ class DemoOptions:
     speed: float = 60.0  # simulated seconds per real second
     car_need_wh: float = 8_000.0
     site_config: Path | None = None  # real relays instead of simulated plugs
+    site_id: str = DEMO_SITE
+    device_prefix: str = "demo"  # the simulated relays' hardware ids: demo01, demo02...
+    circuits: tuple[Circuit, ...] = ()  # the simulated site's circuits with their limits
 
 
 def demo_options(
@@ -56,6 +65,15 @@ def demo_options(
     options = DemoOptions(site_config=site_config)
     if scenario == "smoke":
         options = replace(options, speed=300.0, car_need_wh=1_500.0)
+    elif scenario == "queue":
+        options = replace(
+            options,
+            speed=300.0,
+            car_need_wh=1_000.0,
+            site_id=QUEUE_SITE,
+            device_prefix="queue",
+            circuits=(Circuit(QUEUE_FUZE, QUEUE_LIMIT_A),),
+        )
     if site_config is not None:
         options = replace(options, speed=1.0)  # cars on real relays do not hurry
     given = {
@@ -90,9 +108,11 @@ async def build(settings: Settings, options: DemoOptions) -> System:
         site = assembly.load_site(options.site_config)
         devices = assembly.site_devices(site)
     else:
-        site = SiteConfig(site_id=DEMO_SITE)
+        site = SiteConfig(site_id=options.site_id, nested=options.circuits)
         simulated = [
-            SimulatedDevice(f"demo{n:02d}", clock, car_need_wh=options.car_need_wh)
+            SimulatedDevice(
+                f"{options.device_prefix}{n:02d}", clock, car_need_wh=options.car_need_wh
+            )
             for n in range(1, options.plugs + 1)
         ]
         devices = [DeviceSpec(d, fuze_id="main") for d in simulated]
@@ -104,12 +124,17 @@ async def build(settings: Settings, options: DemoOptions) -> System:
 
 async def _seed_driver(system: System) -> None:
     await system.repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
+    await _give_credit(system, DEMO_DRIVER, "demo:starting-credit")
+
+
+async def _give_credit(system: System, driver: str, key: str) -> None:
+    """The starting credit, once per driver and data dir (the key makes it idempotent)."""
     await system.repo.post(
         ledger.Entry(
-            DEMO_DRIVER,
+            driver,
             ledger.EntryKind.ADJUSTMENT,
             STARTING_CREDIT_CENTS,
-            "demo:starting-credit",
+            key,
             system.clock.now_ms(),
             memo="demo starting credit",
         )
@@ -207,14 +232,147 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
     }
 
 
+async def queue(
+    settings: Settings, options: DemoOptions, timeout_s: float = 100.0
+) -> dict[str, Any]:
+    """Every simulated plug requested at once on a circuit too small for all: who goes when.
+
+    Reports the peak current the circuits carried (the simulated sockets' own current, sampled
+    four times a simulated second), the order of requests, admissions and charge starts, each
+    driver's first place in the queue, and whether every session completed and was billed.
+    """
+    system = await build(settings, options)
+    try:
+        await system.connect()
+        watcher = _QueueWatcher()
+        system.mothership.events.attach(watcher)
+        await system.start()
+        return await asyncio.wait_for(_queue_run(system, watcher), timeout_s)
+    except TimeoutError:
+        raise ScenarioFailed(f"the queue did not empty within {timeout_s:g} s") from None
+    finally:
+        await system.stop()
+
+
+class _QueueWatcher:
+    """Records admissions, charge starts and closed sessions, in order."""
+
+    def __init__(self) -> None:
+        self.admitted: list[str] = []  # in the order of each plug's first admission
+        self.turns = 0  # admissions after a plug had handed its turn over
+        self.charging: list[str] = []
+        self.closed: list[SessionClosed] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, effect: object) -> None:
+        if isinstance(effect, Transitioned):
+            if effect.trigger is Trigger.ADMITTED:
+                if effect.plug_id in self.admitted:
+                    self.turns += 1
+                else:
+                    self.admitted.append(effect.plug_id)
+            elif effect.to_state is State.CHARGING and effect.plug_id not in self.charging:
+                self.charging.append(effect.plug_id)
+        elif isinstance(effect, SessionClosed):
+            self.closed.append(effect)
+            self.changed.set()
+
+
+async def _queue_run(system: System, watcher: _QueueWatcher) -> dict[str, Any]:
+    mothership = system.mothership
+    plug_ids = sorted(system.relay.channels)
+    while any(mothership.plug(p).state is not State.ACCOUNT_NULL for p in plug_ids):
+        await system.clock.sleep(0.5)  # every plug's first reading
+    drivers = [f"queue-driver-{n}" for n in range(1, len(plug_ids) + 1)]
+    before = {}
+    for driver in drivers:
+        await system.repo.ensure_user(driver, driver, f"{driver}@demo.invalid")
+        await _give_credit(system, driver, f"demo:starting-credit:{driver}")
+        before[driver] = await system.repo.balance(driver)
+    peaks = _PeakMeter(system)
+    sampler = asyncio.create_task(peaks.run())
+    first_queue = []
+    try:
+        for plug_id, driver in zip(plug_ids, drivers, strict=True):
+            plug = await mothership.choose(plug_id, Prompt.ENABLE_SOCKET, driver)
+            outlook = mothership.admission.outlook(plug)
+            first_queue.append(
+                {
+                    "plug_id": plug_id,
+                    "position": outlook.position if outlook else 0,
+                    "eta_min": outlook.eta_min if outlook else 0,
+                }
+            )
+        while len(watcher.closed) < len(plug_ids):
+            watcher.changed.clear()
+            await watcher.changed.wait()
+    finally:
+        sampler.cancel()
+    billed = [(s, await system.repo.get_session(s.session_id)) for s in watcher.closed]
+    spent = {d: before[d] - await system.repo.balance(d) for d in drivers}
+    tree = mothership.registry.tree()
+    return {
+        "fuzes": [
+            {
+                "id": circuit.removeprefix(f"{system.relay.site_id}/"),
+                "limit_a": tree.limit(circuit),
+                "peak_a": round(peak, 2),
+            }
+            for circuit, peak in sorted(peaks.peak_a.items())
+        ],
+        "requested": plug_ids,
+        "admitted": watcher.admitted,
+        "charging_started": watcher.charging,
+        "later_turns": watcher.turns,
+        "first_queue": first_queue,
+        "all_completed": all(s.reason == "complete" for s in watcher.closed),
+        "all_billed": all(
+            row is not None
+            and row.ended_ms is not None
+            and row.cost_cents == s.cost_cents > 0
+            and spent[s.user_id] == s.cost_cents
+            for s, row in billed
+        ),
+    }
+
+
+class _PeakMeter:
+    """The most current each circuit carried: the simulated sockets' own current, summed."""
+
+    def __init__(self, system: System) -> None:
+        registry = system.mothership.registry
+        tree = registry.tree()
+        self.sockets = [
+            (
+                device.sockets[0],
+                tree.chain(registry.circuit_of(registry.get(device.info.plug_id(0)))),
+            )
+            for device in system.simulated
+        ]
+        self.clock = system.clock
+        self.peak_a = {c: 0.0 for _, chain in self.sockets for c in chain}
+
+    async def run(self) -> None:
+        while True:
+            used = dict.fromkeys(self.peak_a, 0.0)
+            for socket, chain in self.sockets:
+                for circuit in chain:
+                    used[circuit] += socket.current_a
+            for circuit, amps in used.items():
+                self.peak_a[circuit] = max(self.peak_a[circuit], amps)
+            await self.clock.sleep(0.25)
+
+
 def run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
     if scenario is None:
         assembly.check_port_free(settings.web.host, settings.web.port)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings, options))
         return 0
-    if scenario != "smoke":
-        raise SettingsError([f"--scenario: unknown {scenario!r} (known: smoke)"])
-    result = asyncio.run(smoke(settings, options))
+    if scenario not in SCENARIOS:
+        known = ", ".join(SCENARIOS)
+        raise SettingsError([f"--scenario: unknown {scenario!r} (known: {known})"])
+    play = smoke if scenario == "smoke" else queue
+    result = asyncio.run(play(settings, options))
     print(json.dumps(result), flush=True)
     return 0

@@ -255,7 +255,31 @@ class CircuitSettings(_Group):
         circuits.DEFAULT_PLUG_ALLOWANCE_A,
         ge=1,
         le=1000,
-        description="current reserved per charging car when admitting to a circuit (A)",
+        description="current a car is expected to draw until its socket has charged once (A)",
+    )
+
+
+class LoadManagementSettings(_Group):
+    slot_min: Number = Field(
+        30.0,
+        ge=1,
+        le=24 * 60,
+        description="a charging car yields to the queue after this long (min) while others wait",
+    )
+    stagger_s: Number = Field(
+        3.0, ge=0, le=600, description="switch-ons on one circuit are this far apart (s)"
+    )
+    overcurrent_window_s: Number = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="a circuit drawing more than its limit this long (s) sheds its latest plug",
+    )
+    volts: Number = Field(
+        circuits.NOMINAL_VOLTS,
+        ge=100,
+        le=480,
+        description="the supply's voltage, turning measured power into current (V)",
     )
 
 
@@ -324,6 +348,7 @@ class Settings(BaseSettings):
     plug: PlugSettings = PlugSettings()
     mothership: MothershipSettings = MothershipSettings()
     circuit: CircuitSettings = CircuitSettings()
+    load: LoadManagementSettings = LoadManagementSettings()
     relay: RelaySettings = RelaySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     log: LogSettings = LogSettings()

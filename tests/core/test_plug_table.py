@@ -65,6 +65,10 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
             out += plug.request_again(NOW)
         case Trigger.ADMITTED:
             out += plug.admit(NOW)
+        case Trigger.TURN_OVER:
+            out += plug.turn_over(NOW)
+        case Trigger.SHED:
+            out += plug.shed(NOW)
         case Trigger.RELAY_ON:
             out += plug.relay_response(plug.pending_request_id, ActualState.ON, True, NOW)
         case Trigger.RELAY_OFF:

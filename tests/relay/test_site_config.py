@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from evplug.core.circuits import Circuit
 from evplug.relay.site_config import (
     DeviceConfig,
     SiteConfig,
@@ -254,3 +255,68 @@ def test_a_fuze_limit_without_a_fuze_is_an_error_not_ignored() -> None:
 def test_the_bus_is_a_setting_not_a_site_key() -> None:
     with pytest.raises(SiteConfigError, match=r"^site\.toml: bus_url: .*EVPLUG_BUS_URL"):
         parse_site_config('site_id = "s"\nbus_url = "nats://mothership.example:4222"')
+
+
+NESTED = """
+site_id = "garage-7"
+supply_limit_a = 63
+
+[[circuits]]
+id = "east"
+limit_a = 32
+
+[[circuits]]
+id = "bay-1"
+limit_a = 20
+parent = "east"
+
+[[devices]]
+driver = "shelly_rpc"
+url = "http://192.168.1.50"
+fuze_id = "bay-1"
+
+[[devices]]
+driver = "shelly_rpc"
+url = "http://192.168.1.51"
+fuze_id = "west"
+fuze_limit_a = 16
+"""
+
+
+def test_circuits_nest_under_the_supply_each_after_its_parent() -> None:
+    config = parse_site_config(NESTED)
+    assert config.circuits() == [
+        Circuit("supply", 63.0),
+        Circuit("east", 32.0, "supply"),
+        Circuit("west", 16.0, "supply"),  # a device's fuze the file lists nowhere else
+        Circuit("bay-1", 20.0, "east"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('parent = "east"', 'parent = "north"'), "circuits: circuit 'bay-1': parent 'north'"),
+        (("supply_limit_a = 63", ""), "circuits[0].parent: there is no supply: add supply_limit"),
+        (('id = "east"', 'id = "supply"'), "circuits[0].id: 'supply' is the site's supply"),
+        (('id = "bay-1"', 'id = "east"'), "circuits[1].id: 'east' is also circuits[0]"),
+        (
+            ('fuze_id = "bay-1"', 'fuze_id = "bay-1"\nfuze_limit_a = 10'),
+            "disagrees with circuits[1] (20 A): drop one",
+        ),
+        (("limit_a = 20\n", ""), "circuits[1].limit_a: missing"),
+    ],
+)
+def test_a_circuit_mistake_is_one_clear_message(change: tuple[str, str], message: str) -> None:
+    text = NESTED.replace(*change)
+    if "there is no supply" in message:
+        text = text.replace("limit_a = 32", 'limit_a = 32\nparent = "supply"')
+    with pytest.raises(SiteConfigError) as caught:
+        parse_site_config(text)
+    assert message in str(caught.value)
+
+
+def test_parents_that_loop_are_refused() -> None:
+    text = NESTED.replace("limit_a = 32", 'limit_a = 32\nparent = "bay-1"')
+    with pytest.raises(SiteConfigError, match="loop"):
+        parse_site_config(text)

@@ -166,7 +166,7 @@ class StateMachineTransition(_message.Message):
     def __init__(self, plug_id: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., trigger: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class PlugStatus(_message.Message):
-    __slots__ = ("plug_id", "site_id", "state", "prompts", "active_power_w", "session_energy_wh", "session_cost_cents", "session_id", "timestamp_ms", "actual_state", "fuze_id", "currency", "price_cents_per_kwh", "session_started_ms", "last_end_reason")
+    __slots__ = ("plug_id", "site_id", "state", "prompts", "active_power_w", "session_energy_wh", "session_cost_cents", "session_id", "timestamp_ms", "actual_state", "fuze_id", "currency", "price_cents_per_kwh", "session_started_ms", "last_end_reason", "queue_position", "queue_eta_min")
     PLUG_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,8 @@ class PlugStatus(_message.Message):
     PRICE_CENTS_PER_KWH_FIELD_NUMBER: _ClassVar[int]
     SESSION_STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_END_REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_ETA_MIN_FIELD_NUMBER: _ClassVar[int]
     plug_id: str
     site_id: str
     state: str
@@ -197,7 +199,9 @@ class PlugStatus(_message.Message):
     price_cents_per_kwh: int
     session_started_ms: int
     last_end_reason: str
-    def __init__(self, plug_id: _Optional[str] = ..., site_id: _Optional[str] = ..., state: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., active_power_w: _Optional[float] = ..., session_energy_wh: _Optional[float] = ..., session_cost_cents: _Optional[int] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., actual_state: _Optional[_Union[ActualState, str]] = ..., fuze_id: _Optional[str] = ..., currency: _Optional[str] = ..., price_cents_per_kwh: _Optional[int] = ..., session_started_ms: _Optional[int] = ..., last_end_reason: _Optional[str] = ...) -> None: ...
+    queue_position: int
+    queue_eta_min: int
+    def __init__(self, plug_id: _Optional[str] = ..., site_id: _Optional[str] = ..., state: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., active_power_w: _Optional[float] = ..., session_energy_wh: _Optional[float] = ..., session_cost_cents: _Optional[int] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., actual_state: _Optional[_Union[ActualState, str]] = ..., fuze_id: _Optional[str] = ..., currency: _Optional[str] = ..., price_cents_per_kwh: _Optional[int] = ..., session_started_ms: _Optional[int] = ..., last_end_reason: _Optional[str] = ..., queue_position: _Optional[int] = ..., queue_eta_min: _Optional[int] = ...) -> None: ...
 
 class DriverRequest(_message.Message):
     __slots__ = ("request_id", "user_id", "plug_id", "prompt")

@@ -41,6 +41,8 @@ class State(StrEnum):
     CHARGING = "CHARGING"
     INSUFFICIENT_CREDIT = "INSUFFICIENT_CREDIT"
     CHARGE_COMPLETE = "CHARGE_COMPLETE"
+    # Relay OFF for another car's turn or an overloaded circuit; back to the queue once off.
+    LIMITING = "LIMITING"
     ACCOUNT_REMOVAL_REQUESTED = "ACCOUNT_REMOVAL_REQUESTED"
     ACCOUNT_REMOVAL_ISSUED_LOCALLY = "ACCOUNT_REMOVAL_ISSUED_LOCALLY"
     ACCOUNT_REMOVAL_NOT_RESPONDING = "ACCOUNT_REMOVAL_NOT_RESPONDING"
@@ -56,6 +58,10 @@ class Trigger(StrEnum):
     CREDIT_OK = "credit ok"
     CREDIT_LOW = "credit low"
     ADMITTED = "circuit capacity"
+    # Its slot is over and a queued car needs the place: it goes to the back of the queue.
+    TURN_OVER = "turn over"
+    # Its circuit drew more than its limit: it goes back to the front of the queue.
+    SHED = "circuit overloaded"
     COMMAND_SENT = "command sent"
     RELAY_ON = "relay on"
     RELAY_OFF = "relay off"
@@ -108,6 +114,7 @@ _DISABLE_FROM = (
     S.SENSING_CHARGE,
     S.WAITING_FOR_PLUG_IN,
     S.CHARGING,
+    S.LIMITING,
 )
 
 TRANSITIONS: dict[State, dict[Trigger, State]] = {
@@ -132,6 +139,12 @@ TRANSITIONS: dict[State, dict[Trigger, State]] = {
     S.CHARGING: {
         T.LOW_POWER_SUSTAINED: S.CHARGE_COMPLETE,
         T.CREDIT_EXHAUSTED: S.INSUFFICIENT_CREDIT,
+        T.TURN_OVER: S.LIMITING,
+    },
+    S.LIMITING: {
+        T.RELAY_OFF: S.IN_QUEUE,
+        # An OFF unanswered for this long: the session ends, its relay switched off to be safe.
+        T.GIVE_UP: S.ACCOUNT_REMOVAL_REQUESTED,
     },
     S.INSUFFICIENT_CREDIT: {T.RELEASE: S.ACCOUNT_REMOVAL_REQUESTED},
     S.CHARGE_COMPLETE: {T.RELEASE: S.ACCOUNT_REMOVAL_REQUESTED},
@@ -158,12 +171,17 @@ METERED_STATES = (
     S.SENSING_CHARGE,
     S.WAITING_FOR_PLUG_IN,
     S.CHARGING,
+    S.LIMITING,
 )
 for _state in METERED_STATES:
     TRANSITIONS[_state][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
     TRANSITIONS[_state][T.TRIPPED] = S.ACCOUNT_REMOVAL_REQUESTED
 # A refund may empty the balance while the socket still waits for its circuit.
 TRANSITIONS[S.IN_QUEUE][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
+# An overloaded circuit sheds any plug it may have switched on.
+for _state in METERED_STATES:
+    if _state is not S.LIMITING:
+        TRANSITIONS[_state][T.SHED] = S.LIMITING
 # States whose relay the session wants on, its ON confirmed.
 WANTS_ON_STATES = (S.SENSING_CHARGE, S.WAITING_FOR_PLUG_IN, S.CHARGING)
 for _state in WANTS_ON_STATES:
@@ -191,6 +209,7 @@ PROMPT_TRIGGERS: dict[Prompt, Trigger] = {
 ON_ENTER: dict[State, str] = {
     S.ACCOUNT_ADDED: "open session",
     S.SENSING_START_REQUESTED: "relay ON",
+    S.LIMITING: "relay OFF",
     S.ACCOUNT_REMOVAL_REQUESTED: "relay OFF",
     S.ACCOUNT_NULL: "close and bill session",
 }
@@ -206,6 +225,7 @@ DRAWING_STATES = frozenset(
         S.CHARGING,
         S.INSUFFICIENT_CREDIT,
         S.CHARGE_COMPLETE,
+        S.LIMITING,
         S.ACCOUNT_REMOVAL_REQUESTED,
         S.ACCOUNT_REMOVAL_ISSUED_LOCALLY,
         S.ACCOUNT_REMOVAL_NOT_RESPONDING,
@@ -221,6 +241,8 @@ TIMED_STATES = frozenset(
         # A relay silent for too long is given up on.
         S.SENSING_START_NOT_RESPONDING,
         S.SENSING_CHARGE,
+        # An OFF for another's turn is sent again until the relay confirms it.
+        S.LIMITING,
     }
 )
 
@@ -352,6 +374,7 @@ class Plug:
         "command_issued_ms",
         "state_since_ms",
         "queued_at_ms",
+        "admitted_ms",
         "session_id",
         "user_id",
         "session_started_ms",
@@ -363,6 +386,7 @@ class Plug:
         "low_since_ms",
         "low_count",
         "relay_restarts",
+        "turns",
         "end_reason",
     )
 
@@ -389,6 +413,7 @@ class Plug:
         self.command_issued_ms = 0
         self.state_since_ms = 0
         self.queued_at_ms = 0
+        self.admitted_ms = 0  # when the circuit last let it on: its turn runs from then
         self._clear_session()
 
     def _clear_session(self) -> None:
@@ -403,6 +428,7 @@ class Plug:
         self.low_since_ms = -1
         self.low_count = 0
         self.relay_restarts = 0
+        self.turns = 0  # turns this session's car has had and handed over
         self.end_reason = ""
 
     # -- queries -------------------------------------------------------------------------------
@@ -502,7 +528,9 @@ class Plug:
                 self.low_count = 0
             return NO_EFFECTS
         if state is _SENSING_CHARGE or state is _WAITING_FOR_PLUG_IN:
-            if power_w > self.settings.charge_start_w:
+            # A car back for another turn may be near full, drawing less than a car starting.
+            start_w = self.settings.complete_below_w if self.turns else self.settings.charge_start_w
+            if power_w > start_w:
                 return self._fire(T.CAR_DRAWING, now_ms)
             if state is _WAITING_FOR_PLUG_IN:
                 # A slow car still draws something; only a socket drawing nothing is given up.
@@ -663,7 +691,21 @@ class Plug:
     def admit(self, now_ms: int) -> list[Effect]:
         """The circuit has room for this plug."""
         self._require(T.ADMITTED)
+        self.admitted_ms = now_ms
         return self._fire(T.ADMITTED, now_ms)
+
+    def turn_over(self, now_ms: int) -> list[Effect]:
+        """Its turn is over while others wait: off, and to the back of the queue."""
+        self._require(T.TURN_OVER)
+        self.queued_at_ms = now_ms
+        self.turns += 1
+        return self._fire(T.TURN_OVER, now_ms)
+
+    def shed(self, now_ms: int) -> list[Effect]:
+        """Its circuit is overloaded: off, and back in the queue where it stood before."""
+        self._require(T.SHED)
+        self.turns += 1
+        return self._fire(T.SHED, now_ms)
 
     def relay_response(
         self, request_id: str, actual: ActualState, ok: bool, now_ms: int
@@ -699,13 +741,10 @@ class Plug:
         elif state is S.SENSING_CHARGE:
             if waited >= s.no_draw_timeout_ms:
                 return self._fire(T.NO_DRAW, now_ms)
-        elif state is S.SENSING_START_NOT_RESPONDING or state is S.ACCOUNT_REMOVAL_NOT_RESPONDING:
+        elif state in _GIVEN_UP_ON:
             if waited >= s.give_up_ms:
                 return self._fire(T.GIVE_UP, now_ms)
-            if (
-                state is S.ACCOUNT_REMOVAL_NOT_RESPONDING
-                and now_ms - self.command_issued_ms >= s.off_retry_ms
-            ):
+            if state in _AWAITING_OFF and now_ms - self.command_issued_ms >= s.off_retry_ms:
                 return [self._command(on=False, now_ms=now_ms)]
         return []
 
@@ -760,7 +799,7 @@ class Plug:
                     self.price_cents_per_kwh,
                 )
             )
-        elif state is S.IN_QUEUE:
+        elif state is S.ENTERING_QUEUE:
             self.queued_at_ms = now_ms
         elif state is S.WAITING_FOR_PLUG_IN or state is S.CHARGING:
             # Each counts its own stretch of low power from the moment it is entered.
@@ -768,7 +807,7 @@ class Plug:
             self.low_count = 0
         elif state is S.SENSING_START_REQUESTED:
             effects.append(self._command(on=True, now_ms=now_ms))
-        elif state is S.ACCOUNT_REMOVAL_REQUESTED:
+        elif state is S.ACCOUNT_REMOVAL_REQUESTED or state is S.LIMITING:
             effects.append(self._command(on=False, now_ms=now_ms))
         elif state is S.ACCOUNT_NULL and self.session_id:
             effects.append(
@@ -834,7 +873,10 @@ AUTOMATIC = {
 }
 
 _AWAITING_ON = frozenset({S.SENSING_START_ISSUED_LOCALLY, S.SENSING_START_NOT_RESPONDING})
-_AWAITING_OFF = frozenset({S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_NOT_RESPONDING})
+_AWAITING_OFF = frozenset(
+    {S.ACCOUNT_REMOVAL_ISSUED_LOCALLY, S.ACCOUNT_REMOVAL_NOT_RESPONDING, S.LIMITING}
+)
+_GIVEN_UP_ON = frozenset(s for s, edges in TRANSITIONS.items() if T.GIVE_UP in edges)
 # Looking a member up on its enum class costs ~200 ns on Python 3.11: the per-reading path
 # compares against these instead.
 _CHARGING, _SENSING_CHARGE, _WAITING_FOR_PLUG_IN = (

@@ -78,6 +78,7 @@ class BusHandlers:
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()
             return
+        self.registry.note_currents(rows)
         if await self.apply_many(effects):
             await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
         # else it stays unacked: redelivered, its readings are written then (effects are kept).

@@ -8,13 +8,17 @@ of time) in step with the plugs themselves.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
 from evplug.contracts import evplug_pb2 as pb
+from evplug.core.actual import ActualState
+from evplug.core.circuits import SITE_SUPPLY, Circuit, CircuitTree
 from evplug.core.plug import TIMED_STATES, Plug, Settings, State
 from evplug.store.repository import Repository
+from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
 
@@ -36,9 +40,12 @@ class PlugRegistry:
         self.plugs: dict[str, Plug] = {}
         self.site_of: dict[str, str] = {}
         self.site_plugs: dict[str, dict[str, Plug]] = defaultdict(dict)
-        self.circuit_plugs: dict[str, list[Plug]] = defaultdict(list)
         self.circuit_limits: dict[str, float] = {}
+        self.circuit_parents: dict[str, str] = {}
+        self._tree: CircuitTree | None = None
         self.active: set[str] = set()  # plugs that need ticks or admission
+        # The current each plug's relay measured in its newest reading (0: it measures none).
+        self.current_a: dict[str, float] = {}
         self._plug_of_user: dict[str, str] = {}
         self._user_of_plug: dict[str, str] = {}
 
@@ -51,8 +58,21 @@ class PlugRegistry:
     def circuit_of(self, plug: Plug) -> str:
         return circuit_key(self.site_of[plug.plug_id], plug.fuze_id)
 
-    def limit_of(self, circuit: str) -> float:
-        return self.circuit_limits.get(circuit, self.default_limit_a)
+    def tree(self) -> CircuitTree:
+        """Every site's circuits, each under its parent."""
+        if self._tree is None:
+            self._tree = CircuitTree(
+                Circuit(c, limit, self.circuit_parents.get(c))
+                for c, limit in self.circuit_limits.items()
+            )
+        return self._tree
+
+    def note_currents(self, rows: Iterable[Row]) -> None:
+        """Keep the current of each plug's newest reading, for load management."""
+        for plug_id, timestamp_ms, actual, current_a, *_ in rows:
+            plug = self.plugs[plug_id]
+            if timestamp_ms == plug.last_reading_ms and actual != ActualState.MIA:
+                self.current_a[plug_id] = current_a
 
     def plug_of_user(self, user_id: str) -> str | None:
         """The plug holding this driver's open session, if any."""
@@ -81,22 +101,31 @@ class PlugRegistry:
         self.plugs[plug.plug_id] = plug
         self.site_of[plug.plug_id] = site_id
         self.site_plugs[site_id][plug.plug_id] = plug
-        self.circuit_plugs[circuit_key(site_id, plug.fuze_id)].append(plug)
+        circuit = circuit_key(site_id, plug.fuze_id)
+        if circuit not in self.circuit_limits:  # a plug stored before its circuit was
+            self.circuit_limits[circuit] = self.default_limit_a
+            self._tree = None
         self.track(plug)
 
     # -- the store ---------------------------------------------------------------------------
 
-    async def hydrate(self, allowance_a: float) -> None:
-        """Rebuild every plug's state machine from the store, as it was before a restart."""
+    async def hydrate(self, default_draw_a: float) -> None:
+        """Rebuild every plug's state machine from the store, as it was before a restart.
+
+        A circuit tree that cannot be (a loop, a missing parent) raises ``CircuitError``.
+        """
         self.circuit_limits = await self.repo.circuits()
+        self.circuit_parents = await self.repo.circuit_parents()
+        self._tree = None
+        self.tree()
         for circuit, limit in self.circuit_limits.items():
-            if limit < allowance_a:
+            if limit < default_draw_a:
                 log.error(
                     "circuit.too_small",
                     circuit=circuit,
                     limit_a=limit,
-                    fix=f"no plug on it can start: one car is allowed {allowance_a} A;"
-                    " correct its limit in the site config",
+                    fix=f"a car on it is expected to draw {default_draw_a} A until it has"
+                    " charged once: correct its limit in the site config",
                 )
         for record in await self.repo.load_plugs():
             snapshot = dict(record.snapshot) or {"plug_id": record.id, "fuze_id": record.fuze_id}
@@ -114,8 +143,14 @@ class PlugRegistry:
         fuze_id = device.fuze_id or device.plug_id
         circuit = circuit_key(site_id, fuze_id)
         if circuit not in self.circuit_limits:
+            # A relay the site file gave no circuit for is under the site's supply, if any.
+            supply = circuit_key(site_id, SITE_SUPPLY)
+            parent = supply if supply in self.circuit_limits and supply != circuit else None
+            await self.repo.ensure_circuit(circuit, site_id, self.default_limit_a, parent)
             self.circuit_limits[circuit] = self.default_limit_a
-            await self.repo.ensure_circuit(circuit, site_id, self.default_limit_a)
+            if parent is not None:
+                self.circuit_parents[circuit] = parent
+            self._tree = None
         plug = Plug(device.plug_id, fuze_id, self.plug_settings)
         record = await self.repo.register_plug(
             device.plug_id, site_id, fuze_id, device.model, plug.snapshot()
@@ -125,6 +160,10 @@ class PlugRegistry:
         self.add(Plug.restore(record.snapshot, self.plug_settings), site_id)
         log.info("plug.registered", plug_id=device.plug_id, site=site_id, fuze=fuze_id)
         return True
+
+    def sites_drawing(self) -> set[str]:
+        """The sites with a plug queued or on: every such plug holds a session."""
+        return {self.site_of[plug_id] for plug_id in self._user_of_plug}
 
     def plugs_in_session(self) -> list[str]:
         return list(self._user_of_plug)

@@ -21,10 +21,10 @@ import structlog
 from evplug.bus.base import Bus, Subscription
 from evplug.clock import Clock
 from evplug.contracts import subjects
-from evplug.core import circuits
+from evplug.core.circuits import DEFAULT_CIRCUIT_LIMIT_A
 from evplug.core.plug import Effect, Plug, Prompt, Settings, State
 from evplug.mothership.actions import DriverActions
-from evplug.mothership.admission import CircuitAdmission
+from evplug.mothership.admission import CircuitAdmission, LoadSettings
 from evplug.mothership.driver_requests import DriverRequests
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.events import EventHook
@@ -51,8 +51,8 @@ class MothershipConfig:
     status_interval_s: float = _DEFAULTS.status_interval_s
     # Readings stamped later than this are refused.
     max_clock_ahead_ms: int = round(_DEFAULTS.max_clock_ahead_s * 1000)
-    plug_allowance_a: float = circuits.DEFAULT_PLUG_ALLOWANCE_A
-    default_circuit_limit_a: float = circuits.DEFAULT_CIRCUIT_LIMIT_A
+    load: LoadSettings = field(default_factory=LoadSettings)
+    default_circuit_limit_a: float = DEFAULT_CIRCUIT_LIMIT_A
 
 
 class Mothership:
@@ -77,7 +77,7 @@ class Mothership:
         self.pending = PendingEffects(
             self.effects, clock, lambda plug: self.registry.site_of[plug.plug_id]
         )
-        self.admission = CircuitAdmission(self.registry, clock, self.apply, config.plug_allowance_a)
+        self.admission = CircuitAdmission(self.registry, clock, self.apply, config.load)
         self.actions = DriverActions(
             self.registry,
             repo,
@@ -113,12 +113,13 @@ class Mothership:
 
     async def prepare(self) -> StatusPublisher:
         """Hydrate the plugs, publish their status and answer drivers; nothing runs by itself."""
-        await self.registry.hydrate(self.config.plug_allowance_a)
+        await self.registry.hydrate(self.config.load.default_draw_a)
         self.status = status = StatusPublisher(
             self.registry,
             self.repo,
             await self.bus.key_value(subjects.PLUG_STATUS_BUCKET),
             self.clock,
+            self.admission.outlook,
         )
         self.events.attach(status.on_event)
         await status.publish_all()
@@ -203,7 +204,7 @@ class Mothership:
         self.registry.track(plug)
         applied = await self.pending.apply(plug, effects)
         if plug.state is State.IN_QUEUE:
-            await self.admission.admit(self.registry.circuit_of(plug))
+            await self.admission.admit(self.registry.site_of[plug.plug_id])
         return applied or self.pending.stuck(plug.plug_id)
 
     async def apply_many(self, effects: Sequence[Effect]) -> bool:
@@ -222,18 +223,15 @@ class Mothership:
     # -- time --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Retry what waits, move timed states on, admit queued plugs; each plug on its own."""
+        """Retry what waits, move timed states on, manage each site's load; each plug alone."""
         await self.pending.retry_due()
         now = self.clock.now_ms()
-        circuits_waiting = set()
         for plug_id in list(self.registry.active):
             plug = self.registry.plugs[plug_id]
-            if plug.state is State.IN_QUEUE:
-                circuits_waiting.add(self.registry.circuit_of(plug))
-            else:
+            if plug.state is not State.IN_QUEUE:
                 await self.apply(plug, plug.tick(now))
-        for circuit in circuits_waiting:
-            await self.admission.admit(circuit)
+        for site_id in self.registry.sites_drawing():
+            await self.admission.manage(site_id)
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]], what: str) -> None:
         """Run ``work`` every ``seconds``; stopping cancels the wait, never the work itself."""

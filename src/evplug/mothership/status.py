@@ -7,7 +7,7 @@ interval — so a site's readings every two seconds do not become a write per re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -16,6 +16,7 @@ from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack
+from evplug.core.circuits import Outlook
 from evplug.core.plug import Effect, Plug, SessionClosed, SessionOpened, Transitioned
 from evplug.core.pricing import DEFAULT_CURRENCY, DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.registry import PlugRegistry
@@ -26,9 +27,15 @@ log = structlog.get_logger(__name__)
 
 class StatusPublisher:
     def __init__(
-        self, registry: PlugRegistry, repo: Repository, store: KeyValue, clock: Clock
+        self,
+        registry: PlugRegistry,
+        repo: Repository,
+        store: KeyValue,
+        clock: Clock,
+        outlook: Callable[[Plug], Outlook | None] = lambda plug: None,
     ) -> None:
         self.registry = registry
+        self.outlook = outlook
         self.repo = repo
         self.store = store
         self.clock = clock
@@ -73,6 +80,7 @@ class StatusPublisher:
         site_id = self.registry.site_of[plug.plug_id]
         price, currency = await self._site_terms(site_id)
         in_session = bool(plug.session_id)
+        outlook = self.outlook(plug)
         return pb.PlugStatus(
             plug_id=plug.plug_id,
             site_id=site_id,
@@ -89,6 +97,8 @@ class StatusPublisher:
             currency=currency,
             last_end_reason="" if in_session else self._last_end_reason.get(plug.plug_id, ""),
             timestamp_ms=self.clock.now_ms(),
+            queue_position=outlook.position if outlook else 0,
+            queue_eta_min=_wire_minutes(outlook) if outlook else 0,
         )
 
     async def _site_terms(self, site_id: str) -> tuple[int, str]:
@@ -102,3 +112,8 @@ class StatusPublisher:
             )
             self._terms[site_id] = terms
         return terms
+
+
+def _wire_minutes(outlook: Outlook) -> int:
+    """Whole minutes (a status changing every second would be put at every flush); -1: never."""
+    return -1 if outlook.eta_min is None else outlook.eta_min

@@ -6,15 +6,24 @@ poll_interval_s = 2           # optional, 0.2..3600; default: the relay settings
 discovery = false             # optional, default off (mDNS multicasts)
 discovery_interval_s = 300    # optional, 10..86400: how often to look for new relays
 mia_after_failed_polls = 3    # optional, 1..1000, default 3
+supply_limit_a = 63           # optional, 1..10000: the site's supply, over every circuit
+
+[[circuits]]                  # optional: circuits under the supply or under each other
+id = "east"                   # a fuze id
+limit_a = 32                  # 1..10000
+parent = "supply"             # optional: "supply" (the default, if a supply is given) or a circuit
 
 [[devices]]
 driver = "shelly_rpc"        # a registry name, or "auto" to probe at start-up
 url = "http://192.168.1.50"
 username = "admin"           # optional
 password = "…"               # optional
-fuze_id = "A"                # optional: devices on one fuze share its current
+fuze_id = "A"                # optional: devices on one fuze share its current (a multi-channel
+                             # relay's channels share one by default); may be a [[circuits]] id
 fuze_limit_a = 32            # optional, 1..10000: that fuze's limit in amperes (needs fuze_id)
 ```
+
+A fuze not listed in ``[[circuits]]`` is under the supply, if the file gives one.
 
 The bus is not the site's business: it is a setting (``EVPLUG_BUS_URL``). Every mistake is one
 ``SiteConfigError`` naming the file, the key and what is wrong, e.g.
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from evplug.core.circuits import SITE_SUPPLY, Circuit, CircuitError, CircuitTree
 from evplug.core.ids import check_fuze_id, check_site_id
 from evplug.devices.health import DEFAULT_MIA_AFTER
 from evplug.devices.http_driver import normalize_url
@@ -69,14 +79,29 @@ class SiteConfig:
     discovery_interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S
     mia_after_failed_polls: int = DEFAULT_MIA_AFTER
     devices: tuple[DeviceConfig, ...] = ()
+    supply_limit_a: float | None = None
+    # The [[circuits]] entries, ids being fuze ids.
+    nested: tuple[Circuit, ...] = ()
 
     def fuze_limits(self) -> dict[str, float]:
         """Fuze id -> limit in A, for the fuzes whose limit the file gives."""
-        return {
-            d.fuze_id: d.fuze_limit_a
-            for d in self.devices
-            if d.fuze_id is not None and d.fuze_limit_a is not None
-        }
+        return {c.id: c.limit_a for c in self.circuits()}
+
+    def circuits(self) -> list[Circuit]:
+        """Every circuit whose limit the file gives, each after its parent."""
+        supply = None if self.supply_limit_a is None else SITE_SUPPLY
+        found = [] if supply is None else [Circuit(SITE_SUPPLY, self.supply_limit_a or 0.0)]
+        listed = {c.id for c in self.nested}
+        found += [
+            c if c.parent or supply is None else Circuit(c.id, c.limit_a, supply)
+            for c in self.nested
+        ]
+        for d in self.devices:
+            if d.fuze_id is not None and d.fuze_limit_a is not None and d.fuze_id not in listed:
+                listed.add(d.fuze_id)
+                found.append(Circuit(d.fuze_id, d.fuze_limit_a, supply))
+        tree = CircuitTree(found)
+        return sorted(found, key=lambda c: len(tree.chain(c.id)))
 
 
 class _Table:
@@ -144,7 +169,9 @@ _SITE_KEYS = {
     "discovery",
     "discovery_interval_s",
     "mia_after_failed_polls",
+    "supply_limit_a",
 }
+_CIRCUIT_KEYS = {"id", "limit_a", "parent"}
 _DEVICE_KEYS = {"driver", "url", "username", "password", "fuze_id", "fuze_limit_a"}
 
 
@@ -202,6 +229,53 @@ def _check_devices(source: str, devices: list[DeviceConfig]) -> None:
             )
 
 
+def _circuit(source: str, index: int, values: Any) -> Circuit:
+    prefix = f"circuits[{index}]."
+    if not isinstance(values, dict):
+        raise SiteConfigError(f"{source}: circuits[{index}]: must be a table", prefix[:-1])
+    table = _Table(source, prefix, values, _CIRCUIT_KEYS)
+    circuit_id = table.identifier("id", check_fuze_id)
+    if circuit_id is None:
+        table.fail("id", "missing")
+    if circuit_id == SITE_SUPPLY:
+        table.fail("id", f"{SITE_SUPPLY!r} is the site's supply: give supply_limit_a instead")
+    limit_a = table.number("limit_a", CIRCUIT_LIMIT_A)
+    if limit_a is None:
+        table.fail("limit_a", "missing")
+    return Circuit(circuit_id, limit_a, table.identifier("parent", check_fuze_id))
+
+
+def _check_circuits(source: str, site: SiteConfig) -> None:
+    seen: dict[str, int] = {}
+    for index, circuit in enumerate(site.nested):
+        if circuit.id in seen:
+            first = seen[circuit.id]
+            raise SiteConfigError(
+                f"{source}: circuits[{index}].id: {circuit.id!r} is also circuits[{first}]"
+                " (one entry per circuit)",
+                f"circuits[{index}].id",
+            )
+        seen[circuit.id] = index
+        if circuit.parent == SITE_SUPPLY and site.supply_limit_a is None:
+            raise SiteConfigError(
+                f"{source}: circuits[{index}].parent: there is no supply: add supply_limit_a",
+                f"circuits[{index}].parent",
+            )
+    for index, device in enumerate(site.devices):
+        if device.fuze_id in seen and device.fuze_limit_a is not None:
+            limit = site.nested[seen[device.fuze_id]].limit_a
+            if limit != device.fuze_limit_a:
+                raise SiteConfigError(
+                    f"{source}: devices[{index}].fuze_limit_a: {device.fuze_limit_a:g} A disagrees"
+                    f" with circuits[{seen[device.fuze_id]}] ({limit:g} A): drop one",
+                    f"devices[{index}].fuze_limit_a",
+                )
+    try:
+        site.circuits()
+    except CircuitError as exc:
+        raise SiteConfigError(f"{source}: circuits: {exc}", "circuits") from None
+
+
 def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
     try:
         values = tomllib.loads(text)
@@ -219,17 +293,21 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
             " bus_url in the --config file); remove it here",
             "bus_url",
         )
-    site = _Table(source, "", values, _SITE_KEYS | {"devices"})
+    site = _Table(source, "", values, _SITE_KEYS | {"devices", "circuits"})
     raw_devices = values.get("devices", [])
     if not isinstance(raw_devices, list):
         site.fail("devices", "must be an array of tables ([[devices]])")
     devices = [_device(source, i, raw) for i, raw in enumerate(raw_devices)]
     _check_devices(source, devices)
+    raw_circuits = values.get("circuits", [])
+    if not isinstance(raw_circuits, list):
+        site.fail("circuits", "must be an array of tables ([[circuits]])")
+    nested = tuple(_circuit(source, i, raw) for i, raw in enumerate(raw_circuits))
     site_id = site.identifier("site_id", check_site_id)
     if site_id is None:
         site.fail("site_id", "missing")
     discovery_interval_s = site.number("discovery_interval_s", DISCOVERY_INTERVAL_S)
-    return SiteConfig(
+    config = SiteConfig(
         site_id=site_id,
         poll_interval_s=site.number("poll_interval_s", POLL_INTERVAL_S),
         discovery=site.flag("discovery", False),
@@ -238,7 +316,11 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
             "mia_after_failed_polls", DEFAULT_MIA_AFTER, MIA_AFTER_FAILED_POLLS
         ),
         devices=tuple(devices),
+        supply_limit_a=site.number("supply_limit_a", CIRCUIT_LIMIT_A),
+        nested=nested,
     )
+    _check_circuits(source, config)
+    return config
 
 
 def load_site_config(path: str | os.PathLike[str]) -> SiteConfig:

@@ -34,6 +34,14 @@ class Circuit(Base):
     limit_a: Mapped[float] = mapped_column(Float)
 
 
+class CircuitParent(Base):
+    """The circuit a circuit is under (a sub-circuit under the site's supply); migration 0004."""
+
+    __tablename__ = "circuit_parents"
+    id: Mapped[str] = mapped_column(ForeignKey("circuits.id"), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(ForeignKey("circuits.id"))
+
+
 class PlugRow(Base):
     __tablename__ = "plugs"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -22,6 +22,7 @@ from evplug.store.models import (
     Base,
     ChargingSession,
     Circuit,
+    CircuitParent,
     LedgerEntry,
     PlugRow,
     Site,
@@ -70,13 +71,26 @@ class Repository:
         async with self._sessions() as db:
             return await db.get(Site, site_id)
 
-    async def ensure_circuit(self, circuit_id: str, site_id: str, limit_a: float) -> None:
+    async def ensure_circuit(
+        self, circuit_id: str, site_id: str, limit_a: float, parent_id: str | None = None
+    ) -> None:
+        """Add a circuit the store does not have yet (an operator's changes to one are kept)."""
         async with self._sessions.begin() as db:
             await db.execute(
                 _insert_new(db, Circuit, "id").values(
                     id=circuit_id, site_id=site_id, limit_a=limit_a
                 )
             )
+            if parent_id is not None:
+                await db.execute(
+                    _insert_new(db, CircuitParent, "id").values(id=circuit_id, parent_id=parent_id)
+                )
+
+    async def circuit_parents(self) -> dict[str, str]:
+        """Circuit id -> the circuit it is under, for the circuits that have one."""
+        async with self._sessions() as db:
+            rows = await db.execute(select(CircuitParent.id, CircuitParent.parent_id))
+            return {cid: parent for cid, parent in rows}
 
     async def circuits(self) -> dict[str, float]:
         async with self._sessions() as db:
