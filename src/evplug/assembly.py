@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 from evplug.bus.base import Bus, BusError
 from evplug.bus.memory import MemoryBus
 from evplug.bus.nats import connect_nats
-from evplug.clock import Clock
+from evplug.clock import Clock, SystemClock
+from evplug.core import ledger
 from evplug.devices.base import DeviceError
 from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
@@ -157,6 +159,31 @@ async def register_site(settings: Settings, store: Store, site: SiteConfig) -> N
     await store.repo.ensure_site(site.site_id, site.site_id, price.cents_per_kwh, price.currency)
     for fuze_id, limit_a in site.fuze_limits().items():
         await store.repo.ensure_circuit(circuit_key(site.site_id, fuze_id), site.site_id, limit_a)
+
+
+async def credit_driver(
+    repo: Repository, driver_id: str, cents: int, key: str, now_ms: int, memo: str
+) -> None:
+    """The driver in the store, with ``cents`` of credit posted once under ``key``."""
+    await repo.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
+    if cents:
+        await repo.post(
+            ledger.Entry(driver_id, ledger.EntryKind.ADJUSTMENT, cents, key, now_ms, memo=memo)
+        )
+
+
+async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
+    """``evplug driver``: add the driver and credit to the settings' store; its balance."""
+    store = await make_store(settings)
+    try:
+        now_ms = SystemClock().now_ms()
+        await credit_driver(
+            store.repo, driver_id, cents, f"operator:{uuid.uuid4().hex}", now_ms, "operator credit"
+        )
+        balance = await store.repo.balance(driver_id)
+    finally:
+        await store.repo.engine.dispose()
+    return f"driver {driver_id}: balance {balance} cents"
 
 
 def make_relay(

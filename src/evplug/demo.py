@@ -18,8 +18,8 @@ from typing import Any
 
 from evplug import assembly
 from evplug.assembly import StartupError, System
+from evplug.bus.broker import free_port, start_broker
 from evplug.clock import ScaledClock
-from evplug.core import ledger
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec
@@ -103,16 +103,13 @@ async def build(settings: Settings, options: DemoOptions) -> System:
 
 
 async def _seed_driver(system: System) -> None:
-    await system.repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
-    await system.repo.post(
-        ledger.Entry(
-            DEMO_DRIVER,
-            ledger.EntryKind.ADJUSTMENT,
-            STARTING_CREDIT_CENTS,
-            "demo:starting-credit",
-            system.clock.now_ms(),
-            memo="demo starting credit",
-        )
+    await assembly.credit_driver(
+        system.repo,
+        DEMO_DRIVER,
+        STARTING_CREDIT_CENTS,
+        "demo:starting-credit",
+        system.clock.now_ms(),
+        "demo starting credit",
     )
 
 
@@ -207,7 +204,18 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
     }
 
 
-def run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
+def run(settings: Settings, options: DemoOptions, scenario: str | None, bus: str = "memory") -> int:
+    if bus == "nats":
+        broker = start_broker("127.0.0.1", free_port(), settings.data_dir / "nats")
+        print(f"evplug demo: broker at {broker.url}", file=sys.stderr, flush=True)
+        try:
+            return _run(settings.model_copy(update={"bus_url": broker.url}), options, scenario)
+        finally:
+            broker.stop()
+    return _run(settings, options, scenario)
+
+
+def _run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
     if scenario is None:
         assembly.check_port_free(settings.web.host, settings.web.port)
         with contextlib.suppress(KeyboardInterrupt):

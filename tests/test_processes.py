@@ -1,0 +1,117 @@
+"""The four processes of a deployment, apart, on loopback: broker, mothership, web and relay
+manager (against an emulated Shelly Pro 4PM). The README's four-terminal walk-through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import Processes, eventually, ports
+
+pytestmark = pytest.mark.integration
+SITE = "garage-7"
+
+
+def site_file(directory: Path, emulator_port: int) -> Path:
+    path = directory / "site.toml"
+    path.write_text(
+        f'site_id = "{SITE}"\npoll_interval_s = 0.5\n\n[[devices]]\ndriver = "shelly_rpc"\n'
+        f'url = "http://127.0.0.1:{emulator_port}"\nfuze_id = "A"\nfuze_limit_a = 32\n'
+    )
+    return path
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, int], Path]]:
+    names = ["broker", "emulator", "mothership", "web", "relay"]
+    port = dict(zip(names, ports(len(names)), strict=True))
+    env = {
+        "EVPLUG_BUS_URL": f"nats://127.0.0.1:{port['broker']}",
+        "EVPLUG_DATABASE_URL": f"sqlite:///{tmp_path / 'server' / 'evplug.sqlite3'}",
+    }
+    procs = Processes(tmp_path, env)
+    try:
+        yield procs, port, site_file(tmp_path, port["emulator"])
+    finally:
+        procs.stop_all()
+
+
+def start_all(procs: Processes, port: dict[str, int], site: Path) -> None:
+    """In the walk-through's order; each ready when its ready line is out."""
+    procs.start("broker", "broker", "--port", str(port["broker"]), "--data-dir", "broker")
+    procs.running[-1].wait_for_line("broker ready")
+    procs.start("emulator", "emulate", "shelly-pro4pm", "--port", str(port["emulator"]))
+    procs.running[-1].wait_for_line("at http://")
+    procs.run("driver", "demo-driver", "--credit-cents", "2000")
+    procs.start("mothership", "mothership", "--port", str(port["mothership"]), "--site", str(site))
+    procs.running[-1].wait_for_line("mothership ready")
+    procs.start("web", "web", "--port", str(port["web"]))
+    procs.running[-1].wait_for_line("web ready")
+    relay_args = ["--config", str(site), "--port", str(port["relay"]), "--data-dir", "relay"]
+    procs.start("relay", "relay", *relay_args)
+    procs.running[-1].wait_for_line("relay ready")
+
+
+def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_the_web(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    for part in ("mothership", "web", "relay"):
+        health = httpx.get(f"http://127.0.0.1:{port[part]}/healthz")
+        assert health.status_code == 200, (part, health.text)
+        assert "evplug_" in httpx.get(f"http://127.0.0.1:{port[part]}/metrics").text
+    web = httpx.Client(base_url=f"http://127.0.0.1:{port['web']}", timeout=10)
+
+    def plug(state: str | None = None) -> dict[str, object] | None:
+        plugs = web.get("/api/plugs").json()
+        return next((p for p in plugs if state in (None, p["state"])), None)
+
+    idle = eventually(lambda: plug("ACCOUNT_NULL"), what="a plug idle in the web's live view")
+    assert isinstance(idle, dict)
+    plug_id = idle["plug_id"]
+    enabled = web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"})
+    assert enabled.status_code == 200, enabled.text
+
+    def charging_for_a_while() -> bool:
+        live = web.get(f"/api/plugs/{plug_id}").json()
+        return live["state"] == "CHARGING" and live["session_kwh"] >= 0.004
+
+    eventually(charging_for_a_while, what="the car charging through the relay")
+    disabled = web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Disable Socket"})
+    assert disabled.status_code == 200, disabled.text
+
+    def billed() -> dict[str, object] | None:
+        me = web.get("/api/me").json()
+        return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
+
+    me = eventually(billed, what="the session billed in /api/me")
+    assert isinstance(me, dict)
+    [session] = me["sessions"]
+    assert session["plug_id"] == plug_id and session["reason"] == "driver"
+    assert session["kwh"] >= 0.004
+    assert me["balance_cents"] == 2000 - session["cents"]
+    relay_page = httpx.get(f"http://127.0.0.1:{port['relay']}/").text
+    assert plug_id in relay_page
+    for process in reversed(procs.running):  # SIGTERM: each stops cleanly, exit 0
+        assert process.terminate() == 0, process.output()
+
+
+def test_a_relay_manager_pointed_at_a_wrong_broker_exits_with_one_line(tmp_path: Path) -> None:
+    [nothing] = ports(1)
+    procs = Processes(tmp_path, {"EVPLUG_BUS_URL": f"nats://127.0.0.1:{nothing}"})
+    relay = procs.start("relay", "relay", "--config", str(site_file(tmp_path, 9)))
+    assert relay.process.wait(30) == 2
+    [line] = relay.output().strip().splitlines()
+    assert line.startswith("evplug relay: ") and f"127.0.0.1:{nothing}" in line
+    assert "evplug broker" in line  # names the fix
+
+
+def test_the_demo_runs_its_smoke_session_through_a_broker_it_starts(tmp_path: Path) -> None:
+    procs = Processes(tmp_path, {})
+    out = procs.run("demo", "--bus", "nats", "--scenario", "smoke", "--data-dir", "data")
+    assert '"reason": "complete"' in out and "CHARGING" in out
+    assert (tmp_path / "data" / "nats" / "jetstream").is_dir()  # the broker's store was used
