@@ -28,6 +28,7 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.outbox import Outbox, OutboxError
 from evplug.relay.rediscovery import Rediscovery
 from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
 from evplug.settings import Settings, SettingsError
@@ -186,8 +187,23 @@ async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
     return f"driver {driver_id}: balance {balance} cents"
 
 
+def make_outbox(settings: Settings, site: SiteConfig) -> Outbox:
+    """The site's outbox file in the data dir: chunks the broker has not acked yet."""
+    _check_writable(settings.data_dir)
+    path = settings.data_dir / f"relay-outbox-{site.site_id}.sqlite3"
+    try:
+        return Outbox(path, settings.relay.outbox_max_messages)
+    except OutboxError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def make_relay(
-    settings: Settings, site: SiteConfig, bus: Bus, clock: Clock, devices: list[DeviceSpec]
+    settings: Settings,
+    site: SiteConfig,
+    bus: Bus,
+    clock: Clock,
+    devices: list[DeviceSpec],
+    outbox: Outbox | None = None,
 ) -> RelayManager:
     return RelayManager(
         site.site_id,
@@ -196,6 +212,7 @@ def make_relay(
         clock,
         poll_interval_s=site.poll_interval_s or settings.relay.poll_interval_s,
         mia_after_failed_polls=site.mia_after_failed_polls,
+        outbox=outbox,
     )
 
 
@@ -281,6 +298,8 @@ class System:
         await self.connect()
         await self.mothership.start()
         await self.relay.start()
+        if self.relay.announcing is not None:  # in one process the mothership acks at once
+            await self.relay.announcing
         if self.rediscovery is not None:
             self._background.append(asyncio.create_task(self.rediscovery.run()))
 
@@ -307,11 +326,12 @@ async def build_system(
         raise
     try:
         await register_site(settings, store, site)
+        outbox = make_outbox(settings, site)
     except BaseException:
         await store.repo.engine.dispose()
         await bus.close()
         raise
     mothership = make_mothership(settings, bus, store, clock)
-    relay = make_relay(settings, site, bus, clock, devices)
+    relay = make_relay(settings, site, bus, clock, devices, outbox)
     rediscovery = make_rediscovery(site, relay, clock)
     return System(clock, bus, store, mothership, relay, rediscovery=rediscovery)

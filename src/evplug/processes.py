@@ -159,8 +159,13 @@ async def relay_part(settings: Settings, site_file: Path) -> Part:
     """A site's relay manager alone, with its status page, on the settings' bus."""
     site = assembly.load_site(site_file)
     clock = SystemClock()
-    bus = await assembly.make_bus(settings, clock)
-    relay = assembly.make_relay(settings, site, bus, clock, assembly.site_devices(site))
+    outbox = assembly.make_outbox(settings, site)
+    try:
+        bus = await assembly.make_bus(settings, clock)
+    except BaseException:
+        outbox.close()
+        raise
+    relay = assembly.make_relay(settings, site, bus, clock, assembly.site_devices(site), outbox)
     app = status_page.create_app(relay, settings.effective_public_url())
 
     async def start() -> None:
