@@ -79,7 +79,7 @@ class RelayManager:
         self.poll_interval_s = poll_interval_s
         self.announce_timeout_s = announce_timeout_s
         self.announce_attempts = announce_attempts
-        self.outbox = outbox or Outbox()
+        self.outbox = Outbox() if outbox is None else outbox
         self.retry_s = retry_s
         self.channels: dict[str, _Channel] = {}
         self._by_device: list[tuple[DeviceSpec, DeviceInfo]] = []
