@@ -3,12 +3,15 @@ manager (against an emulated Shelly Pro 4PM). The README's four-terminal walk-th
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts.wire import unpack
 from tests.processes import Processes, eventually, ports
 
 pytestmark = pytest.mark.integration
@@ -115,3 +118,64 @@ def test_the_demo_runs_its_smoke_session_through_a_broker_it_starts(tmp_path: Pa
     out = procs.run("demo", "--bus", "nats", "--scenario", "smoke", "--data-dir", "data")
     assert '"reason": "complete"' in out and "CHARGING" in out
     assert (tmp_path / "data" / "nats" / "jetstream").is_dir()  # the broker's store was used
+
+
+def rows(database: Path, sql: str, *args: object) -> int:
+    with sqlite3.connect(database) as db:
+        return int(db.execute(sql, args).fetchone()[0])
+
+
+def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_once(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    broker, relay = procs.running[0], procs.running[-1]
+    outbox = procs.workdir / "relay" / f"relay-outbox-{SITE}.sqlite3"
+    web = httpx.Client(base_url=f"http://127.0.0.1:{port['web']}", timeout=10)
+
+    def idle_plug() -> str | None:
+        plugs = web.get("/api/plugs").json()
+        return next((p["plug_id"] for p in plugs if p["state"] == "ACCOUNT_NULL"), None)
+
+    plug_id = eventually(idle_plug, what="a plug idle in the web's live view")
+    web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"})
+    eventually(
+        lambda: web.get(f"/api/plugs/{plug_id}").json()["state"] == "CHARGING", what="charging"
+    )
+
+    assert broker.terminate() == 0
+    eventually(lambda: rows(outbox, "SELECT count(*) FROM outbox") >= 6, what="the outbox filling")
+    relay.kill()  # kill -9: what it took during the outage is only on its disk
+    with sqlite3.connect(outbox) as db:
+        kept = [unpack(data, pb.ReadingChunk) for (data,) in db.execute("SELECT data FROM outbox")]
+    procs.start("broker", "broker", "--port", str(port["broker"]), "--data-dir", "broker")
+    procs.running[-1].wait_for_line("broker ready")
+    relay_args = ["--config", str(site), "--port", str(port["relay"]), "--data-dir", "relay"]
+    procs.start("relay", "relay", *relay_args).wait_for_line("relay ready")
+    eventually(lambda: rows(outbox, "SELECT count(*) FROM outbox") == 0, what="the outbox sent")
+
+    database = procs.workdir / "server" / "evplug.sqlite3"
+    readings = {(r.plug_id, r.timestamp_ms) for chunk in kept for r in chunk.readings}
+
+    def all_stored() -> bool:
+        with sqlite3.connect(database) as db:
+            return set(db.execute("SELECT plug_id, timestamp_ms FROM readings")) >= readings
+
+    eventually(all_stored, what=f"the {len(kept)} chunks the killed relay kept, in the store")
+    eventually(
+        lambda: (
+            web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Disable Socket"}).status_code
+            == 200
+        ),
+        what="the mothership taking the Disable",
+    )
+
+    def billed() -> dict[str, object] | None:
+        me = web.get("/api/me").json()
+        return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
+
+    me = eventually(billed, what="the session billed")
+    assert isinstance(me, dict)
+    [session] = me["sessions"]  # one session, billed once
+    assert session["kwh"] > 0 and me["balance_cents"] == 2000 - session["cents"]
