@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,44 @@ def start_all(procs: Processes, port: dict[str, int], site: Path) -> None:
     procs.running[-1].wait_for_line("relay ready")
 
 
+class Driver:
+    """What a driver does and sees through one web process's HTTP API."""
+
+    def __init__(self, port: int) -> None:
+        self.web = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def idle_plug(self) -> str:
+        def idle() -> str | None:
+            plugs = self.web.get("/api/plugs").json()
+            return next((p["plug_id"] for p in plugs if p["state"] == "ACCOUNT_NULL"), None)
+
+        return str(eventually(idle, what="a plug idle in the web's live view"))
+
+    def plug(self, plug_id: str) -> dict[str, Any]:
+        return self.web.get(f"/api/plugs/{plug_id}").json()
+
+    def press(self, plug_id: str, prompt: str) -> None:
+        """Until the mothership takes it (a restarted one may not answer at once)."""
+
+        def taken() -> bool:
+            answer = self.web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": prompt})
+            return answer.status_code == 200
+
+        eventually(taken, what=f"{prompt!r} taken")
+
+    def until_charging(self, plug_id: str) -> None:
+        eventually(lambda: self.plug(plug_id)["state"] == "CHARGING", what="charging")
+
+    def billed(self) -> dict[str, Any]:
+        """/api/me once its newest session has ended."""
+
+        def ended() -> dict[str, Any] | None:
+            me = self.web.get("/api/me").json()
+            return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
+
+        return dict(eventually(ended, what="the session billed in /api/me"))  # type: ignore[call-overload]
+
+
 def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_webs(
     deployment: tuple[Processes, dict[str, int], Path],
 ) -> None:
@@ -67,36 +106,21 @@ def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_web
         health = httpx.get(f"http://127.0.0.1:{port[part]}/healthz")
         assert health.status_code == 200, (part, health.text)
         assert "evplug_" in httpx.get(f"http://127.0.0.1:{port[part]}/metrics").text
-    web = httpx.Client(base_url=f"http://127.0.0.1:{port['web']}", timeout=10)
-
-    def plug(state: str | None = None) -> dict[str, object] | None:
-        plugs = web.get("/api/plugs").json()
-        return next((p for p in plugs if state in (None, p["state"])), None)
-
-    idle = eventually(lambda: plug("ACCOUNT_NULL"), what="a plug idle in the web's live view")
-    assert isinstance(idle, dict)
-    plug_id = idle["plug_id"]
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
     # A second web process beside the first: its own live view, the same plugs.
     procs.start("web2", "web", "--port", str(port["web2"])).wait_for_line("web ready")
-    web2 = httpx.Client(base_url=f"http://127.0.0.1:{port['web2']}", timeout=10)
-    enabled = web2.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"})
-    assert enabled.status_code == 200, enabled.text
-
+    Driver(port["web2"]).press(plug_id, "Enable Socket")
     # The first web process sees what the second set going.
-    def charging_for_a_while() -> bool:
-        live = web.get(f"/api/plugs/{plug_id}").json()
-        return live["state"] == "CHARGING" and live["session_kwh"] >= 0.004
-
-    eventually(charging_for_a_while, what="the car charging through the relay")
-    disabled = web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Disable Socket"})
-    assert disabled.status_code == 200, disabled.text
-
-    def billed() -> dict[str, object] | None:
-        me = web.get("/api/me").json()
-        return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
-
-    me = eventually(billed, what="the session billed in /api/me")
-    assert isinstance(me, dict)
+    eventually(
+        lambda: (
+            driver.plug(plug_id)["state"] == "CHARGING"
+            and driver.plug(plug_id)["session_kwh"] >= 0.004
+        ),
+        what="the car charging through the relay",
+    )
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
     [session] = me["sessions"]
     assert session["plug_id"] == plug_id and session["reason"] == "driver"
     assert session["kwh"] > 0
@@ -136,17 +160,10 @@ def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_o
     start_all(procs, port, site)
     broker, relay = procs.running[0], procs.running[-1]
     outbox = procs.workdir / "relay" / f"relay-outbox-{SITE}.sqlite3"
-    web = httpx.Client(base_url=f"http://127.0.0.1:{port['web']}", timeout=10)
-
-    def idle_plug() -> str | None:
-        plugs = web.get("/api/plugs").json()
-        return next((p["plug_id"] for p in plugs if p["state"] == "ACCOUNT_NULL"), None)
-
-    plug_id = eventually(idle_plug, what="a plug idle in the web's live view")
-    web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"})
-    eventually(
-        lambda: web.get(f"/api/plugs/{plug_id}").json()["state"] == "CHARGING", what="charging"
-    )
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
+    driver.press(plug_id, "Enable Socket")
+    driver.until_charging(plug_id)
 
     assert broker.terminate() == 0
     eventually(lambda: rows(outbox, "SELECT count(*) FROM outbox") >= 6, what="the outbox filling")
@@ -167,19 +184,26 @@ def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_o
             return set(db.execute("SELECT plug_id, timestamp_ms FROM readings")) >= readings
 
     eventually(all_stored, what=f"the {len(kept)} chunks the killed relay kept, in the store")
-    eventually(
-        lambda: (
-            web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": "Disable Socket"}).status_code
-            == 200
-        ),
-        what="the mothership taking the Disable",
-    )
-
-    def billed() -> dict[str, object] | None:
-        me = web.get("/api/me").json()
-        return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
-
-    me = eventually(billed, what="the session billed")
-    assert isinstance(me, dict)
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
     [session] = me["sessions"]  # one session, billed once
+    assert session["kwh"] > 0 and me["balance_cents"] == 2000 - session["cents"]
+
+
+def test_a_mothership_killed_mid_session_bills_the_session_once_after_its_restart(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
+    driver.press(plug_id, "Enable Socket")
+    driver.until_charging(plug_id)
+    procs.running[2].kill()  # the mothership, kill -9 mid-session
+    again = ["--port", str(port["mothership"]), "--site", str(site)]
+    procs.start("mothership", "mothership", *again).wait_for_line("mothership ready")
+    driver.until_charging(plug_id)  # the session carried on by the restarted mothership
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
+    [session] = me["sessions"]  # the same session, billed once
     assert session["kwh"] > 0 and me["balance_cents"] == 2000 - session["cents"]
