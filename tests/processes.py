@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from evplug.bus.broker import free_port
 
+T = TypeVar("T")
 EVPLUG = [sys.executable, "-m", "evplug.cli"]
 
 
@@ -97,10 +99,10 @@ def ports(count: int) -> list[int]:
     return [free_port() for _ in range(count)]
 
 
-def eventually(check: Callable[[], object], timeout_s: float = 30.0, what: str = "") -> object:
+def eventually(check: Callable[[], T], timeout_s: float = 30.0, what: str = "") -> T:
     """Poll ``check`` until it returns something truthy (processes run on the real clock)."""
     deadline = time.monotonic() + timeout_s
-    last: object = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = check()
         if last:

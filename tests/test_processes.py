@@ -70,7 +70,9 @@ class Driver:
             plugs = self.web.get("/api/plugs").json()
             return next((p["plug_id"] for p in plugs if p["state"] == "ACCOUNT_NULL"), None)
 
-        return str(eventually(idle, what="a plug idle in the web's live view"))
+        plug_id = eventually(idle, what="a plug idle in the web's live view")
+        assert plug_id is not None
+        return plug_id
 
     def plug(self, plug_id: str) -> dict[str, Any]:
         return self.web.get(f"/api/plugs/{plug_id}").json()
@@ -94,7 +96,9 @@ class Driver:
             me = self.web.get("/api/me").json()
             return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
 
-        return dict(eventually(ended, what="the session billed in /api/me"))  # type: ignore[call-overload]
+        me = eventually(ended, what="the session billed in /api/me")
+        assert me is not None
+        return me
 
 
 def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_webs(
