@@ -123,8 +123,10 @@ async def mothership_part(settings: Settings, site_files: list[Path]) -> Part:
     mothership = assembly.make_mothership(settings, bus, store, clock)
 
     async def stop() -> None:
-        await mothership.stop()
-        await _closing(bus, store)
+        try:
+            await mothership.stop()
+        finally:  # a broker down at the stop must not leave the database open
+            await _closing(bus, store)
 
     registered = ", ".join(site.site_id for site in sites) or "none given"
     return Part(
@@ -178,8 +180,10 @@ async def relay_part(settings: Settings, site_file: Path) -> Part:
         await relay.start()
 
     async def stop() -> None:
-        await relay.stop()
-        await bus.close()
+        try:
+            await relay.stop()
+        finally:
+            await bus.close()
 
     summary = f"site {site.site_id}, {len(site.devices)} relays, bus {settings.bus_url}"
     return Part("relay", app, start, stop, summary)
