@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from evplug.bus.base import Bus, BusError
 from evplug.bus.memory import MemoryBus
 from evplug.bus.nats import connect_nats
-from evplug.clock import Clock
+from evplug.clock import Clock, SystemClock
+from evplug.core import ledger
 from evplug.devices.base import DeviceError
 from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
@@ -31,6 +33,7 @@ from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.outbox import Outbox, OutboxError
 from evplug.relay.rediscovery import Rediscovery
 from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_site_config
 from evplug.settings import Settings, SettingsError
@@ -213,8 +216,48 @@ async def register_site(settings: Settings, store: Store, site: SiteConfig) -> N
         )
 
 
+async def credit_driver(
+    repo: Repository, driver_id: str, cents: int, key: str, now_ms: int, memo: str
+) -> None:
+    """The driver in the store, with ``cents`` of credit posted once under ``key``."""
+    await repo.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
+    if cents:
+        await repo.post(
+            ledger.Entry(driver_id, ledger.EntryKind.ADJUSTMENT, cents, key, now_ms, memo=memo)
+        )
+
+
+async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
+    """``evplug driver``: add the driver and credit to the settings' store; its balance."""
+    store = await make_store(settings)
+    try:
+        now_ms = SystemClock().now_ms()
+        await credit_driver(
+            store.repo, driver_id, cents, f"operator:{uuid.uuid4().hex}", now_ms, "operator credit"
+        )
+        balance = await store.repo.balance(driver_id)
+    finally:
+        await store.repo.engine.dispose()
+    return f"driver {driver_id}: balance {balance} cents"
+
+
+def make_outbox(settings: Settings, site: SiteConfig) -> Outbox:
+    """The site's outbox file in the data dir: chunks the broker has not acked yet."""
+    _check_writable(settings.data_dir)
+    path = settings.data_dir / f"relay-outbox-{site.site_id}.sqlite3"
+    try:
+        return Outbox(path, settings.relay.outbox_max_messages)
+    except OutboxError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def make_relay(
-    settings: Settings, site: SiteConfig, bus: Bus, clock: Clock, devices: list[DeviceSpec]
+    settings: Settings,
+    site: SiteConfig,
+    bus: Bus,
+    clock: Clock,
+    devices: list[DeviceSpec],
+    outbox: Outbox | None = None,
 ) -> RelayManager:
     return RelayManager(
         site.site_id,
@@ -223,6 +266,7 @@ def make_relay(
         clock,
         poll_interval_s=site.poll_interval_s or settings.relay.poll_interval_s,
         mia_after_failed_polls=site.mia_after_failed_polls,
+        outbox=outbox,
     )
 
 
@@ -308,6 +352,8 @@ class System:
         await self.connect()
         await self.mothership.start()
         await self.relay.start()
+        if self.relay.announcing is not None:  # in one process the mothership acks at once
+            await self.relay.announcing
         if self.rediscovery is not None:
             self._background.append(asyncio.create_task(self.rediscovery.run()))
 
@@ -334,11 +380,12 @@ async def build_system(
         raise
     try:
         await register_site(settings, store, site)
+        outbox = make_outbox(settings, site)
     except BaseException:
         await store.repo.engine.dispose()
         await bus.close()
         raise
     mothership = make_mothership(settings, bus, store, clock)
-    relay = make_relay(settings, site, bus, clock, devices)
+    relay = make_relay(settings, site, bus, clock, devices, outbox)
     rediscovery = make_rediscovery(site, relay, clock)
     return System(clock, bus, store, mothership, relay, rediscovery=rediscovery)

@@ -85,6 +85,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="a site's TOML file: its real relays replace the simulation",
     )
 
+    demo.add_argument(
+        "--bus",
+        choices=["memory", "nats"],
+        default="memory",
+        help="nats: through a broker the demo starts (default memory: in the process)",
+    )
+
+    mothership = commands.add_parser(
+        "mothership", help="the plugs' state machines and billing, on EVPLUG_BUS_URL"
+    )
+    mothership.add_argument("--port", help="HTTP port for /healthz and /metrics (default 8000)")
+    mothership.add_argument("--data-dir", help="where the default SQLite file lives")
+    mothership.add_argument(
+        "--site",
+        type=Path,
+        action="append",
+        default=[],
+        help="a site's TOML file: register the site (repeatable); its relay's announcement is"
+        " refused until it is registered",
+    )
+
+    web = commands.add_parser("web", help="the drivers' web app, on EVPLUG_BUS_URL")
+    web.add_argument("--port", help="web port (default 8000)")
+    web.add_argument("--data-dir", help="where the default SQLite file lives")
+    web.add_argument("--driver", help="the driver signed in (default demo-driver)")
+
+    relay = commands.add_parser(
+        "relay", help="a site's relay manager: polls its relays, publishes to EVPLUG_BUS_URL"
+    )
+    relay.add_argument(
+        "--config", dest="site_file", type=Path, required=True, help="the site's TOML file"
+    )
+    relay.add_argument("--port", help="status page, /healthz and /metrics port (default 8000)")
+    relay.add_argument("--data-dir", help="where its outbox lives (default .evplug)")
+
+    driver = commands.add_parser("driver", help="add a driver (with credit) to the store")
+    driver.add_argument("driver_id")
+    driver.add_argument("--credit-cents", type=_positive_int, help="credit to add")
+    driver.add_argument("--data-dir", help="where the default SQLite file lives")
+
     broker = commands.add_parser(
         "broker", help="a local NATS server (JetStream on) for evplug's parts to share"
     )
@@ -141,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _broker(args, settings)
     if args.command == "db":
         return _db(args, settings)
+    if args.command in ("mothership", "web", "relay"):
+        return _part(args, settings)
+    if args.command == "driver":
+        return _driver(args, settings)
     from evplug.devices import technician
 
     if args.devices_command == "probe":
@@ -168,14 +212,51 @@ def _fail(prog: str, error: Exception) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from evplug import demo
     from evplug.assembly import StartupError
+    from evplug.bus.broker import BrokerError
 
     options = demo.demo_options(
         args.scenario, args.site_config, args.plugs, args.speed, args.car_kwh
     )
     try:
-        return demo.run(settings, options, args.scenario)
-    except (SettingsError, StartupError) as exc:
+        return demo.run(settings, options, args.scenario, args.bus)
+    except (SettingsError, StartupError, BrokerError) as exc:
         return _fail("evplug demo", exc)
+
+
+def _part(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from evplug import processes
+    from evplug.assembly import StartupError
+    from evplug.demo import DEMO_DRIVER
+
+    async def run() -> None:
+        if args.command == "mothership":
+            part = await processes.mothership_part(settings, args.site)
+        elif args.command == "web":
+            part = await processes.web_part(settings, args.driver or DEMO_DRIVER)
+        else:
+            part = await processes.relay_part(settings, args.site_file)
+        await processes.run_part(part, settings.web.host, settings.web.port)
+
+    try:
+        asyncio.run(run())
+    except (SettingsError, StartupError) as exc:
+        return _fail(f"evplug {args.command}", exc)
+    return 0
+
+
+def _driver(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from evplug import assembly
+    from evplug.assembly import StartupError
+
+    try:
+        print(asyncio.run(assembly.add_driver(settings, args.driver_id, args.credit_cents or 0)))
+    except (SettingsError, StartupError) as exc:
+        return _fail("evplug driver", exc)
+    return 0
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,8 +18,8 @@ from typing import Any
 
 from evplug import assembly
 from evplug.assembly import StartupError, System
+from evplug.bus.broker import free_port, start_broker
 from evplug.clock import ScaledClock
-from evplug.core import ledger
 from evplug.core.circuits import Circuit
 from evplug.core.plug import Prompt, SessionClosed, State, Transitioned, Trigger
 from evplug.devices.simulated import SimulatedDevice
@@ -123,21 +123,18 @@ async def build(settings: Settings, options: DemoOptions) -> System:
 
 
 async def _seed_driver(system: System) -> None:
-    await system.repo.ensure_user(DEMO_DRIVER, "Demo Driver", "driver@demo.invalid")
     await _give_credit(system, DEMO_DRIVER, "demo:starting-credit")
 
 
 async def _give_credit(system: System, driver: str, key: str) -> None:
-    """The starting credit, once per driver and data dir (the key makes it idempotent)."""
-    await system.repo.post(
-        ledger.Entry(
-            driver,
-            ledger.EntryKind.ADJUSTMENT,
-            STARTING_CREDIT_CENTS,
-            key,
-            system.clock.now_ms(),
-            memo="demo starting credit",
-        )
+    """The driver with the starting credit, once per driver and data dir (the key says so)."""
+    await assembly.credit_driver(
+        system.repo,
+        driver,
+        STARTING_CREDIT_CENTS,
+        key,
+        system.clock.now_ms(),
+        "demo starting credit",
     )
 
 
@@ -210,6 +207,8 @@ class _SessionWatcher:
 
 async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, Any]:
     mothership = system.mothership
+    async with mothership.effects.lock:
+        pass  # a step's effects are emitted as its writes end: let one in flight reach the watcher
     plug = mothership.plug(watcher.plug_id)
     if plug.state is State.ACCOUNT_NULL and not watcher.states:
         watcher.states.append(str(plug.state))  # hydrated idle: no transition to see it by
@@ -286,7 +285,6 @@ async def _queue_run(system: System, watcher: _QueueWatcher) -> dict[str, Any]:
     drivers = [f"queue-driver-{n}" for n in range(1, len(plug_ids) + 1)]
     before = {}
     for driver in drivers:
-        await system.repo.ensure_user(driver, driver, f"{driver}@demo.invalid")
         await _give_credit(system, driver, f"demo:starting-credit:{driver}")
         before[driver] = await system.repo.balance(driver)
     peaks = _PeakMeter(system)
@@ -363,7 +361,18 @@ class _PeakMeter:
             await self.clock.sleep(0.25)
 
 
-def run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
+def run(settings: Settings, options: DemoOptions, scenario: str | None, bus: str = "memory") -> int:
+    if bus == "nats":
+        broker = start_broker("127.0.0.1", free_port(), settings.data_dir / "nats")
+        print(f"evplug demo: broker at {broker.url}", file=sys.stderr, flush=True)
+        try:
+            return _run(settings.model_copy(update={"bus_url": broker.url}), options, scenario)
+        finally:
+            broker.stop()
+    return _run(settings, options, scenario)
+
+
+def _run(settings: Settings, options: DemoOptions, scenario: str | None) -> int:
     if scenario is None:
         assembly.check_port_free(settings.web.host, settings.web.port)
         with contextlib.suppress(KeyboardInterrupt):

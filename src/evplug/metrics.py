@@ -7,7 +7,7 @@ process, as Prometheus scrapes them), so tests read how much one moved, never it
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -90,6 +90,16 @@ RELAY_POLL_FAILURES = _counter(
 )
 RELAY_PUBLISH_FAILURES = _counter(
     "relay_publish_failures", "Telemetry and command answers the bus refused to take."
+)
+RELAY_OUTBOX_PENDING = Gauge(
+    "relay_outbox_pending",
+    "Chunks in the relay manager's outbox: written to disk, not yet acked by the broker.",
+    namespace="evplug",
+    registry=REGISTRY,
+)
+RELAY_OUTBOX_DROPPED = _counter(
+    "relay_outbox_dropped",
+    "Chunks dropped unsent, oldest first, because the outbox was full (a long broker outage).",
 )
 RELAY_COMMAND_ROUND_TRIP = Histogram(
     "relay_command_round_trip_seconds",

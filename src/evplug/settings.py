@@ -290,6 +290,13 @@ class RelaySettings(_Group):
         le=POLL_INTERVAL_S[1],
         description="how often (s) each relay is read; a site file's poll_interval_s wins",
     )
+    outbox_max_messages: Whole = Field(
+        200_000,
+        ge=1,
+        le=100_000_000,
+        description="chunks the relay manager keeps on disk while the broker is unreachable;"
+        " past this the oldest are dropped (counted)",
+    )
 
 
 class TelemetrySettings(_Group):

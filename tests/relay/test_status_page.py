@@ -5,6 +5,7 @@ from evplug.clock import FakeClock
 from evplug.devices.base import DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec, RelayManager
+from evplug.relay.outbox import Outbox
 from evplug.relay.status_page import plug_url, render
 
 
@@ -42,3 +43,15 @@ async def test_a_relay_that_does_not_answer_shows_why() -> None:
     html = render(relay, "https://ev.example")
     assert "not answering (2 polls in a row)" in html
     assert "connection refused" in html and "address in the site config" in html
+
+
+async def test_shows_the_outbox_and_what_it_had_to_drop() -> None:
+    clock = FakeClock()
+    device = SimulatedDevice("aa01", clock)
+    outbox = Outbox(max_messages=2)
+    relay = RelayManager("site-1", MemoryBus(clock), [DeviceSpec(device)], clock, outbox=outbox)
+    await relay.connect()
+    for _ in range(3):  # never sent: nothing has started the sender
+        await relay.poll_once()
+    html = render(relay, "https://ev.example")
+    assert "Outbox: 2 chunks waiting for the broker; 1 dropped unsent (full)" in html

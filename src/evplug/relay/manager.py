@@ -1,9 +1,11 @@
 """The relay manager: polls every relay of a site, publishes its readings, executes commands.
 
-At start-up it announces its devices and waits for the mothership's ack (retrying), then runs
-two loops: polling on an interval, and answering each LocalStateRequest with a
-LocalStateResponse after reading the relay back. Devices whose driver pushes (``PushDriver``)
-also have each change they report published at once, in a chunk of its own, between polls.
+At start-up it announces its devices and, in the background, retries until the mothership
+acks; meanwhile it already polls. Every chunk goes to the outbox first; a sender sends what the
+outbox holds, in order, once the site is announced and whenever the broker takes it. Devices
+whose driver pushes (``PushDriver``) also have each change they report put in a chunk of its own
+at once, between polls. Commands are answered with a LocalStateResponse after reading the relay
+back.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ from evplug.contracts.wire import (
 from evplug.core.actual import ActualState
 from evplug.devices.base import ChannelReading, DeviceError, DeviceInfo, Driver, PushDriver
 from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
+from evplug.relay.outbox import Outbox
 from evplug.settings import RelaySettings
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = RelaySettings()  # the settings hold each default once
+_SEND_BATCH = 64
+_MAX_RETRY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class RelayManager:
         mia_after_failed_polls: int = DEFAULT_MIA_AFTER,
         announce_timeout_s: float = 5.0,
         announce_attempts: int = 0,  # 0 = keep trying
+        outbox: Outbox | None = None,  # None: in memory, gone with the process
+        retry_s: float = 1.0,  # first pause after the bus refused a chunk; doubles to 10 s
     ) -> None:
         self.site_id = site_id
         self.bus = bus
@@ -74,6 +81,8 @@ class RelayManager:
         self.poll_interval_s = poll_interval_s
         self.announce_timeout_s = announce_timeout_s
         self.announce_attempts = announce_attempts
+        self.outbox = Outbox() if outbox is None else outbox
+        self.retry_s = retry_s
         self.channels: dict[str, _Channel] = {}
         self._by_device: list[tuple[DeviceSpec, DeviceInfo]] = []
         self.health = PollHealth(mia_after_failed_polls)
@@ -82,13 +91,16 @@ class RelayManager:
         self._acks: asyncio.Queue[pb.DeviceAnnouncementAck] = asyncio.Queue()
         self._subscriptions: list[Subscription] = []
         self._poller: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._pushed: asyncio.Queue[tuple[DeviceInfo, list[ChannelReading]]] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
-        self._announced = False
+        self.announcing: asyncio.Task[None] | None = None
+        self._announced = asyncio.Event()
+        self._to_send = asyncio.Event()
         self._newest_command_ms: dict[str, int] = {}
         self.latest: dict[str, pb.Reading] = {}  # for the local status page
         self.polls = 0  # shown on the local status page
-        self.pushes = 0  # chunks published from what a device reported by itself
+        self.pushes = 0  # chunks made from what a device reported by itself
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -157,7 +169,7 @@ class RelayManager:
                 old=old_info.address,
                 new=info.address,
             )
-        if new_plugs and self._announced:
+        if new_plugs and self._announced.is_set():
             await self.announce()
         return new_plugs
 
@@ -171,7 +183,6 @@ class RelayManager:
                 self._on_announce_ack,
             )
         )
-        await self.announce()
         self._subscriptions.append(
             await self.bus.subscribe(
                 subjects.for_site(subjects.COMMANDS, self.site_id),
@@ -179,26 +190,37 @@ class RelayManager:
                 self._on_command,
             )
         )
+        # Polling never waits for the handshake: readings wait in the outbox until it is done.
         self._poller = asyncio.create_task(self._poll_loop(), name=f"poll-{self.site_id}")
-        # Only once announced: a plug's readings never reach the mothership before the plug.
+        self._sender = asyncio.create_task(self._send_loop(), name=f"send-{self.site_id}")
         self._publisher = asyncio.create_task(self._push_loop(), name=f"push-{self.site_id}")
         for spec, info in self._by_device:
             self._listen(spec.driver, info)
+        self.announcing = asyncio.create_task(self._announce_site(), name=f"announce-{name}")
         log.info("relay.started", site=self.site_id, plugs=len(self.channels))
 
     async def stop(self) -> None:
-        for task in (self._poller, self._publisher):
+        """Stop polling and sending; what was not acked stays in the outbox for the next start."""
+        for task in (self._poller, self._publisher, self._sender, self.announcing):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, AnnouncementNotAcked):
                     await task
         for sub in self._subscriptions:
             await sub.stop()
         self._subscriptions = []
         for spec, _ in self._by_device:
             await spec.driver.close()
+        self.outbox.close()
 
     # -- announcement ------------------------------------------------------------------------
+
+    async def _announce_site(self) -> None:
+        try:
+            await self.announce()
+        except AnnouncementNotAcked as exc:
+            log.error("relay.not_announced", site=self.site_id, error=str(exc))
+            raise
 
     async def announce(self) -> list[pb.DeviceAnnouncementAck]:
         """Announce every plug and wait for the acks, retrying until they come.
@@ -233,14 +255,17 @@ class RelayManager:
         attempt = 0
         while True:
             attempt += 1
-            await self.bus.publish(
-                subjects.for_site(subjects.ANNOUNCE, self.site_id),
-                data,
-                msg_id=f"{announcement.announcement_id}:{attempt}",
-            )
+            try:
+                await self.bus.publish(
+                    subjects.for_site(subjects.ANNOUNCE, self.site_id),
+                    data,
+                    msg_id=f"{announcement.announcement_id}:{attempt}",
+                )
+            except BusError as exc:  # the ack's wait below paces the next attempt
+                log.warning("relay.announce_unsent", site=self.site_id, error=str(exc))
             with contextlib.suppress(TimeoutError):
                 ack = await self._wait_for_ack(announcement.announcement_id)
-                self._announced = True
+                self._announced.set()
                 if ack.rejected_plug_ids:
                     log.error(
                         "relay.plugs_rejected",
@@ -329,7 +354,7 @@ class RelayManager:
                 self._measured(add(), info, r, now)
         self.polls += 1
         metrics.RELAY_POLLS.inc()
-        await self._publish_readings(chunks)
+        self._send_chunks(chunks)
         return chunks
 
     def _measured(
@@ -348,28 +373,20 @@ class RelayManager:
             reading.energy_wh = r.energy_wh
         return reading
 
-    async def _publish_readings(self, chunks: list[pb.ReadingChunk]) -> None:
-        for chunk in chunks:
-            for reading in chunk.readings:
-                self.latest[reading.plug_id] = reading
-        subject = subjects.for_site(subjects.TELEMETRY, self.site_id)
-        for chunk in chunks:
-            await self._publish(subject, pack(chunk), f"{self.site_id}:{chunk.seq}")
-
     async def _push_loop(self) -> None:
-        """Publish what devices report by themselves, in the order they report it."""
+        """Send what devices report by themselves, in the order they report it."""
         while True:
             info, readings = await self._pushed.get()
             try:
-                await self.publish_pushed(info, readings)
+                self.publish_pushed(info, readings)
             except Exception:
                 log.exception("relay.push_failed", site=self.site_id, device=info.hardware_id)
 
-    async def publish_pushed(
+    def publish_pushed(
         self, info: DeviceInfo, readings: list[ChannelReading]
     ) -> pb.ReadingChunk | None:
-        """One chunk with the channels a device reported as changed; None for a device that
-        is no longer the one at that address (it moved, or was replaced)."""
+        """One chunk with the channels a device reported as changed, into the outbox; None for
+        a device that is no longer the one at that address (it moved, or was replaced)."""
         known = self.channels.get(info.plug_id(0))
         if known is None or known.info is not info:
             log.info("relay.push_from_replaced_device", device=info.hardware_id, dropped=True)
@@ -379,7 +396,7 @@ class RelayManager:
         for r in readings:
             self._measured(chunk.readings.add(), info, r, now)
         self.pushes += 1
-        await self._publish_readings([chunk])
+        self._send_chunks([chunk])
         return chunk
 
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
@@ -394,6 +411,50 @@ class RelayManager:
             log.warning(
                 "relay.device_mia", device=info.hardware_id, address=info.address, error=str(error)
             )
+
+    # -- sending telemetry -------------------------------------------------------------------
+
+    def _send_chunks(self, chunks: list[pb.ReadingChunk]) -> None:
+        """On disk first, under the message id the broker dedupes by; the sender takes it on."""
+        for chunk in chunks:
+            for reading in chunk.readings:
+                self.latest[reading.plug_id] = reading
+        subject = subjects.for_site(subjects.TELEMETRY, self.site_id)
+        self.outbox.put([(subject, f"{self.site_id}:{c.seq}", pack(c)) for c in chunks])
+        self._to_send.set()
+
+    async def send_pending(self) -> bool:
+        """Send the outbox's chunks oldest first, each deleted once the broker acked it.
+
+        False when the bus refused one: it stays, and is the first sent next time.
+        """
+        while batch := self.outbox.oldest(_SEND_BATCH):
+            for pending in batch:
+                try:
+                    await self.bus.publish(pending.subject, pending.data, msg_id=pending.msg_id)
+                except BusError as exc:
+                    metrics.RELAY_PUBLISH_FAILURES.inc()
+                    log.warning(
+                        "relay.publish_failed",
+                        subject=pending.subject,
+                        error=str(exc),
+                        waiting=len(self.outbox),
+                    )
+                    return False
+                self.outbox.remove(pending)
+        return True
+
+    async def _send_loop(self) -> None:
+        await self._announced.wait()
+        pause_s = self.retry_s
+        while True:
+            self._to_send.clear()
+            if await self.send_pending():
+                pause_s = self.retry_s
+                await self._to_send.wait()
+            else:
+                await self.clock.sleep(pause_s)
+                pause_s = min(pause_s * 2, _MAX_RETRY_S)
 
     def _next_seq(self) -> int:
         self._seq += 1

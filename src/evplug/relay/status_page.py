@@ -53,6 +53,9 @@ def render(relay: RelayManager, base_url: str) -> str:
             f" {escape(channel.fuze_id)}<br>{escape(state)} {escape(figures)}<br>"
             f'<a href="{escape(url)}">{escape(url)}</a></td></tr>'
         )
+    dropped = ""
+    if relay.outbox.dropped:
+        dropped = f"; {relay.outbox.dropped} dropped unsent (full): is the uplink down?"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -61,6 +64,7 @@ def render(relay: RelayManager, base_url: str) -> str:
 <style>body{{font-family:system-ui,sans-serif;margin:1rem}}td{{padding:.4rem;vertical-align:top}}</style>
 </head><body><h1>Site {escape(relay.site_id)}</h1>
 <p>{len(relay.channels)} plugs, {relay.polls} polls so far.</p>
+<p>Outbox: {len(relay.outbox)} chunks waiting for the broker{dropped}.</p>
 <table>{"".join(rows)}</table></body></html>"""
 
 

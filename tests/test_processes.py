@@ -1,0 +1,214 @@
+"""The four processes of a deployment, apart, on loopback: broker, mothership, web and relay
+manager (against an emulated Shelly Pro 4PM). The README's four-terminal walk-through."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts.wire import unpack
+from tests.processes import Processes, eventually, ports
+
+pytestmark = pytest.mark.integration
+SITE = "garage-7"
+
+
+def site_file(directory: Path, emulator_port: int) -> Path:
+    path = directory / "site.toml"
+    path.write_text(
+        f'site_id = "{SITE}"\npoll_interval_s = 0.5\n\n[[devices]]\ndriver = "shelly_rpc"\n'
+        f'url = "http://127.0.0.1:{emulator_port}"\nfuze_id = "A"\nfuze_limit_a = 32\n'
+    )
+    return path
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, int], Path]]:
+    names = ["broker", "emulator", "mothership", "web", "relay", "web2"]
+    port = dict(zip(names, ports(len(names)), strict=True))
+    env = {
+        "EVPLUG_BUS_URL": f"nats://127.0.0.1:{port['broker']}",
+        "EVPLUG_DATABASE_URL": f"sqlite:///{tmp_path / 'server' / 'evplug.sqlite3'}",
+    }
+    procs = Processes(tmp_path, env)
+    try:
+        yield procs, port, site_file(tmp_path, port["emulator"])
+    finally:
+        procs.stop_all()
+
+
+def start_all(procs: Processes, port: dict[str, int], site: Path) -> None:
+    """In the walk-through's order; each ready when its ready line is out."""
+    procs.start("broker", "broker", "--port", str(port["broker"]), "--data-dir", "broker")
+    procs.running[-1].wait_for_line("broker ready")
+    procs.start("emulator", "emulate", "shelly-pro4pm", "--port", str(port["emulator"]))
+    procs.running[-1].wait_for_line("at http://")
+    procs.run("db", "upgrade")
+    procs.run("driver", "demo-driver", "--credit-cents", "2000")
+    procs.start("mothership", "mothership", "--port", str(port["mothership"]), "--site", str(site))
+    procs.running[-1].wait_for_line("mothership ready")
+    procs.start("web", "web", "--port", str(port["web"]))
+    procs.running[-1].wait_for_line("web ready")
+    relay_args = ["--config", str(site), "--port", str(port["relay"]), "--data-dir", "relay"]
+    procs.start("relay", "relay", *relay_args)
+    procs.running[-1].wait_for_line("relay ready")
+
+
+class Driver:
+    """What a driver does and sees through one web process's HTTP API."""
+
+    def __init__(self, port: int) -> None:
+        self.web = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def idle_plug(self) -> str:
+        def idle() -> str | None:
+            plugs = self.web.get("/api/plugs").json()
+            return next((p["plug_id"] for p in plugs if p["state"] == "ACCOUNT_NULL"), None)
+
+        plug_id = eventually(idle, what="a plug idle in the web's live view")
+        assert plug_id is not None
+        return plug_id
+
+    def plug(self, plug_id: str) -> dict[str, Any]:
+        return self.web.get(f"/api/plugs/{plug_id}").json()
+
+    def press(self, plug_id: str, prompt: str) -> None:
+        """Until the mothership takes it (a restarted one may not answer at once)."""
+
+        def taken() -> bool:
+            answer = self.web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": prompt})
+            return answer.status_code == 200
+
+        eventually(taken, what=f"{prompt!r} taken")
+
+    def until_charging(self, plug_id: str) -> None:
+        eventually(lambda: self.plug(plug_id)["state"] == "CHARGING", what="charging")
+
+    def billed(self) -> dict[str, Any]:
+        """/api/me once its newest session has ended."""
+
+        def ended() -> dict[str, Any] | None:
+            me = self.web.get("/api/me").json()
+            return me if me["sessions"] and me["sessions"][0]["ended_ms"] else None
+
+        me = eventually(ended, what="the session billed in /api/me")
+        assert me is not None
+        return me
+
+
+def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_webs(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    for part in ("mothership", "web", "relay"):
+        health = httpx.get(f"http://127.0.0.1:{port[part]}/healthz")
+        assert health.status_code == 200, (part, health.text)
+        assert "evplug_" in httpx.get(f"http://127.0.0.1:{port[part]}/metrics").text
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
+    # A second web process beside the first: its own live view, the same plugs.
+    procs.start("web2", "web", "--port", str(port["web2"])).wait_for_line("web ready")
+    Driver(port["web2"]).press(plug_id, "Enable Socket")
+    # The first web process sees what the second set going.
+    eventually(
+        lambda: (
+            driver.plug(plug_id)["state"] == "CHARGING"
+            and driver.plug(plug_id)["session_kwh"] >= 0.004
+        ),
+        what="the car charging through the relay",
+    )
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
+    [session] = me["sessions"]
+    assert session["plug_id"] == plug_id and session["reason"] == "driver"
+    assert session["kwh"] > 0
+    assert me["balance_cents"] == 2000 - session["cents"]
+    relay_page = httpx.get(f"http://127.0.0.1:{port['relay']}/").text
+    assert plug_id in relay_page
+    for process in reversed(procs.running):  # SIGTERM: each stops cleanly, exit 0
+        assert process.terminate() == 0, process.output()
+
+
+def test_a_relay_manager_pointed_at_a_wrong_broker_exits_with_one_line(tmp_path: Path) -> None:
+    [nothing] = ports(1)
+    procs = Processes(tmp_path, {"EVPLUG_BUS_URL": f"nats://127.0.0.1:{nothing}"})
+    relay = procs.start("relay", "relay", "--config", str(site_file(tmp_path, 9)))
+    assert relay.process.wait(30) == 2
+    [line] = relay.output().strip().splitlines()
+    assert line.startswith("evplug relay: ") and f"127.0.0.1:{nothing}" in line
+    assert "evplug broker" in line  # names the fix
+
+
+def test_the_demo_runs_its_smoke_session_through_a_broker_it_starts(tmp_path: Path) -> None:
+    procs = Processes(tmp_path, {})
+    out = procs.run("demo", "--bus", "nats", "--scenario", "smoke", "--data-dir", "data")
+    assert '"reason": "complete"' in out and "CHARGING" in out
+    assert (tmp_path / "data" / "nats" / "jetstream").is_dir()  # the broker's store was used
+
+
+def rows(database: Path, sql: str, *args: object) -> int:
+    with sqlite3.connect(database) as db:
+        return int(db.execute(sql, args).fetchone()[0])
+
+
+def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_once(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    broker, relay = procs.running[0], procs.running[-1]
+    outbox = procs.workdir / "relay" / f"relay-outbox-{SITE}.sqlite3"
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
+    driver.press(plug_id, "Enable Socket")
+    driver.until_charging(plug_id)
+
+    assert broker.terminate() == 0
+    eventually(lambda: rows(outbox, "SELECT count(*) FROM outbox") >= 6, what="the outbox filling")
+    relay.kill()  # kill -9: what it took during the outage is only on its disk
+    with sqlite3.connect(outbox) as db:
+        kept = [unpack(data, pb.ReadingChunk) for (data,) in db.execute("SELECT data FROM outbox")]
+    procs.start("broker", "broker", "--port", str(port["broker"]), "--data-dir", "broker")
+    procs.running[-1].wait_for_line("broker ready")
+    relay_args = ["--config", str(site), "--port", str(port["relay"]), "--data-dir", "relay"]
+    procs.start("relay", "relay", *relay_args).wait_for_line("relay ready")
+    eventually(lambda: rows(outbox, "SELECT count(*) FROM outbox") == 0, what="the outbox sent")
+
+    database = procs.workdir / "server" / "evplug.sqlite3"
+    readings = {(r.plug_id, r.timestamp_ms) for chunk in kept for r in chunk.readings}
+
+    def all_stored() -> bool:
+        with sqlite3.connect(database) as db:
+            return set(db.execute("SELECT plug_id, timestamp_ms FROM readings")) >= readings
+
+    eventually(all_stored, what=f"the {len(kept)} chunks the killed relay kept, in the store")
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
+    [session] = me["sessions"]  # one session, billed once
+    assert session["kwh"] > 0 and me["balance_cents"] == 2000 - session["cents"]
+
+
+def test_a_mothership_killed_mid_session_bills_the_session_once_after_its_restart(
+    deployment: tuple[Processes, dict[str, int], Path],
+) -> None:
+    procs, port, site = deployment
+    start_all(procs, port, site)
+    driver = Driver(port["web"])
+    plug_id = driver.idle_plug()
+    driver.press(plug_id, "Enable Socket")
+    driver.until_charging(plug_id)
+    procs.running[2].kill()  # the mothership, kill -9 mid-session
+    again = ["--port", str(port["mothership"]), "--site", str(site)]
+    procs.start("mothership", "mothership", *again).wait_for_line("mothership ready")
+    driver.until_charging(plug_id)  # the session carried on by the restarted mothership
+    driver.press(plug_id, "Disable Socket")
+    me = driver.billed()
+    [session] = me["sessions"]  # the same session, billed once
+    assert session["kwh"] > 0 and me["balance_cents"] == 2000 - session["cents"]
