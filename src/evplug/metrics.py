@@ -35,6 +35,13 @@ CHUNKS_REJECTED = _counter(
     "reason",
 )
 
+MESSAGES_REJECTED = _counter(
+    "messages_rejected",
+    "Bus messages that could not be read (malformed, oversized, a gzip bomb), dropped and acked,"
+    " by the message they should have been: telemetry chunks are counted in chunks_rejected.",
+    "message",
+)
+
 # -- plugs, effects, sessions (mothership) --------------------------------------------------
 
 TRANSITIONS = _counter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import pytest
 import structlog
@@ -372,3 +373,27 @@ async def test_a_trip_mid_charge_bills_what_was_metered_and_releases(make_site: 
     await site.read()
     assert ons(site) == [plug_id] and not socket.on
     assert site.ms.registry.plug_of_user("d") is None  # free to charge elsewhere
+
+
+@pytest.mark.parametrize(
+    ("flow", "message", "handler"),
+    [
+        (subjects.RESPONSES, "LocalStateResponse", "on_response"),
+        (subjects.ANNOUNCE, "DeviceAnnouncement", "on_announce"),
+        (subjects.BALANCE, "BalanceChanged", "on_balance_changed"),
+    ],
+)
+@pytest.mark.parametrize(
+    "junk", [b"not gzip", gzip.compress(b"\xff" * 64), gzip.compress(b"\0" * 50_000_000)]
+)
+async def test_unreadable_messages_are_acked_counted_and_change_nothing(
+    make_site: MakeSite, flow: str, message: str, handler: str, junk: bytes
+) -> None:
+    site = await make_site()
+    before = metrics.value("evplug_messages_rejected_total", message=message)
+    states = {p: site.ms.plug(p).state for p in site.plug_ids}
+    msg = FakeMessage(f"{flow}.{SITE}", junk)
+    await getattr(site.ms.handlers, handler)(msg)
+    assert msg.acked  # it would come back forever otherwise
+    assert metrics.value("evplug_messages_rejected_total", message=message) == before + 1
+    assert {p: site.ms.plug(p).state for p in site.plug_ids} == states

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import WireError, pack, unpack
@@ -30,6 +31,7 @@ class DriverRequests:
         try:
             request = unpack(data, pb.DriverRequest)
         except WireError as exc:
+            metrics.MESSAGES_REJECTED.labels("DriverRequest").inc()
             return pack(pb.DriverReply(code=Code.DRIVER_REPLY_CODE_BAD_REQUEST, reason=str(exc)))
         reply = await self._answer(subjects.site_of(subject), request)
         reply.request_id = request.request_id

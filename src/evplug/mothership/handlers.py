@@ -14,6 +14,7 @@ from typing import TypeVar
 import structlog
 from google.protobuf.message import Message as ProtoMessage
 
+from evplug import metrics
 from evplug.bus.base import Bus, Message
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
@@ -167,6 +168,7 @@ async def _decoded(msg: Message, message_type: type[M], event: str) -> M | None:
     try:
         return unpack(msg.data, message_type)
     except WireError as exc:
+        metrics.MESSAGES_REJECTED.labels(message_type.DESCRIPTOR.name).inc()
         log.warning(event, subject=msg.subject, error=str(exc))
         await msg.ack()
         return None

@@ -301,6 +301,7 @@ class RelayManager:
         try:
             self._acks.put_nowait(unpack(msg.data, pb.DeviceAnnouncementAck))
         except WireError as exc:
+            metrics.MESSAGES_REJECTED.labels("DeviceAnnouncementAck").inc()
             log.warning("relay.bad_announce_ack", error=str(exc))
         await msg.ack()
 
@@ -474,6 +475,7 @@ class RelayManager:
         try:
             request = unpack(msg.data, pb.LocalStateRequest)
         except WireError as exc:
+            metrics.MESSAGES_REJECTED.labels("LocalStateRequest").inc()
             log.warning("relay.bad_command", error=str(exc))
             await msg.ack()
             return

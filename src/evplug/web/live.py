@@ -12,6 +12,7 @@ import contextlib
 
 import structlog
 
+from evplug import metrics
 from evplug.bus.base import KeyValue, KvEntry, KvWatcher
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import WireError, unpack
@@ -26,7 +27,6 @@ class LiveView:
     def __init__(self, store: KeyValue) -> None:
         self.store = store
         self.statuses: dict[str, pb.PlugStatus] = {}
-        self.unreadable = 0
         self._plug_of_key: dict[str, str] = {}
         self._revisions: dict[str, int] = {}
         self._streams: set[asyncio.Queue[pb.PlugStatus | None]] = set()
@@ -80,7 +80,7 @@ class LiveView:
         try:
             status = unpack(entry.value, pb.PlugStatus)
         except WireError as exc:
-            self.unreadable += 1
+            metrics.MESSAGES_REJECTED.labels("PlugStatus").inc()
             log.warning("web.unreadable_status", key=entry.key, error=str(exc))
             return
         self._plug_of_key[entry.key] = status.plug_id
