@@ -24,8 +24,8 @@ from evplug.settings import Settings
 from evplug.store.models import ReadingRow
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.integration
-OUTAGE_S = 6.0
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+OUTAGE_S = 30.0  # the figure
 POLL_S = 0.25
 
 
