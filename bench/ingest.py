@@ -66,15 +66,15 @@ def plug_ids(n: int) -> list[str]:
     return [f"shelly:{i // 4:012x}:{i % 4}" for i in range(n)]
 
 
-def make_chunks(ids: list[str], rounds: int) -> list[bytes]:
+def make_chunks(ids: list[str], rounds: int, size: int = CHUNK) -> list[bytes]:
     chunks = []
     seq = 0
     for r in range(rounds):
         ts = START_MS + (r + 1) * 2000
-        for start in range(0, len(ids), CHUNK):
+        for start in range(0, len(ids), size):
             seq += 1
             chunk = pb.ReadingChunk(site_id=SITE, seq=seq)
-            for i, plug_id in enumerate(ids[start : start + CHUNK]):
+            for i, plug_id in enumerate(ids[start : start + size]):
                 chunk.readings.add(
                     plug_id=plug_id,
                     fuze_id=f"shelly:{(start + i) // 4:012x}",
