@@ -5,8 +5,9 @@ a ``RelayManager`` whose outbox holds every chunk, sent by its ``send_pending`` 
 and broker ack after another, in order). The mothership side is this process: its telemetry
 handler on a durable pull subscription -- unpack, route, step each CHARGING plug, batched
 SQLite write, ack after the flush. Measured: from the relay's first publish until every reading
-is written to the store. Compared with ``bench/ingest.py``'s in-process end to end (the same
-handler fed directly, 64-reading chunks) measured in the same run.
+is written to the store (the last batch flushed as soon as its chunk is handled, as in
+process). Compared with ``bench/ingest.py``'s in-process end to end (the same handler fed
+directly, 64-reading chunks) measured in the same run.
 
 The relay's outbox is in memory here: on disk it syncs every removal, which measures the disk.
 
@@ -25,7 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest import SITE, WRITTEN, charging_plug, end_to_end, fresh_store, make_chunks, plug_ids
+from ingest import (
+    INGESTED,
+    SITE,
+    WRITTEN,
+    charging_plug,
+    end_to_end,
+    fresh_store,
+    make_chunks,
+    plug_ids,
+)
 
 from evplug import logs, metrics
 from evplug.bus.broker import free_port, start_broker
@@ -74,7 +84,7 @@ async def through_broker(url: str, args: argparse.Namespace, size: int, director
             await sink.flush()
 
     flusher = asyncio.create_task(flush_every_delay())
-    written0 = metrics.value(WRITTEN)
+    ingested0, written0 = metrics.value(INGESTED), metrics.value(WRITTEN)
     relay = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -91,8 +101,10 @@ async def through_broker(url: str, args: argparse.Namespace, size: int, director
         assert line.decode().strip() == SENDING, f"the relay process wrote {line!r}"
         started = time.perf_counter()
         async with asyncio.timeout(600):
-            while metrics.value(WRITTEN) - written0 < total:  # noqa: ASYNC110 - polls the store's counter
-                await asyncio.sleep(0.002)
+            while metrics.value(INGESTED) - ingested0 < total:  # noqa: ASYNC110 - polls a counter
+                await asyncio.sleep(0.01)
+        # The last batch is written now rather than after the sink's delay, as in process.
+        await sink.flush()
         elapsed = time.perf_counter() - started
         print(f"  relay process: {(await relay.stdout.readline()).decode().strip()}", flush=True)
         assert await relay.wait() == 0, "the relay process failed"
