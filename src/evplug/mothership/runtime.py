@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from evplug.bus.base import Bus, Subscription
+from evplug.bus.base import Bus, BusError, Subscription
 from evplug.clock import Clock
 from evplug.contracts import subjects
 from evplug.core.circuits import DEFAULT_CIRCUIT_LIMIT_A
@@ -183,7 +183,12 @@ class Mothership:
         await self.sink.flush()
         await self.checkpoint()
         if self.status is not None:
-            await self.status.flush()
+            try:
+                await self.status.flush()
+            except BusError as exc:
+                # What the web shows is rebuilt from the plugs at the next start; the store,
+                # which bills, is already written.
+                log.warning("mothership.status_not_flushed", error=str(exc))
 
     async def checkpoint(self) -> None:
         """Save the meters of plugs with an open session (transitions are saved as they happen)."""
