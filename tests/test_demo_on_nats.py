@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from evplug.bus.broker import Broker
+from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.core.plug import State
 from evplug.demo import DemoOptions, build, smoke
 from evplug.settings import Settings
@@ -56,3 +57,15 @@ async def test_the_web_app_follows_and_drives_the_plugs_through_the_broker(
             await until(charging)
     finally:
         await system.stop()
+
+
+async def test_the_system_stops_cleanly_while_its_broker_is_away(tmp_path: Path) -> None:
+    broker = start_broker("127.0.0.1", free_port(), tmp_path / "nats")
+    try:
+        system = await build(Settings(data_dir=tmp_path, bus_url=broker.url), OPTIONS)
+        await system.start()
+        plug_id = system.simulated[0].info.plug_id(0)
+        await wait_for(lambda: system.mothership.plug(plug_id).state is State.ACCOUNT_NULL)
+    finally:
+        broker.stop()
+    await asyncio.wait_for(system.stop(), 60)  # SIGTERM during an outage: still a clean exit

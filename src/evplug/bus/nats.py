@@ -522,8 +522,10 @@ class NatsBus:
             await pull.stop()
         self._pulls.clear()
         self._events.closing = True
-        # Not a drain: with a pull request open a drain can hang for its whole expiry.
-        await self._nc.close()
+        # Not a drain: with a pull request open a drain can hang for its whole expiry. A broker
+        # that is already gone has nothing left to flush: closing is still done.
+        with contextlib.suppress(OSError, nats.errors.Error):
+            await self._nc.close()
 
 
 def _reconnect_after(servers: list[Server], info: dict[str, Any]) -> tuple[Server | None, float]:
