@@ -180,7 +180,11 @@ class Mothership:
             with contextlib.suppress(Exception):
                 await work
         self._subscriptions, self._tasks = [], []
-        await self.sink.flush()
+        try:
+            await self.sink.flush()
+        except BusError as exc:
+            # The readings are committed; their messages come back and are ignored as repeats.
+            log.warning("mothership.acks_not_sent", error=str(exc))
         await self.checkpoint()
         if self.status is not None:
             try:
