@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.bus.base import Bus, BusError
+from evplug.bus.broker import port_problem
 from evplug.bus.memory import MemoryBus
 from evplug.bus.nats import connect_nats
 from evplug.clock import Clock, SystemClock
@@ -303,18 +302,9 @@ def make_web_app(
 
 def check_port_free(host: str, port: int) -> None:
     """Fail early, in one line, when the web server could not listen."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the server will: a port whose last connections linger in TIME_WAIT is free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise StartupError(
-                    f"port {port} on {host} is already in use: stop what is using it or pass"
-                    " --port with another number"
-                ) from None
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    problem = port_problem(host, port)
+    if problem is not None:
+        raise StartupError(f"{problem}: stop what is using it or pass --port with another number")
 
 
 # -- every part in one process -----------------------------------------------------------------

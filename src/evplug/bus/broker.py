@@ -60,18 +60,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _check_port_free(host: str, port: int) -> None:
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host:port`` now, or None if it could.
+
+    As servers do, with SO_REUSEADDR: a port whose last connections linger in TIME_WAIT is free.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BrokerError(
-                    f"port {port} on {host} is already in use (another broker?): stop it or"
-                    " pass --port with another number"
-                ) from None
-            raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+                return f"port {port} on {host} is already in use"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
 
 
 def _accepts(host: str, port: int) -> bool:
@@ -119,7 +121,7 @@ class Broker:
 
 def start_broker(host: str, port: int, data_dir: Path) -> Broker:
     """A nats-server listening on ``host:port``, ready for clients when this returns."""
-    _check_port_free(host, port)
+    _checked_port(host, port)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -171,3 +173,11 @@ def run_broker(host: str, port: int, data_dir: Path) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     raise BrokerError(f"nats-server exited on its own with code {code}: {broker.log_tail()}")
+
+
+def _checked_port(host: str, port: int) -> None:
+    problem = port_problem(host, port)
+    if problem is not None:
+        raise BrokerError(
+            f"{problem} (another broker?): stop it or pass --port with another number"
+        )
