@@ -12,9 +12,10 @@ import contextlib
 import json
 import math
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evplug import assembly
 from evplug.assembly import StartupError, System
@@ -26,6 +27,9 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec
 from evplug.relay.site_config import SiteConfig
 from evplug.settings import Settings, SettingsError, figure
+
+# A scenario's watcher: it sees every effect the mothership applies.
+W = TypeVar("W", bound=Callable[[Any], None])
 
 DEMO_SITE = "demo-site"
 DEMO_DRIVER = "demo-driver"
@@ -168,15 +172,34 @@ async def smoke(
     settings: Settings, options: DemoOptions, timeout_s: float = 50.0
 ) -> dict[str, Any]:
     """One whole session, headless: enable the first plug, charge until full, bill."""
+    return await _play(
+        settings,
+        options,
+        lambda system: _SessionWatcher(min(system.relay.channels)),
+        _one_session,
+        timeout_s,
+        "the smoke session did not finish",
+    )
+
+
+async def _play(
+    settings: Settings,
+    options: DemoOptions,
+    watch: Callable[[System], W],
+    run: Callable[[System, W], Awaitable[dict[str, Any]]],
+    timeout_s: float,
+    unfinished: str,
+) -> dict[str, Any]:
+    """Build the system, attach the scenario's watcher before anything moves, run, stop."""
     system = await build(settings, options)
     try:
         await system.connect()
-        watcher = _SessionWatcher(min(system.relay.channels))
+        watcher = watch(system)
         system.mothership.events.attach(watcher)
         await system.start()
-        return await asyncio.wait_for(_one_session(system, watcher), timeout_s)
+        return await asyncio.wait_for(run(system, watcher), timeout_s)
     except TimeoutError:
-        raise ScenarioFailed(f"the smoke session did not finish within {timeout_s:g} s") from None
+        raise ScenarioFailed(f"{unfinished} within {timeout_s:g} s") from None
     finally:
         await system.stop()
 
@@ -240,17 +263,14 @@ async def queue(
     four times a simulated second), the order of requests, admissions and charge starts, each
     driver's first place in the queue, and whether every session completed and was billed.
     """
-    system = await build(settings, options)
-    try:
-        await system.connect()
-        watcher = _QueueWatcher()
-        system.mothership.events.attach(watcher)
-        await system.start()
-        return await asyncio.wait_for(_queue_run(system, watcher), timeout_s)
-    except TimeoutError:
-        raise ScenarioFailed(f"the queue did not empty within {timeout_s:g} s") from None
-    finally:
-        await system.stop()
+    return await _play(
+        settings,
+        options,
+        lambda _: _QueueWatcher(),
+        _queue_run,
+        timeout_s,
+        "the queue did not empty",
+    )
 
 
 class _QueueWatcher:
