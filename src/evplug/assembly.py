@@ -207,10 +207,12 @@ def site_devices(site: SiteConfig) -> list[DeviceSpec]:
 async def register_site(settings: Settings, store: Store, site: SiteConfig) -> None:
     """The site and its fuzes' limits in the store; a new site gets the default price."""
     price = settings.price
-    await store.repo.ensure_site(site.site_id, site.site_id, price.cents_per_kwh, price.currency)
+    await store.repo.sites.ensure_site(
+        site.site_id, site.site_id, price.cents_per_kwh, price.currency
+    )
     for circuit in site.circuits():  # parents first
         parent = None if circuit.parent is None else circuit_key(site.site_id, circuit.parent)
-        await store.repo.ensure_circuit(
+        await store.repo.sites.ensure_circuit(
             circuit_key(site.site_id, circuit.id), site.site_id, circuit.limit_a, parent
         )
 
@@ -219,9 +221,9 @@ async def credit_driver(
     repo: Repository, driver_id: str, cents: int, key: str, now_ms: int, memo: str
 ) -> None:
     """The driver in the store, with ``cents`` of credit posted once under ``key``."""
-    await repo.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
+    await repo.users.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
     if cents:
-        await repo.post(
+        await repo.ledger.post(
             ledger.Entry(driver_id, ledger.EntryKind.ADJUSTMENT, cents, key, now_ms, memo=memo)
         )
 
@@ -234,7 +236,7 @@ async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
         await credit_driver(
             store.repo, driver_id, cents, f"operator:{uuid.uuid4().hex}", now_ms, "operator credit"
         )
-        balance = await store.repo.balance(driver_id)
+        balance = await store.repo.ledger.balance(driver_id)
     finally:
         await store.repo.engine.dispose()
     return f"driver {driver_id}: balance {balance} cents"

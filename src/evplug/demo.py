@@ -237,10 +237,10 @@ async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, An
         watcher.states.append(str(plug.state))  # hydrated idle: no transition to see it by
     else:
         await watcher.idle.wait()
-    balance_before = await system.repo.balance(DEMO_DRIVER)
+    balance_before = await system.repo.ledger.balance(DEMO_DRIVER)
     await mothership.choose(watcher.plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     session = await watcher.closed
-    balance_after = await system.repo.balance(DEMO_DRIVER)
+    balance_after = await system.repo.ledger.balance(DEMO_DRIVER)
     return {
         "session_id": session.session_id,
         "plug_id": watcher.plug_id,
@@ -306,7 +306,7 @@ async def _queue_run(system: System, watcher: _QueueWatcher) -> dict[str, Any]:
     before = {}
     for driver in drivers:
         await _give_credit(system, driver, f"demo:starting-credit:{driver}")
-        before[driver] = await system.repo.balance(driver)
+        before[driver] = await system.repo.ledger.balance(driver)
     peaks = _PeakMeter(system)
     sampler = asyncio.create_task(peaks.run())
     first_queue = []
@@ -326,8 +326,8 @@ async def _queue_run(system: System, watcher: _QueueWatcher) -> dict[str, Any]:
             await watcher.changed.wait()
     finally:
         sampler.cancel()
-    billed = [(s, await system.repo.get_session(s.session_id)) for s in watcher.closed]
-    spent = {d: before[d] - await system.repo.balance(d) for d in drivers}
+    billed = [(s, await system.repo.sessions.get_session(s.session_id)) for s in watcher.closed]
+    spent = {d: before[d] - await system.repo.ledger.balance(d) for d in drivers}
     tree = mothership.registry.tree()
     return {
         "fuzes": [

@@ -122,8 +122,8 @@ class Site:
         await self.ms.choose(plug_id, Prompt.ENABLE_SOCKET, user_id)
 
     async def add_driver(self, user_id: str, credit_cents: int = CREDIT_CENTS) -> None:
-        await self.repo.ensure_user(user_id, user_id, f"{user_id}@example.invalid")
-        await self.repo.post(
+        await self.repo.users.ensure_user(user_id, user_id, f"{user_id}@example.invalid")
+        await self.repo.ledger.post(
             ledger.Entry(user_id, ledger.EntryKind.ADJUSTMENT, credit_cents, f"start:{user_id}", 0)
         )
 
@@ -137,8 +137,8 @@ async def make_site(
     engine = make_engine(sqlite_url(db_path))
     await create_schema(engine)
     repo = Repository(engine)
-    await repo.ensure_site(SITE, SITE, 30, "AUD")
-    await repo.ensure_circuit(circuit_key(SITE, FUZE), SITE, circuit_limit_a)
+    await repo.sites.ensure_site(SITE, SITE, 30, "AUD")
+    await repo.sites.ensure_circuit(circuit_key(SITE, FUZE), SITE, circuit_limit_a)
     ms = Mothership(bus, repo, ReadingSink(engine), clock, MothershipConfig(**config))  # type: ignore[arg-type]
     await ms.prepare()
     plug_ids = [f"sim:fake:{n}" for n in range(plugs)]

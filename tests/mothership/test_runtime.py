@@ -51,17 +51,19 @@ async def test_a_session_survives_a_restart_and_is_billed_once(demo_system, tmp_
     closed: list[SessionClosed] = []
     second.events.attach(lambda e: closed.append(e) if isinstance(e, SessionClosed) else None)
     await wait_for(lambda: bool(closed), timeout_s=30)
-    session = await repo.get_session(session_id)
+    session = await repo.sessions.get_session(session_id)
     assert session is not None and session.ended_ms is not None
     assert session.end_reason == "complete"
     # The car took what it needed, and the counter says so: nothing lost across the restart.
     assert session.energy_wh == pytest.approx(400, rel=0.05)
-    charges = [e for e in await repo.entries(DEMO_DRIVER) if e.kind == "session_charge"]
+    charges = [e for e in await repo.ledger.entries(DEMO_DRIVER) if e.kind == "session_charge"]
     assert [e.idempotency_key for e in charges] == [f"session:{session_id}"]
     assert charges[0].amount_cents == -session.cost_cents
-    balance = await repo.balance(DEMO_DRIVER)
+    balance = await repo.ledger.balance(DEMO_DRIVER)
     assert (
-        balance == STARTING_CREDIT_CENTS - session.cost_cents == await repo.ledger_sum(DEMO_DRIVER)
+        balance
+        == STARTING_CREDIT_CENTS - session.cost_cents
+        == await repo.ledger.ledger_sum(DEMO_DRIVER)
     )
     await engine.dispose()
 
@@ -72,7 +74,7 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
     plug_id = system.simulated[0].info.plug_id(0)
 
     # Leave the driver 10 cents: a third of a kWh.
-    await system.repo.post(
+    await system.repo.ledger.post(
         ledger.Entry(DEMO_DRIVER, ledger.EntryKind.ADJUSTMENT, 10 - STARTING_CREDIT_CENTS, "t", 0)
     )
     seen: list[State] = []
@@ -82,11 +84,11 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
     await system.mothership.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await wait_for(lambda: State.INSUFFICIENT_CREDIT in seen and seen[-1] is State.ACCOUNT_NULL)
     assert not system.simulated[0].sockets[0].relay_on
-    session = (await system.repo.sessions_of_user(DEMO_DRIVER))[0]
+    session = (await system.repo.sessions.sessions_of_user(DEMO_DRIVER))[0]
     assert session.end_reason == "insufficient_credit"
     # Stopped at the first reading past the credit: at most one reading's worth over.
     assert 10 <= session.cost_cents <= 11
-    assert await system.repo.balance(DEMO_DRIVER) == 10 - session.cost_cents
+    assert await system.repo.ledger.balance(DEMO_DRIVER) == 10 - session.cost_cents
 
 
 REJECTED_CHUNK = ("invalid", "foreign_site")
@@ -143,7 +145,7 @@ async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo
     await system.start()
     ms, repo = system.mothership, system.repo
     plug_id = system.simulated[0].info.plug_id(0)
-    real_close = repo.close_session
+    real_close = repo.sessions.close_session
     failures: list[str] = []
 
     async def flaky_close(closed, snapshot):  # the database is briefly unavailable
@@ -152,30 +154,30 @@ async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo
             raise ConnectionError("database unavailable")
         return await real_close(closed, snapshot)
 
-    repo.close_session = flaky_close  # type: ignore[method-assign]
+    repo.sessions.close_session = flaky_close  # type: ignore[method-assign]
     billed: list[SessionClosed] = []
     ms.events.attach(lambda e: billed.append(e) if isinstance(e, SessionClosed) else None)
     await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await wait_for(lambda: bool(billed), timeout_s=30)
     assert failures == [billed[0].session_id]
-    session = await repo.get_session(billed[0].session_id)
+    session = await repo.sessions.get_session(billed[0].session_id)
     assert session is not None and session.ended_ms is not None
-    charges = [e for e in await repo.entries(DEMO_DRIVER) if e.kind == "session_charge"]
+    charges = [e for e in await repo.ledger.entries(DEMO_DRIVER) if e.kind == "session_charge"]
     assert len(charges) == 1
-    assert await repo.balance(DEMO_DRIVER) == await repo.ledger_sum(DEMO_DRIVER)
+    assert await repo.ledger.balance(DEMO_DRIVER) == await repo.ledger.ledger_sum(DEMO_DRIVER)
 
 
 async def test_two_enables_at_once_give_one_driver_one_session(demo_system) -> None:
     system = await demo_system()
     await system.start()
     ms, repo = system.mothership, system.repo
-    real_get_user = repo.get_user
+    real_get_user = repo.users.get_user
 
     async def slow_get_user(user_id):  # a database a few milliseconds away, as PostgreSQL is
         await asyncio.sleep(0.005)
         return await real_get_user(user_id)
 
-    repo.get_user = slow_get_user  # type: ignore[method-assign]
+    repo.users.get_user = slow_get_user  # type: ignore[method-assign]
     first, second = (d.info.plug_id(0) for d in system.simulated)
     results = await asyncio.gather(
         ms.choose(first, Prompt.ENABLE_SOCKET, DEMO_DRIVER),

@@ -64,8 +64,8 @@ async def test_the_session_is_on_disk_before_the_relay_is_switched_on(make_site:
     async def checking_publish(subject: str, data: bytes, msg_id: str = "") -> bool:
         if subject.startswith(subjects.COMMANDS):
             plug = site.ms.plug(plug_id)
-            session = await site.repo.get_session(plug.session_id)
-            stored = {r.id: r.state for r in await site.repo.load_plugs()}[plug_id]
+            session = await site.repo.sessions.get_session(plug.session_id)
+            stored = {r.id: r.state for r in await site.repo.sites.load_plugs()}[plug_id]
             seen_on_disk.append((stored, session and session.id))
         return await publish(subject, data, msg_id)
 
@@ -85,7 +85,7 @@ async def test_effects_the_store_refused_are_retried_on_tick(make_site: MakeSite
     await site.advance(60)
     await site.read(60)
 
-    real_close = site.repo.close_session
+    real_close = site.repo.sessions.close_session
     refusals: list[str] = []
 
     async def close_once_refused(closed, snapshot):  # the database restarts at that moment
@@ -94,19 +94,19 @@ async def test_effects_the_store_refused_are_retried_on_tick(make_site: MakeSite
             raise ConnectionError("database unavailable")
         return await real_close(closed, snapshot)
 
-    site.repo.close_session = close_once_refused  # type: ignore[method-assign]
+    site.repo.sessions.close_session = close_once_refused  # type: ignore[method-assign]
     await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d")
     await site.answer()  # the relay confirms OFF: the close is attempted and refused
     assert refusals and site.ms.plug(plug_id).state is State.ACCOUNT_NULL
     assert site.ms.pending.waiting(plug_id) > 0
-    session = await site.repo.get_session(refusals[0])
+    session = await site.repo.sessions.get_session(refusals[0])
     assert session is not None and session.ended_ms is None
 
     await site.advance(2)  # no reading, no driver: only the tick can apply it
-    session = await site.repo.get_session(refusals[0])
+    session = await site.repo.sessions.get_session(refusals[0])
     assert session is not None and session.ended_ms is not None and session.cost_cents
     assert site.ms.pending.waiting(plug_id) == 0
-    assert await site.repo.balance("d") == CREDIT_CENTS - session.cost_cents
+    assert await site.repo.ledger.balance("d") == CREDIT_CENTS - session.cost_cents
 
 
 async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: MakeSite) -> None:
@@ -120,7 +120,7 @@ async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: 
     await site.answer()
     await site.read()
 
-    real_transitions = site.repo.record_transitions
+    real_transitions = site.repo.sites.record_transitions
     down = True
 
     async def flaky_transitions(transitions):  # a slow, failing database
@@ -129,7 +129,7 @@ async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: 
             raise ConnectionError("database unavailable")
         return await real_transitions(transitions)
 
-    site.repo.record_transitions = flaky_transitions  # type: ignore[method-assign]
+    site.repo.sites.record_transitions = flaky_transitions  # type: ignore[method-assign]
     await site.advance(2)
     # A reading that starts the charge and the driver's Disable race each other.
     await asyncio.gather(
@@ -149,9 +149,9 @@ async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: 
     assert State.CHARGING in path and State.ACCOUNT_REMOVAL_ISSUED_LOCALLY in path
     closed = [e for e in applied if isinstance(e, SessionClosed)]
     assert len(closed) == 1
-    session = await site.repo.get_session(closed[0].session_id)
+    session = await site.repo.sessions.get_session(closed[0].session_id)
     assert session is not None and session.ended_ms is not None
-    assert await site.repo.balance("d") == CREDIT_CENTS - closed[0].cost_cents
+    assert await site.repo.ledger.balance("d") == CREDIT_CENTS - closed[0].cost_cents
 
 
 async def test_a_plug_that_can_never_be_written_holds_up_no_other(make_site: MakeSite) -> None:
@@ -162,14 +162,14 @@ async def test_a_plug_that_can_never_be_written_holds_up_no_other(make_site: Mak
         site.sockets[plug_id].power_w = 2300.0
     await site.enable(broken, "a")
     await site.answer()
-    real_transitions = site.repo.record_transitions
+    real_transitions = site.repo.sites.record_transitions
 
     async def refuse_broken(transitions):  # e.g. a row the database rejects for good
         if any(t.plug_id == broken for t in transitions):
             raise ValueError("value too long for column")
         return await real_transitions(transitions)
 
-    site.repo.record_transitions = refuse_broken  # type: ignore[method-assign]
+    site.repo.sites.record_transitions = refuse_broken  # type: ignore[method-assign]
     await site.advance(2)
     await site.read()  # the broken plug starts charging: its transition cannot be written
     assert site.ms.pending.waiting(broken) > 0
@@ -195,15 +195,15 @@ async def test_a_close_beyond_the_balance_is_recorded_as_debt_and_alerted(
         await site.advance(60)
         await site.read(60)
     # A card payment is disputed mid-session: the balance drops under what is being charged.
-    await site.repo.post(ledger.Entry("d", ledger.EntryKind.ADJUSTMENT, -95, "dispute:1", 0))
+    await site.repo.ledger.post(ledger.Entry("d", ledger.EntryKind.ADJUSTMENT, -95, "dispute:1", 0))
     debt_before = metrics.value("evplug_debt_cents_total")
     with structlog.testing.capture_logs() as logs:
         await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d")
         await site.answer()
-    session = (await site.repo.sessions_of_user("d"))[0]
+    session = (await site.repo.sessions.sessions_of_user("d"))[0]
     assert session.cost_cents is not None and session.cost_cents > 5
     owed = session.cost_cents - 5
-    assert await site.repo.balance("d") == -owed == await site.repo.ledger_sum("d")
+    assert await site.repo.ledger.balance("d") == -owed == await site.repo.ledger.ledger_sum("d")
     assert metrics.value("evplug_debt_cents_total") - debt_before == owed
     alert = next(e for e in logs if e["event"] == "session.debt")
     assert alert["log_level"] == "error" and alert["debt_cents"] == owed
@@ -321,7 +321,7 @@ async def test_a_top_up_mid_session_raises_its_credit_limit(make_site: MakeSite)
     await site.enable(plug_id, "d")
     await site.answer()
     await site.read(60)
-    await site.repo.post(ledger.Entry("d", ledger.EntryKind.TOP_UP, 1_000, "pi_topup", 0))
+    await site.repo.ledger.post(ledger.Entry("d", ledger.EntryKind.TOP_UP, 1_000, "pi_topup", 0))
     change = pb.BalanceChanged(user_id="d", ledger_key="pi_topup")
     acked = FakeMessage(subjects.BALANCE_CHANGED, pack(change))
     await site.ms.handlers.on_balance_changed(acked)
@@ -366,9 +366,9 @@ async def test_a_trip_mid_charge_bills_what_was_metered_and_releases(make_site: 
     await site.read()
     plug = site.ms.plug(plug_id)
     assert plug.state is State.ACCOUNT_NULL and not plug.session_id
-    [session] = await site.repo.sessions_of_user("d")
+    [session] = await site.repo.sessions.sessions_of_user("d")
     assert session.end_reason == "tripped" and session.energy_wh == pytest.approx(metered, rel=0.01)
-    assert await site.repo.balance("d") == CREDIT_CENTS - session.cost_cents
+    assert await site.repo.ledger.balance("d") == CREDIT_CENTS - session.cost_cents
     await site.advance(120)  # and it is never switched back on by itself
     await site.read()
     assert ons(site) == [plug_id] and not socket.on

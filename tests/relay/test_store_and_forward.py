@@ -99,8 +99,8 @@ async def test_readings_taken_while_the_broker_is_down_reach_the_store_once_and_
                 select(ReadingRow.timestamp_ms).where(ReadingRow.plug_id == plug_id)
             )
             stored = sorted(rows.scalars())
-        [session] = await store.repo.sessions_of_user(DEMO_DRIVER)
-        balance = await store.repo.balance(DEMO_DRIVER)
+        [session] = await store.repo.sessions.sessions_of_user(DEMO_DRIVER)
+        balance = await store.repo.ledger.balance(DEMO_DRIVER)
     finally:
         await store.repo.engine.dispose()
     # ... and in the store, every one of its readings, the outage's too.

@@ -41,7 +41,7 @@ async def engine(bare_engine: AsyncEngine) -> AsyncEngine:
 async def repo(engine: AsyncEngine) -> Repository:
     """A site ``site`` with plug ``p`` and driver ``u`` (no credit)."""
     repo = Repository(engine)
-    await repo.ensure_site("site", "Site", 30, "AUD")
-    await repo.ensure_user("u", "Driver", "d@example.invalid")
-    await repo.register_plug("p", "site", "f", "sim", Plug("p", "f").snapshot())
+    await repo.sites.ensure_site("site", "Site", 30, "AUD")
+    await repo.users.ensure_user("u", "Driver", "d@example.invalid")
+    await repo.sites.register_plug("p", "site", "f", "sim", Plug("p", "f").snapshot())
     return repo

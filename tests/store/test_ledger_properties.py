@@ -31,9 +31,9 @@ async def with_repo(work) -> None:  # type: ignore[no-untyped-def]
         engine = make_engine(sqlite_url(Path(tmp) / "ledger.sqlite3"))
         await create_schema(engine)
         repo = Repository(engine)
-        await repo.ensure_site("site", "Site", 30, "AUD")
-        await repo.ensure_user("u", "Driver", "d@example.invalid")
-        await repo.register_plug("p", "site", "f", "sim", Plug("p", "f").snapshot())
+        await repo.sites.ensure_site("site", "Site", 30, "AUD")
+        await repo.users.ensure_user("u", "Driver", "d@example.invalid")
+        await repo.sites.register_plug("p", "site", "f", "sim", Plug("p", "f").snapshot())
         try:
             await work(repo)
         finally:
@@ -52,17 +52,21 @@ def test_each_key_is_applied_once_and_the_balance_is_the_sum(posts: list[ledger.
                 valid = False
             else:
                 valid = True
-            balance_before = await repo.balance("u")
+            balance_before = await repo.ledger.balance("u")
             try:
-                took = await repo.post(entry)
+                took = await repo.ledger.post(entry)
             except ledger.LedgerError:
                 assert not valid
-                assert await repo.balance("u") == balance_before  # refused: nothing changed
+                assert await repo.ledger.balance("u") == balance_before  # refused: nothing changed
                 continue
             assert valid and took == (entry.idempotency_key not in applied)
             applied.setdefault(entry.idempotency_key, entry.amount_cents)
-        assert await repo.balance("u") == sum(applied.values()) == await repo.ledger_sum("u")
-        assert len(await repo.entries("u")) == len(applied)
+        assert (
+            await repo.ledger.balance("u")
+            == sum(applied.values())
+            == await repo.ledger.ledger_sum("u")
+        )
+        assert len(await repo.ledger.entries("u")) == len(applied)
 
     asyncio.run(with_repo(check))
 
@@ -71,21 +75,23 @@ def test_each_key_is_applied_once_and_the_balance_is_the_sum(posts: list[ledger.
 @given(closes)
 def test_a_session_is_billed_once_however_often_it_is_closed(sequence: list[tuple]) -> None:
     async def check(repo: Repository) -> None:
-        await repo.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 10_000, "top-up", 0))
+        await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 10_000, "top-up", 0))
         billed: dict[int, int] = {}
         snapshot = Plug("p", "f").snapshot()
         for number, cost in sequence:
             session_id = f"s{number}"
-            if await repo.get_session(session_id) is None:
-                await repo.open_session(SessionOpened(session_id, "p", "u", 1, 30), snapshot)
+            if await repo.sessions.get_session(session_id) is None:
+                await repo.sessions.open_session(
+                    SessionOpened(session_id, "p", "u", 1, 30), snapshot
+                )
             closed = SessionClosed(session_id, "p", "u", 1, 2, cost / 30 * 1000, cost, 30, "x")
-            balance = await repo.close_session(closed, snapshot)
+            balance = await repo.sessions.close_session(closed, snapshot)
             if number in billed:
                 assert balance is None  # closed before: billed before, nothing changes
             else:
                 billed[number] = cost
                 assert balance == 10_000 - sum(billed.values())
-        assert await repo.balance("u") == 10_000 - sum(billed.values())
-        assert await repo.balance("u") == await repo.ledger_sum("u")
+        assert await repo.ledger.balance("u") == 10_000 - sum(billed.values())
+        assert await repo.ledger.balance("u") == await repo.ledger.ledger_sum("u")
 
     asyncio.run(with_repo(check))

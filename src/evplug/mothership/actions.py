@@ -10,7 +10,8 @@ from evplug.clock import Clock
 from evplug.core.plug import Effect, Plug, Prompt
 from evplug.core.pricing import DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.registry import PlugRegistry
-from evplug.store.repository import Repository, UnknownUser
+from evplug.store.repository import Repository
+from evplug.store.sql import UnknownUser
 
 Apply = Callable[[Plug, list[Effect]], Awaitable[object]]
 
@@ -51,12 +52,12 @@ class DriverActions:
     async def _session_terms(self, plug: Plug, user_id: str) -> dict[str, Any]:
         self._refuse_if_busy(user_id)
         try:
-            user = await self.repo.get_user(user_id)
+            user = await self.repo.users.get_user(user_id)
         except UnknownUser:
             raise ActionRefused("no such driver: sign in again") from None
         if user.balance_cents < self.min_start_credit_cents:
             raise ActionRefused("your balance is too low to start: top up first")
-        site = await self.repo.get_site(self.registry.site_of[plug.plug_id])
+        site = await self.repo.sites.get_site(self.registry.site_of[plug.plug_id])
         price = site.price_cents_per_kwh if site else DEFAULT_PRICE_CENTS_PER_KWH
         return {
             "session_id": uuid.uuid4().hex,

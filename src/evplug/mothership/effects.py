@@ -46,18 +46,18 @@ class EffectApplier:
             return
         async with self.lock:
             transitions = [e for e in effects if isinstance(e, Transitioned)]
-            await self.repo.record_transitions(transitions)
+            await self.repo.sites.record_transitions(transitions)
             snapshot = plug.snapshot()
             wrote_snapshot = False
             for effect in effects:
                 if isinstance(effect, SessionOpened):
-                    await self.repo.open_session(effect, snapshot)
+                    await self.repo.sessions.open_session(effect, snapshot)
                     wrote_snapshot = True
                 elif isinstance(effect, SessionClosed):
                     await self._close(effect, snapshot)
                     wrote_snapshot = True
             if transitions and not wrote_snapshot:
-                await self.repo.save_plugs([snapshot], transitions[-1].at_ms)
+                await self.repo.sites.save_plugs([snapshot], transitions[-1].at_ms)
             # Commands last: the state that expects the answer is on disk before it can come.
             for effect in effects:
                 if isinstance(effect, SwitchRelay):
@@ -70,7 +70,7 @@ class EffectApplier:
             self.events.emit(effect)
 
     async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
-        balance = await self.repo.close_session(effect, snapshot)
+        balance = await self.repo.sessions.close_session(effect, snapshot)
         billed = balance is not None
         if billed:
             metrics.SESSIONS_CLOSED.labels(effect.reason).inc()

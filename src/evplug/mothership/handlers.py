@@ -114,7 +114,10 @@ class BusHandlers:
             site_id=site_id, announcement_id=announcement.announcement_id
         )
         problem = None
-        if announcement.site_id != site_id or await self.registry.repo.get_site(site_id) is None:
+        if (
+            announcement.site_id != site_id
+            or await self.registry.repo.sites.get_site(site_id) is None
+        ):
             problem = f"site {site_id!r} is not provisioned on this mothership"
         elif len(announcement.devices) > MAX_DEVICES_PER_ANNOUNCEMENT:
             problem = (
@@ -155,7 +158,7 @@ class BusHandlers:
             await msg.ack()  # no session open: the next one starts from the new balance
             return
         plug = self.registry.plugs[plug_id]
-        balance = await self.registry.repo.balance(change.user_id)
+        balance = await self.registry.repo.ledger.balance(change.user_id)
         effects = plug.credit_changed(balance, self.clock.now_ms())
         log.info("session.credit_changed", plug_id=plug_id, balance_cents=balance)
         if await self.apply(plug, effects):

@@ -114,8 +114,8 @@ class PlugRegistry:
 
         A circuit tree that cannot be (a loop, a missing parent) raises ``CircuitError``.
         """
-        self.circuit_limits = await self.repo.circuits()
-        self.circuit_parents = await self.repo.circuit_parents()
+        self.circuit_limits = await self.repo.sites.circuits()
+        self.circuit_parents = await self.repo.sites.circuit_parents()
         self._tree = None
         self.tree()
         for circuit, limit in self.circuit_limits.items():
@@ -127,7 +127,7 @@ class PlugRegistry:
                     fix=f"a car on it is expected to draw {default_draw_a} A until it has"
                     " charged once: correct its limit in the site config",
                 )
-        for record in await self.repo.load_plugs():
+        for record in await self.repo.sites.load_plugs():
             snapshot = dict(record.snapshot) or {"plug_id": record.id, "fuze_id": record.fuze_id}
             self.add(Plug.restore(snapshot, self.plug_settings), record.site_id)
         log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
@@ -146,13 +146,13 @@ class PlugRegistry:
             # A relay the site file gave no circuit for is under the site's supply, if any.
             supply = circuit_key(site_id, SITE_SUPPLY)
             parent = supply if supply in self.circuit_limits and supply != circuit else None
-            await self.repo.ensure_circuit(circuit, site_id, self.default_limit_a, parent)
+            await self.repo.sites.ensure_circuit(circuit, site_id, self.default_limit_a, parent)
             self.circuit_limits[circuit] = self.default_limit_a
             if parent is not None:
                 self.circuit_parents[circuit] = parent
             self._tree = None
         plug = Plug(device.plug_id, fuze_id, self.plug_settings)
-        record = await self.repo.register_plug(
+        record = await self.repo.sites.register_plug(
             device.plug_id, site_id, fuze_id, device.model, plug.snapshot()
         )
         if record.site_id != site_id:

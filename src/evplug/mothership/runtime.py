@@ -200,7 +200,7 @@ class Mothership:
         async with self.effects.lock:
             snapshots = self.registry.session_snapshots()
             if snapshots:
-                await self.repo.save_plugs(snapshots, self.clock.now_ms())
+                await self.repo.sites.save_plugs(snapshots, self.clock.now_ms())
 
     # -- effects -----------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class StatusPublisher:
     async def _site_terms(self, site_id: str) -> tuple[int, str]:
         terms = self._terms.get(site_id)
         if terms is None:
-            site = await self.repo.get_site(site_id)
+            site = await self.repo.sites.get_site(site_id)
             terms = (
                 (site.price_cents_per_kwh, site.currency)
                 if site

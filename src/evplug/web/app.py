@@ -26,7 +26,8 @@ from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
 from evplug.core.plug import Prompt
-from evplug.store.repository import Repository, UnknownUser
+from evplug.store.repository import Repository
+from evplug.store.sql import UnknownUser
 from evplug.web.limits import BodyLimit
 from evplug.web.live import LiveView
 
@@ -176,10 +177,10 @@ def create_app(
     @app.get("/api/me")
     async def me() -> dict[str, Any]:
         try:
-            user = await repo.get_user(driver_id)
+            user = await repo.users.get_user(driver_id)
         except UnknownUser:
             raise HTTPException(404, "no such driver") from None
-        sessions = await repo.sessions_of_user(driver_id, limit=10)
+        sessions = await repo.sessions.sessions_of_user(driver_id, limit=10)
         return {
             "user_id": user.id,
             "name": user.name,

@@ -1,0 +1,99 @@
+"""Charging sessions: opened, checkpointed by the plug snapshot, closed and billed once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from evplug.core import ledger
+from evplug.core.plug import SessionClosed, SessionOpened
+from evplug.store.models import ChargingSession, User
+from evplug.store.records import SessionRecord
+from evplug.store.sql import insert_new, post_entry, save_snapshots
+
+
+class Sessions:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def open_session(self, opened: SessionOpened, snapshot: dict[str, Any]) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                insert_new(db, ChargingSession, "id").values(
+                    id=opened.session_id,
+                    plug_id=opened.plug_id,
+                    user_id=opened.user_id,
+                    started_ms=opened.started_ms,
+                    price_cents_per_kwh=opened.price_cents_per_kwh,
+                    energy_wh=0.0,
+                    end_reason="",
+                )
+            )
+            await save_snapshots(db, [snapshot], opened.started_ms)
+
+    async def close_session(self, closed: SessionClosed, snapshot: dict[str, Any]) -> int | None:
+        """Close, bill and release the plug in one transaction.
+
+        Returns the driver's balance after the charge, or None if it was billed before.
+        """
+        async with self._sessions.begin() as db:
+            await save_snapshots(db, [snapshot], closed.ended_ms)
+            # Only an open session is closed: of two racing closes, the second waits for the
+            # first's row lock, then finds it closed.
+            closing = await db.execute(
+                update(ChargingSession)
+                .where(ChargingSession.id == closed.session_id, ChargingSession.ended_ms.is_(None))
+                .values(
+                    ended_ms=closed.ended_ms,
+                    energy_wh=closed.energy_wh,
+                    cost_cents=closed.cost_cents,
+                    end_reason=closed.reason,
+                )
+                .returning(ChargingSession.id)
+                .execution_options(synchronize_session=False)
+            )
+            if closing.scalar() is None:
+                if await db.get(ChargingSession, closed.session_id) is None:
+                    raise LookupError(f"session {closed.session_id} was never opened")
+                return None
+            charge = ledger.session_charge(
+                closed.user_id,
+                closed.session_id,
+                closed.cost_cents,
+                closed.ended_ms,
+                memo=f"{closed.energy_wh / 1000:.3f} kWh at {closed.plug_id}",
+            )
+            if not await post_entry(db, charge):
+                return None
+            return await db.scalar(select(User.balance_cents).where(User.id == closed.user_id))
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self._sessions() as db:
+            row = await db.get(ChargingSession, session_id)
+            return None if row is None else _session(row)
+
+    async def sessions_of_user(self, user_id: str, limit: int = 50) -> list[SessionRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(ChargingSession)
+                .where(ChargingSession.user_id == user_id)
+                .order_by(ChargingSession.started_ms.desc())
+                .limit(limit)
+            )
+            return [_session(r) for r in rows]
+
+
+def _session(row: ChargingSession) -> SessionRecord:
+    return SessionRecord(
+        row.id,
+        row.plug_id,
+        row.user_id,
+        row.started_ms,
+        row.ended_ms,
+        row.price_cents_per_kwh,
+        row.energy_wh,
+        row.cost_cents,
+        row.end_reason,
+    )

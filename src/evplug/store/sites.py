@@ -1,0 +1,122 @@
+"""Sites, their circuits and plugs, and each plug's state history: what the mothership runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from evplug.core.plug import Transitioned
+from evplug.store.models import Circuit, CircuitParent, PlugRow, Site, Transition
+from evplug.store.records import PlugRecord, SiteRecord
+from evplug.store.sql import insert_new, save_snapshots
+
+
+class Sites:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def ensure_site(
+        self, site_id: str, name: str, price_cents_per_kwh: int, currency: str
+    ) -> SiteRecord:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                insert_new(db, Site, "id").values(
+                    id=site_id,
+                    name=name,
+                    price_cents_per_kwh=price_cents_per_kwh,
+                    currency=currency,
+                )
+            )
+            return _site(await db.get_one(Site, site_id))
+
+    async def get_site(self, site_id: str) -> SiteRecord | None:
+        async with self._sessions() as db:
+            row = await db.get(Site, site_id)
+            return None if row is None else _site(row)
+
+    async def ensure_circuit(
+        self, circuit_id: str, site_id: str, limit_a: float, parent_id: str | None = None
+    ) -> None:
+        """Add a circuit the store does not have yet (an operator's changes to one are kept)."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                insert_new(db, Circuit, "id").values(
+                    id=circuit_id, site_id=site_id, limit_a=limit_a
+                )
+            )
+            if parent_id is not None:
+                await db.execute(
+                    insert_new(db, CircuitParent, "id").values(id=circuit_id, parent_id=parent_id)
+                )
+
+    async def circuit_parents(self) -> dict[str, str]:
+        """Circuit id -> the circuit it is under, for the circuits that have one."""
+        async with self._sessions() as db:
+            rows = await db.execute(select(CircuitParent.id, CircuitParent.parent_id))
+            return {cid: parent for cid, parent in rows}
+
+    async def circuits(self) -> dict[str, float]:
+        async with self._sessions() as db:
+            rows = await db.execute(select(Circuit.id, Circuit.limit_a))
+            return {cid: limit for cid, limit in rows}
+
+    async def register_plug(
+        self, plug_id: str, site_id: str, fuze_id: str, model: str, snapshot: dict[str, Any]
+    ) -> PlugRecord:
+        """Register a plug announced by a site; an existing plug keeps its state and site."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                insert_new(db, PlugRow, "id").values(
+                    id=plug_id,
+                    site_id=site_id,
+                    fuze_id=fuze_id,
+                    model=model,
+                    label="",
+                    state=str(snapshot["state"]),
+                    snapshot=snapshot,
+                    updated_ms=0,
+                )
+            )
+            return _plug(await db.get_one(PlugRow, plug_id))
+
+    async def load_plugs(self) -> list[PlugRecord]:
+        async with self._sessions() as db:
+            rows = (await db.scalars(select(PlugRow).order_by(PlugRow.id))).all()
+            return [_plug(r) for r in rows]
+
+    async def save_plugs(self, snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
+        async with self._sessions.begin() as db:
+            await save_snapshots(db, snapshots, now_ms)
+
+    async def record_transitions(self, transitions: Sequence[Transitioned]) -> None:
+        """Append to the history; a transition already recorded (a retry) is not added again."""
+        if not transitions:
+            return
+        async with self._sessions.begin() as db:
+            await db.execute(
+                insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
+                [
+                    {
+                        "plug_id": t.plug_id,
+                        "session_id": t.session_id,
+                        "from_state": str(t.from_state),
+                        "to_state": str(t.to_state),
+                        "trigger": str(t.trigger),
+                        "at_ms": t.at_ms,
+                    }
+                    for t in transitions
+                ],
+            )
+
+
+def _site(row: Site) -> SiteRecord:
+    return SiteRecord(row.id, row.name, row.price_cents_per_kwh, row.currency)
+
+
+def _plug(row: PlugRow) -> PlugRecord:
+    return PlugRecord(
+        row.id, row.site_id, row.fuze_id, row.label, row.model, row.state, dict(row.snapshot)
+    )

@@ -1,0 +1,60 @@
+"""Statements the store's areas share: dialect-aware idempotent inserts and ledger postings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evplug.core import ledger
+from evplug.store.models import Base, LedgerEntry, PlugRow, User
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+def insert_new(db: AsyncSession, model: type[Base], *key: str) -> postgresql.Insert | sqlite.Insert:
+    """INSERT that leaves an existing row with the same ``key`` as it is (in the db's dialect)."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=key)
+
+
+async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
+    """Post inside the caller's transaction; False when the entry's key was posted before."""
+    if await db.get(User, entry.user_id) is None:
+        raise UnknownUser(entry.user_id)
+    posted = await db.scalar(
+        insert_new(db, LedgerEntry, "idempotency_key")
+        .values(
+            user_id=entry.user_id,
+            kind=str(entry.kind),
+            amount_cents=entry.amount_cents,
+            idempotency_key=entry.idempotency_key,
+            created_ms=entry.created_ms,
+            memo=entry.memo,
+        )
+        .returning(LedgerEntry.id)
+    )
+    if posted is None:  # the key was posted before, perhaps a moment ago by another writer
+        return False
+    await db.execute(
+        update(User)
+        .where(User.id == entry.user_id)
+        .values(balance_cents=User.balance_cents + entry.amount_cents)
+    )
+    return True
+
+
+async def save_snapshots(
+    db: AsyncSession, snapshots: Iterable[dict[str, Any]], now_ms: int
+) -> None:
+    for snapshot in snapshots:
+        await db.execute(
+            update(PlugRow)
+            .where(PlugRow.id == snapshot["plug_id"])
+            .values(state=str(snapshot["state"]), snapshot=snapshot, updated_ms=now_ms)
+        )
