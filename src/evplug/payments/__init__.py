@@ -1,0 +1,1 @@
+"""Payments: the provider interface, the demo and Stripe providers, and their ledger path."""
