@@ -240,7 +240,15 @@ def play(sequence: list[tuple]) -> World:
 @settings(max_examples=500, deadline=None)
 @given(faults)
 # A counter reset, then a reading without a counter: the next counter is bounded from the reset.
-@example([("enable", 1), ("admit",), ("read", 500, "zero"), ("read", 500, "missing")])
+@example(
+    [
+        ("enable", 1),
+        ("admit",),
+        ("read", 500, "zero"),
+        ("read", 500, "missing"),
+        ("read", 500, "none"),
+    ]
+)
 def test_every_session_ends_billed_once_and_never_beyond_what_was_delivered(
     sequence: list[tuple],
 ) -> None:
