@@ -30,7 +30,9 @@ async def test_the_memory_bus_from_its_url() -> None:
 
 @pytest.mark.integration
 async def test_a_nats_url_connects_to_the_broker(nats_broker: Broker) -> None:
-    bus = await assembly.make_bus(Settings(bus_url=nats_broker.url), FakeClock())
+    bus = await assembly.make_bus(
+        Settings(bus_url=nats_broker.url, bus_credentials=nats_broker.credentials()), FakeClock()
+    )
     try:
         assert isinstance(bus, NatsBus)
     finally:
