@@ -103,6 +103,7 @@ def web(user_public_key: str) -> Permissions:
             f"{JS_API}.STREAM.INFO.{stream}",
             f"{JS_API}.STREAM.MSG.GET.{stream}",
             f"{JS_API}.DIRECT.GET.{stream}.>",
+            f"{JS_API}.CONSUMER.CREATE.{stream}",  # a watcher's consumer: ephemeral, unnamed
             f"{JS_API}.CONSUMER.CREATE.{stream}.>",
             f"{JS_API}.CONSUMER.DELETE.{stream}.>",
             f"{JS_API}.CONSUMER.INFO.{stream}.>",
