@@ -555,28 +555,31 @@ class _ConnectionLog:
         self.client: Client | None = None
         self.gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-    def _refused(self, error: BaseException | None) -> None:
+    def _refused(self, error: BaseException | None) -> bool:
+        """Whether ``error`` is the broker refusing the credentials for good; if so, says so."""
         if self.gone.done():
-            return
+            return True
         text = str(error or "").removeprefix("nats: ").strip("'").lower()
+        whose = f"the credentials in {self.credentials}" if self.credentials else "no credentials"
+        fix = "ask the operator for new ones (`evplug site rotate-key SITE`)"
         if isinstance(error, nats.errors.AuthorizationError) or "authorization" in text:
-            reason = "the broker refused the credentials (authorization violation)"
+            cause = (
+                f"the broker at {self.url} refused {whose} (authorization violation): they are"
+                f" not this broker's, or were revoked or rotated: {fix}"
+            )
         elif "revoked" in text or "expired" in text:
-            reason = f"the broker disconnected us: {text}"
+            cause = f"the broker at {self.url} cut us off: {whose}: {text}: {fix}"
         else:
-            return
-        whose = f" in {self.credentials}" if self.credentials else " (none given)"
-        self.gone.set_result(
-            f"{reason} at {self.url}: the credentials{whose} are wrong for this broker, revoked"
-            " or expired: ask the operator for new ones (`evplug site rotate-key SITE`)"
-        )
+            return False
+        self.gone.set_result(cause)
+        return True
 
     async def error(self, error: Exception) -> None:
-        self._refused(error)
-        log.warning("bus.broker_error", url=self.url, error=repr(error))
+        if not self._refused(error):  # a refusal is the caller's to report, in one line
+            log.warning("bus.broker_error", url=self.url, error=repr(error))
 
     async def disconnected(self) -> None:
-        if not self.closing:
+        if not self.closing and not self.gone.done():
             log.warning("bus.disconnected", url=self.url)
 
     async def closed(self) -> None:
