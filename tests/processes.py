@@ -90,20 +90,6 @@ class Processes:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def run_failing(self, *args: str) -> str:
-        """``evplug ARGS`` that must fail as bad input does (exit 2); what it wrote to stderr."""
-        done = subprocess.run(
-            [*EVPLUG, *args],
-            cwd=self.workdir,
-            env=self.environ(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
-        return done.stderr
-
     def stop_all(self) -> None:
         for process in reversed(self.running):
             if process.process.poll() is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from evplug.bus.broker import Broker, free_port, start_broker
+from evplug.cli import main
 from evplug.relay.site_config import load_site_config
 from tests.processes import Process, Processes
 
@@ -18,9 +22,14 @@ DATA = "data"  # the operator's data dir: the broker's is data/nats
 
 
 @pytest.fixture
-def operator(tmp_path: Path) -> Iterator[tuple[Processes, Broker]]:
+def operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Processes, Broker]]:
+    """A broker, and the operator's shell beside it: `evplug site` runs in this process."""
     broker = start_broker("127.0.0.1", free_port(), tmp_path / DATA / "nats")
     procs = Processes(tmp_path, {"EVPLUG_BUS_URL": broker.url})
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("EVPLUG_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EVPLUG_BUS_URL", broker.url)
     try:
         yield procs, broker
     finally:
@@ -28,8 +37,18 @@ def operator(tmp_path: Path) -> Iterator[tuple[Processes, Broker]]:
         broker.stop()
 
 
+def evplug_site(*args: str) -> tuple[int, str, str]:
+    """``evplug site ARGS --data-dir data``: its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["site", *args, "--data-dir", DATA])
+    return code, out.getvalue(), err.getvalue()
+
+
 def site(procs: Processes, *args: str) -> str:
-    return procs.run("site", *args, "--data-dir", DATA)
+    code, out, err = evplug_site(*args)
+    assert code == 0, err
+    return out
 
 
 def start_relay(procs: Processes, site_file: Path) -> Process:
@@ -74,8 +93,9 @@ def test_a_wrong_site_command_is_one_line_and_changes_nothing(
     procs, _ = operator
     site(procs, "create", "garage", "--out", "garage")
     before = site(procs, "list")
-    done = procs.run_failing("site", *args, "--data-dir", DATA)
-    [line] = done.strip().splitlines()
+    code, out, err = evplug_site(*args)
+    [line] = err.strip().splitlines()
+    assert (code, out) == (2, "")
     assert line.startswith(f"evplug site {args[0]}: {message}"), line
     assert site(procs, "list") == before
 
