@@ -128,6 +128,15 @@ def test_a_site_files_poll_interval_wins_over_the_setting(
     assert relay.poll_interval_s == expected
 
 
+def test_a_site_files_bus_is_used_unless_the_settings_name_one(tmp_path: Path) -> None:
+    site = SiteConfig("s", bus_url="nats://site:4222", bus_credentials=tmp_path / "s.creds")
+    taken = assembly.site_bus_settings(Settings(), site)
+    assert (taken.bus_url, taken.bus_credentials) == ("nats://site:4222", tmp_path / "s.creds")
+    given = Settings(bus_url="nats://tunnel:4222", bus_credentials=tmp_path / "other.creds")
+    kept = assembly.site_bus_settings(given, site)
+    assert (kept.bus_url, kept.bus_credentials) == ("nats://tunnel:4222", tmp_path / "other.creds")
+
+
 def test_discovery_only_when_the_site_asks() -> None:
     clock = FakeClock()
     relay = assembly.make_relay(Settings(), SiteConfig("s"), MemoryBus(clock), clock, [])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.cli import main
@@ -40,8 +41,12 @@ def operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 def evplug_site(*args: str) -> tuple[int, str, str]:
     """``evplug site ARGS --data-dir data``: its exit code, stdout and stderr."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["site", *args, "--data-dir", DATA])
+    logging = structlog.get_config()  # the command sets up its logs, on the stderr given here
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["site", *args, "--data-dir", DATA])
+    finally:
+        structlog.configure(**logging)
     return code, out.getvalue(), err.getvalue()
 
 
