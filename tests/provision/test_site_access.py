@@ -11,12 +11,12 @@ import nats.errors
 import pytest
 
 from evplug.bus.base import BusRefused
-from evplug.bus.broker import Broker
+from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.bus.nats import NatsBus, connect_nats
 from evplug.contracts import subjects
 from evplug.provision.authority import Authority
 from evplug.provision.permissions import inbox_prefix
-from evplug.provision.sites import push_account
+from evplug.provision.sites import BrokerAway, push_account
 from evplug.provision.tokens import read_creds, write_secret
 from tests.bus.inbox import Inbox
 from tests.conftest import wait_for
@@ -201,3 +201,26 @@ async def test_credentials_of_another_operator_are_refused_naming_the_file(
 async def wait_for_gone(bus: NatsBus) -> str:
     await wait_for(bus.gone.done, timeout_s=5)
     return bus.gone.result()
+
+
+async def test_a_revocation_made_while_the_broker_is_down_holds_when_it_starts(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker("127.0.0.1", free_port(), tmp_path / "nats")
+    try:
+        kept, revoked = new_site(), new_site()
+        creds = {site: issue(broker, tmp_path, site) for site in (kept, revoked)}
+        await (await site_bus(broker, creds[revoked])).close()  # works before
+    finally:
+        broker.stop()
+    authority = Authority(broker.data_dir)
+    authority.revoke(revoked)
+    with pytest.raises(BrokerAway, match="the change is saved and takes effect when a broker"):
+        await push_account(authority, broker.url, timeout_s=1)
+    broker = start_broker("127.0.0.1", broker.port, broker.data_dir)
+    try:
+        with pytest.raises(BusRefused):
+            await site_bus(broker, creds[revoked])
+        await (await site_bus(broker, creds[kept])).close()
+    finally:
+        broker.stop()

@@ -8,9 +8,11 @@ broker that is not running reads the latest account from its config when it star
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -69,12 +71,19 @@ def write_creds(out_dir: Path, creds: str) -> Path:
 
 async def push_account(authority: Authority, url: str, timeout_s: float = 5.0) -> None:
     """Send the account as it is now to the broker at ``url``; it applies it at once."""
-    try:
+    parts = urlsplit(url)
+    try:  # the client would retry a refused connect for minutes: ask the socket first
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(parts.hostname, parts.port or 4222)
+            writer.close()
+            await writer.wait_closed()
         nc = await nats.connect(
             url,
             user_credentials=str(authority.creds_file(SYSTEM)),
             allow_reconnect=False,
+            max_reconnect_attempts=1,
             connect_timeout=max(1, round(timeout_s)),
+            error_cb=_quiet,
         )
     except nats.errors.Error as exc:
         if "authorization" in str(exc).lower():
@@ -100,6 +109,10 @@ async def push_account(authority: Authority, url: str, timeout_s: float = 5.0) -
         raise ProvisionError(
             f"the broker at {url} refused the account update: {error.get('description', error)}"
         )
+
+
+async def _quiet(error: Exception) -> None:
+    """The client's own reports: what matters is raised, in one line."""
 
 
 def _away(url: str, authority: Authority, error: BaseException) -> str:
