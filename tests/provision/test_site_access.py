@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -224,3 +225,37 @@ async def test_a_revocation_made_while_the_broker_is_down_holds_when_it_starts(
         await (await site_bus(broker, creds[kept])).close()
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"filter_subject": "commands.{b}"},
+        {"filter_subjects": ["commands.{b}"]},
+        {"filter_subject": "commands.{a}", "filter_subjects": ["commands.{b}"]},
+        {},  # every site's commands
+    ],
+)
+async def test_a_site_s_own_consumer_api_subject_cannot_bind_another_site_s_commands(
+    nats_broker: Broker, tmp_path: Path, admin: NatsBus, filters: dict[str, object]
+) -> None:
+    """The one consumer-create subject a site may use names its filter; the broker holds the
+    request's configuration to it."""
+    a, b = new_site(), new_site()
+    creds = issue(nats_broker, tmp_path, a)
+    durable = subjects.relay_durable(subjects.COMMANDS, a)
+    config = json.loads(json.dumps(filters).replace("{a}", a).replace("{b}", b))
+    request = {
+        "stream_name": "COMMANDS",
+        "config": {"name": durable, "durable_name": durable, "ack_policy": "explicit", **config},
+    }
+    nc = await Refusals().connect(nats_broker, creds)
+    try:
+        reply = await nc.request(
+            f"$JS.API.CONSUMER.CREATE.COMMANDS.{durable}.commands.{a}",
+            json.dumps(request).encode(),
+            timeout=5,
+        )
+    finally:
+        await nc.close()
+    assert json.loads(reply.data)["error"]["code"] == 400
