@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -350,9 +351,9 @@ async def create_site(settings: Settings, name: str, out_dir: Path) -> tuple[str
     authority = site_authority(settings)
     authority.ensure()
     site_id = sites.site_id_for(name)
-    _, creds = authority.issue(site_id, name)
     url = _broker_url(settings)
-    site_file = sites.write_site_files(out_dir, site_id, url, creds)
+    site_file = out_dir / sites.SITE_FILE
+    authority.issue(site_id, name, partial(sites.write_site_files, out_dir, site_id, url))
     notes = [f"wrote {site_file} and {out_dir / sites.CREDS_FILE} (secret: for this site only)"]
     try:
         bus = await connect_nats(url, credentials=authority.creds_file(ADMIN))
@@ -381,8 +382,8 @@ def list_sites(settings: Settings) -> list[SiteRecord]:
 async def rotate_site_key(settings: Settings, site_id: str, out_dir: Path) -> list[str]:
     """``evplug site rotate-key``: new credentials in ``out_dir``; the old ones refused now."""
     authority = site_authority(settings)
-    _, creds = authority.rotate(site_id)
-    path = sites.write_creds(out_dir, creds)
+    authority.rotate(site_id, partial(sites.write_creds, out_dir))
+    path = out_dir / sites.CREDS_FILE
     return [f"wrote {path}: install it on the site", await _push(settings, authority)]
 
 

@@ -17,6 +17,10 @@ from evplug.provision.sites import site_id_for
 from evplug.provision.tokens import claims_of, read_creds
 
 
+def ignore(creds: str) -> None:
+    """Delivers the credentials nowhere: only the authority's state is under test."""
+
+
 @given(st.text(max_size=200))
 def test_any_name_makes_a_valid_site_id_or_says_why_not(name: str) -> None:
     try:
@@ -34,9 +38,8 @@ def test_a_site_id_is_the_name_in_lower_case_words() -> None:
 def test_a_rotation_revokes_the_old_key_and_a_revocation_the_current_one(tmp_path: Path) -> None:
     authority = Authority(tmp_path)
     authority.ensure()
-    first, _ = authority.issue("garage", "Garage")
-    second, creds = authority.rotate("garage")
-    (tmp_path / "new.creds").write_text(creds)
+    first = authority.issue("garage", "Garage", ignore)
+    second = authority.rotate("garage", (tmp_path / "new.creds").write_text)
     assert second.user != first.user
     assert read_creds(tmp_path / "new.creds")[1].public == second.user
     revoked = authority.revoke("garage")
@@ -44,17 +47,31 @@ def test_a_rotation_revokes_the_old_key_and_a_revocation_the_current_one(tmp_pat
     assert set(account["revocations"]) == {first.user, second.user}
     assert [s.revoked for s in authority.sites()] == [True] == [revoked.revoked]
     with pytest.raises(ProvisionError, match="site 'garage' is revoked: create a new site"):
-        authority.rotate("garage")
+        authority.rotate("garage", ignore)
+
+
+def test_a_rotation_whose_credentials_cannot_be_delivered_changes_nothing(tmp_path: Path) -> None:
+    authority = Authority(tmp_path)
+    authority.ensure()
+    authority.issue("garage", "Garage", ignore)
+    before = (list(authority.sites()), authority.latest_account_jwt())
+
+    def unwritable(creds: str) -> None:
+        raise ProvisionError("cannot write")
+
+    with pytest.raises(ProvisionError, match="cannot write"):
+        authority.rotate("garage", unwritable)
+    assert (list(authority.sites()), authority.latest_account_jwt()) == before  # still works
 
 
 def test_each_account_update_is_issued_after_the_last(tmp_path: Path) -> None:
     """The broker keeps the newest account JWT: two changes in one second must be ordered."""
     authority = Authority(tmp_path)
     authority.ensure()
-    authority.issue("a", "a")
+    authority.issue("a", "a", ignore)
     issued = []
     for _ in range(3):
-        authority.rotate("a")
+        authority.rotate("a", ignore)
         issued.append(claims_of(authority.latest_account_jwt())["iat"])
     assert issued == sorted(set(issued))
 
@@ -62,7 +79,7 @@ def test_each_account_update_is_issued_after_the_last(tmp_path: Path) -> None:
 def test_the_broker_config_preloads_the_latest_account(tmp_path: Path) -> None:
     authority = Authority(tmp_path)
     authority.ensure()
-    authority.issue("a", "a")
+    authority.issue("a", "a", ignore)
     authority.revoke("a")
     assert authority.latest_account_jwt() in authority.server_config.read_text()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import nats
@@ -30,9 +31,8 @@ def new_site() -> str:
 
 
 def issue(broker: Broker, directory: Path, site_id: str) -> Path:
-    _, creds = Authority(broker.data_dir).issue(site_id, site_id)
     path = directory / f"{site_id}.creds"
-    write_secret(path, creds)
+    Authority(broker.data_dir).issue(site_id, site_id, partial(write_secret, path))
     return path
 
 
@@ -171,9 +171,8 @@ async def test_after_a_key_rotation_the_old_credentials_are_refused_and_the_new_
     bus = await site_bus(nats_broker, old)
     try:
         authority = Authority(nats_broker.data_dir)
-        _, creds = authority.rotate(site)
         new = tmp_path / "new.creds"
-        write_secret(new, creds)
+        authority.rotate(site, partial(write_secret, new))
         await push_account(authority, nats_broker.url)
         await wait_for_gone(bus)
         with pytest.raises(BusRefused):
@@ -192,9 +191,8 @@ async def test_credentials_of_another_operator_are_refused_naming_the_file(
 ) -> None:
     stranger = Authority(tmp_path / "elsewhere")
     stranger.ensure()
-    _, creds = stranger.issue("site-1", "site-1")
     path = tmp_path / "stranger.creds"
-    write_secret(path, creds)
+    stranger.issue("site-1", "site-1", partial(write_secret, path))
     with pytest.raises(BusRefused, match=rf"refused the credentials in {path} \(authorization"):
         await site_bus(nats_broker, path)
 

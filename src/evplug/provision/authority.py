@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ _ACCOUNT_LIMITS: dict[str, Any] = {
     "leaf": -1,
 }
 _JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+
+
+# Hands a credentials file's text over (writes it where the site will get it).
+Deliver = Callable[[str], object]
 
 
 class ProvisionError(RuntimeError):
@@ -221,8 +225,8 @@ class Authority:
             )
         return SiteRecord(**values)
 
-    def issue(self, site_id: str, name: str) -> tuple[SiteRecord, str]:
-        """A new site and its credentials file's text."""
+    def issue(self, site_id: str, name: str, deliver: Deliver) -> SiteRecord:
+        """A new site; its credentials file's text goes to ``deliver`` before it is recorded."""
         check_site_id(site_id)
         if site_id in self._state()["sites"]:
             raise ProvisionError(
@@ -230,43 +234,45 @@ class Authority:
                 " credentials"
             )
         now = int(time.time())
-        return self._credentials(SiteRecord(site_id, name, "", now, now))
+        return self._credentials(SiteRecord(site_id, name, "", now, now), deliver)
 
-    def rotate(self, site_id: str) -> tuple[SiteRecord, str]:
-        """New credentials for a site; its old key is revoked (the account must be pushed)."""
+    def rotate(self, site_id: str, deliver: Deliver) -> SiteRecord:
+        """New credentials for a site, handed to ``deliver``; then its old key is revoked (the
+        account must be pushed). Nothing changes if ``deliver`` fails."""
         old = self.site(site_id)
         if old.revoked:
             raise ProvisionError(f"site {site_id!r} is revoked: create a new site instead")
-        now = self._revoke_key(old.user)
-        return self._credentials(SiteRecord(site_id, old.name, "", old.created, now))
+        now = int(time.time())
+        record = self._credentials(SiteRecord(site_id, old.name, "", old.created, now), deliver)
+        self._revoke_key(old.user, now)
+        return record
 
     def revoke(self, site_id: str) -> SiteRecord:
         """The site's key revoked for good (the account must be pushed)."""
         old = self.site(site_id)
-        self._revoke_key(old.user)
         revoked = SiteRecord(**{**asdict(old), "revoked": True})
         state = self._state()
         state["sites"][site_id] = asdict(revoked)
         self._save(state)
+        self._revoke_key(old.user, int(time.time()))
         return revoked
 
-    def _revoke_key(self, user: str) -> int:
-        """Every JWT of ``user`` issued until now refused; the new account JWT's issue time."""
+    def _revoke_key(self, user: str, at: int) -> None:
+        """Every JWT of ``user`` issued until ``at`` refused, in a new account JWT."""
         state = self._state()
-        now = int(time.time())
-        state["revoked"][user] = now
+        state["revoked"][user] = at
         # Updates are ordered by issue time: two in one second must still be told apart.
-        state["account_iat"] = max(now, state["account_iat"] + 1)
+        state["account_iat"] = max(at, state["account_iat"] + 1)
         self._save(state)
         self._write_server_config()
-        return now
 
-    def _credentials(self, record: SiteRecord) -> tuple[SiteRecord, str]:
+    def _credentials(self, record: SiteRecord, deliver: Deliver) -> SiteRecord:
         key = Key.new("user")
         granted = permissions.site(record.site_id, key.public)
         token = self._user_jwt(key, f"site-{record.site_id}", granted, record.key_issued)
+        deliver(creds_text(token, key.seed))
         issued = SiteRecord(**{**asdict(record), "user": key.public})
         state = self._state()
         state["sites"][record.site_id] = asdict(issued)
         self._save(state)
-        return issued, creds_text(token, key.seed)
+        return issued

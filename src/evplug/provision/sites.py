@@ -38,8 +38,8 @@ def site_id_for(name: str) -> str:
     return check_site_id(slug)
 
 
-def write_site_files(out_dir: Path, site_id: str, bus_url: str, creds: str) -> Path:
-    """``site.toml`` (a relay manager's site file, no relays yet) and ``site.creds``; the former."""
+def write_site_files(out_dir: Path, site_id: str, bus_url: str, creds: str) -> None:
+    """``site.toml`` (a relay manager's site file, no relays yet) and ``site.creds``."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_secret(out_dir / CREDS_FILE, creds)
@@ -57,16 +57,15 @@ def write_site_files(out_dir: Path, site_id: str, bus_url: str, creds: str) -> P
         raise ProvisionError(
             f"cannot write to {out_dir} ({exc.strerror}): pass another --out"
         ) from None
-    return site_file
 
 
-def write_creds(out_dir: Path, creds: str) -> Path:
+def write_creds(out_dir: Path, creds: str) -> None:
     path = out_dir / CREDS_FILE
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_secret(path, creds)
     except OSError as exc:
         raise ProvisionError(f"cannot write {path} ({exc.strerror}): pass another --out") from None
-    return path
 
 
 async def push_account(authority: Authority, url: str, timeout_s: float = 5.0) -> None:
