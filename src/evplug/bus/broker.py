@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from evplug.provision.authority import ADMIN, Authority
+from evplug.provision.authority import ADMIN, Authority, ProvisionError
 
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -141,7 +141,10 @@ def start_broker(host: str, port: int, data_dir: Path) -> Broker:
         raise BrokerError(
             f"data dir {data_dir} is not writable ({exc.strerror}): pass --data-dir"
         ) from None
-    Authority(data_dir).ensure()
+    try:
+        Authority(data_dir).ensure()
+    except (OSError, ProvisionError) as exc:
+        raise BrokerError(f"cannot set up the broker's users in {data_dir}: {exc}") from None
     process = subprocess.Popen(
         server_args(host, port, data_dir),
         stdin=subprocess.DEVNULL,
@@ -174,8 +177,8 @@ def run_broker(host: str, port: int, data_dir: Path) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop_on_signal)
     print(
-        f"broker ready at {broker.url} (store {data_dir / 'jetstream'}, log {broker.log_file};"
-        " Ctrl-C to stop)",
+        f"broker ready at {broker.url} (store {data_dir / 'jetstream'}, log {broker.log_file},"
+        f" its users' credentials in {Authority(data_dir).dir}; Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
