@@ -28,8 +28,15 @@ from typing import Any
 from evplug.core.ids import check_site_id
 from evplug.provision import permissions
 from evplug.provision.permissions import Permissions
-from evplug.provision.tokens import CredentialsError, Key, Kind, creds_text, encode, read_creds
-from evplug.provision.tokens import write_secret as _write_secret
+from evplug.provision.tokens import (
+    CredentialsError,
+    Key,
+    Kind,
+    creds_text,
+    encode,
+    read_creds,
+    write_secret,
+)
 
 OPERATOR = "evplug"
 ACCOUNT = "EVPLUG"
@@ -97,9 +104,6 @@ class Authority:
     def _state_file(self) -> Path:
         return self.dir / "sites.json"
 
-    def exists(self) -> bool:
-        return (self.dir / "operator.jwt").is_file()
-
     def _key(self, name: str, kind: Kind) -> Key:
         path = self.dir / f"{name}.nk"
         if path.is_file():
@@ -108,7 +112,7 @@ class Authority:
             except CredentialsError as exc:
                 raise ProvisionError(f"{path}: {exc}: restore it from a backup") from None
         key = Key.new(kind)
-        _write_secret(path, key.seed + "\n")
+        write_secret(path, key.seed + "\n")
         return key
 
     def _state(self) -> dict[str, Any]:
@@ -120,7 +124,7 @@ class Authority:
             raise ProvisionError(f"{self._state_file}: cannot read it ({exc})") from None
 
     def _save(self, state: dict[str, Any]) -> None:
-        _write_secret(self._state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
+        write_secret(self._state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     # -- keys and tokens -----------------------------------------------------------------------
 
@@ -174,12 +178,12 @@ class Authority:
             key = self._kept_key(user)
             granted = _service_permissions(user, key.public)
             token = self._user_jwt(key, user, granted, now)
-            _write_secret(self.creds_file(user), creds_text(token, key.seed))
+            write_secret(self.creds_file(user), creds_text(token, key.seed))
         key = self._kept_key(SYSTEM)
         system_jwt = encode(
             system, key.public, SYSTEM, "user", now, permissions.everything().claims()
         )
-        _write_secret(self.creds_file(SYSTEM), creds_text(system_jwt, key.seed))
+        write_secret(self.creds_file(SYSTEM), creds_text(system_jwt, key.seed))
         self._write_server_config()
 
     def _kept_key(self, user: str) -> Key:
