@@ -38,7 +38,7 @@ from ingest import (
 )
 
 from evplug import logs, metrics
-from evplug.bus.broker import free_port, start_broker
+from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.bus.nats import connect_nats
 from evplug.clock import FakeClock, SystemClock
 from evplug.contracts import subjects
@@ -48,9 +48,9 @@ from evplug.relay.manager import RelayManager
 SENDING = "sending"
 
 
-async def publish(url: str, chunks: list[bytes]) -> None:
+async def publish(url: str, credentials: Path, chunks: list[bytes]) -> None:
     """The relay side: every chunk into the outbox, then sent as the relay sends it."""
-    bus = await connect_nats(url)
+    bus = await connect_nats(url, credentials=credentials)
     relay = RelayManager(SITE, bus, [], SystemClock())
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
     relay.outbox.put([(subject, f"{SITE}:{n}", data) for n, data in enumerate(chunks, 1)])
@@ -61,12 +61,14 @@ async def publish(url: str, chunks: list[bytes]) -> None:
     await bus.close()
 
 
-async def through_broker(url: str, args: argparse.Namespace, size: int, directory: Path) -> float:
+async def through_broker(
+    broker: Broker, args: argparse.Namespace, size: int, directory: Path
+) -> float:
     """Readings per second from the relay process's first publish until all are in the store."""
     ids = plug_ids(args.plugs)
     total = args.plugs * args.rounds
     repo, sink = await fresh_store(directory)
-    bus = await connect_nats(url)
+    bus = await connect_nats(broker.url, credentials=broker.credentials())
     clock = FakeClock()
     mothership = Mothership(bus, repo, sink, clock)
     for plug_id in ids:
@@ -89,7 +91,8 @@ async def through_broker(url: str, args: argparse.Namespace, size: int, director
         sys.executable,
         __file__,
         "--publish",
-        url,
+        broker.url,
+        f"--credentials={broker.credentials()}",
         f"--plugs={args.plugs}",
         f"--rounds={args.rounds}",
         f"--sizes={size}",
@@ -137,12 +140,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,4", help="readings per chunk, comma separated")
     parser.add_argument("--repeat", type=int, default=2, help="best of N in-process runs")
     parser.add_argument("--publish", metavar="URL", help=argparse.SUPPRESS)  # the relay process
+    parser.add_argument("--credentials", type=Path, help=argparse.SUPPRESS)  # and its broker user
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     logs.configure("warning")
     if args.publish:
         chunks = make_chunks(plug_ids(args.plugs), args.rounds, sizes[0])
-        asyncio.run(publish(args.publish, chunks))
+        asyncio.run(publish(args.publish, args.credentials, chunks))
         return
 
     readings = args.plugs * args.rounds
@@ -154,7 +158,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
             broker = start_broker("127.0.0.1", free_port(), Path(tmp) / "broker")
             try:
-                rates[size] = asyncio.run(through_broker(broker.url, args, size, Path(tmp)))
+                rates[size] = asyncio.run(through_broker(broker, args, size, Path(tmp)))
             finally:
                 broker.stop()
         print(

@@ -47,10 +47,14 @@ async def wait_until(check: object, timeout_s: float = 30.0) -> None:
             await asyncio.sleep(0.001)
 
 
-async def measure(url: str, data_dir: Path, commands: int, speed: float) -> list[float]:
+async def measure(
+    url: str, credentials: Path | None, data_dir: Path, commands: int, speed: float
+) -> list[float]:
     # Rounds follow one another on one circuit faster than its stagger between switch-ons (3 s
     # of demo time): with it, each Enable would wait out the stagger, not the bus.
-    settings = Settings(data_dir=data_dir, bus_url=url, load={"stagger_s": 0.0})
+    settings = Settings(
+        data_dir=data_dir, bus_url=url, bus_credentials=credentials, load={"stagger_s": 0.0}
+    )
     system = await build(settings, DemoOptions(plugs=1, speed=speed, car_need_wh=1_000_000.0))
     switched: list[float] = []
     record_switches(system.simulated[0], switched)
@@ -88,11 +92,15 @@ def main() -> None:
     logs.configure("warning")
     with tempfile.TemporaryDirectory() as tmp:
         if args.transport == "memory":
-            latencies = asyncio.run(measure("memory://", Path(tmp), args.commands, args.speed))
+            latencies = asyncio.run(
+                measure("memory://", None, Path(tmp), args.commands, args.speed)
+            )
         else:
             broker = start_broker("127.0.0.1", free_port(), Path(tmp) / "broker")
             try:
-                latencies = asyncio.run(measure(broker.url, Path(tmp), args.commands, args.speed))
+                latencies = asyncio.run(
+                    measure(broker.url, broker.credentials(), Path(tmp), args.commands, args.speed)
+                )
             finally:
                 broker.stop()
     ms = [s * 1000 for s in latencies]

@@ -33,6 +33,13 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -
             await asyncio.sleep(0.01)
 
 
+def on_broker(data_dir: Path, broker: Broker, **values: Any) -> Settings:
+    """Settings for a system on ``broker``, as its administrator (the demo's one connection)."""
+    return Settings(
+        data_dir=data_dir, bus_url=broker.url, bus_credentials=broker.credentials(), **values
+    )
+
+
 @pytest.fixture
 async def demo_system(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[System]]]:
     """Build the embedded system on a temp data dir (fast time, small cars); stops them all."""

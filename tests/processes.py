@@ -58,12 +58,13 @@ class Processes:
     env: dict[str, str]
     running: list[Process] = field(default_factory=list)
 
-    def start(self, name: str, *args: str) -> Process:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Process:
+        """``evplug ARGS``; ``env`` adds ``EVPLUG_*`` variables for this process only."""
         log = self.workdir / f"{name}-{len(self.running)}.log"
         process = subprocess.Popen(
             [*EVPLUG, *args],
             cwd=self.workdir,
-            env=self.environ(),
+            env={**self.environ(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,

@@ -30,7 +30,9 @@ async def test_the_memory_bus_from_its_url() -> None:
 
 @pytest.mark.integration
 async def test_a_nats_url_connects_to_the_broker(nats_broker: Broker) -> None:
-    bus = await assembly.make_bus(Settings(bus_url=nats_broker.url), FakeClock())
+    bus = await assembly.make_bus(
+        Settings(bus_url=nats_broker.url, bus_credentials=nats_broker.credentials()), FakeClock()
+    )
     try:
         assert isinstance(bus, NatsBus)
     finally:
@@ -124,6 +126,15 @@ def test_a_site_files_poll_interval_wins_over_the_setting(
     site = SiteConfig("garage-7", poll_interval_s=site_value)
     relay = assembly.make_relay(settings, site, MemoryBus(clock), clock, [])
     assert relay.poll_interval_s == expected
+
+
+def test_a_site_files_bus_is_used_unless_the_settings_name_one(tmp_path: Path) -> None:
+    site = SiteConfig("s", bus_url="nats://site:4222", bus_credentials=tmp_path / "s.creds")
+    taken = assembly.site_bus_settings(Settings(), site)
+    assert (taken.bus_url, taken.bus_credentials) == ("nats://site:4222", tmp_path / "s.creds")
+    given = Settings(bus_url="nats://tunnel:4222", bus_credentials=tmp_path / "other.creds")
+    kept = assembly.site_bus_settings(given, site)
+    assert (kept.bus_url, kept.bus_credentials) == ("nats://tunnel:4222", tmp_path / "other.creds")
 
 
 def test_discovery_only_when_the_site_asks() -> None:

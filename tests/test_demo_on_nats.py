@@ -10,9 +10,8 @@ import pytest
 from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.core.plug import State
 from evplug.demo import DemoOptions, build, smoke
-from evplug.settings import Settings
 from tests.bus.nats_state import stored_messages, wipe
-from tests.conftest import until, wait_for
+from tests.conftest import on_broker, until, wait_for
 from tests.web.conftest import web_client
 
 pytestmark = pytest.mark.integration
@@ -22,13 +21,13 @@ OPTIONS = DemoOptions(plugs=2, speed=300.0, car_need_wh=400.0)
 async def test_the_smoke_session_runs_through_the_broker_to_a_bill(
     tmp_path: Path, nats_broker: Broker
 ) -> None:
-    await wipe(nats_broker.url)
-    settings = Settings(data_dir=tmp_path, bus_url=nats_broker.url)
+    await wipe(nats_broker)
+    settings = on_broker(tmp_path, nats_broker)
     result = await smoke(settings, OPTIONS, timeout_s=30)
     assert result["states"][-1] == "ACCOUNT_NULL" and "CHARGING" in result["states"]
     assert result["kwh"] == pytest.approx(0.4, abs=0.02)
     assert result["balance_after_cents"] == result["balance_before_cents"] - result["cents"] > 0
-    stored = await stored_messages(nats_broker.url)
+    stored = await stored_messages(nats_broker)
     # Announce and its ack, the Enable and Disable commands with their responses, the readings.
     assert stored["ANNOUNCE"] >= 1 and stored["ANNOUNCE_ACK"] >= 1
     assert stored["COMMANDS"] >= 2 and stored["RESPONSES"] >= 2
@@ -38,8 +37,8 @@ async def test_the_smoke_session_runs_through_the_broker_to_a_bill(
 async def test_the_web_app_follows_and_drives_the_plugs_through_the_broker(
     tmp_path: Path, nats_broker: Broker
 ) -> None:
-    await wipe(nats_broker.url)
-    system = await build(Settings(data_dir=tmp_path, bus_url=nats_broker.url), OPTIONS)
+    await wipe(nats_broker)
+    system = await build(on_broker(tmp_path, nats_broker), OPTIONS)
     try:
         await system.start()
         plug_id = system.simulated[0].info.plug_id(0)
@@ -62,7 +61,7 @@ async def test_the_web_app_follows_and_drives_the_plugs_through_the_broker(
 async def test_the_system_stops_cleanly_while_its_broker_is_away(tmp_path: Path) -> None:
     broker = start_broker("127.0.0.1", free_port(), tmp_path / "nats")
     try:
-        system = await build(Settings(data_dir=tmp_path, bus_url=broker.url), OPTIONS)
+        system = await build(on_broker(tmp_path, broker), OPTIONS)
         await system.start()
         plug_id = system.simulated[0].info.plug_id(0)
         await wait_for(lambda: system.mothership.plug(plug_id).state is State.ACCOUNT_NULL)

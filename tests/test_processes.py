@@ -17,14 +17,24 @@ from tests.processes import Processes, eventually, ports
 
 pytestmark = pytest.mark.integration
 SITE = "garage-7"
+AUTH = Path("broker") / "nats" / "auth"  # the broker's trust, made by its first start
+
+
+def credentials(user: str) -> dict[str, str]:
+    """The environment of a server part on the broker: its own service user."""
+    return {"EVPLUG_BUS_CREDENTIALS": str(AUTH / f"{user}.creds")}
+
+
+def devices(emulator_port: int) -> str:
+    return (
+        f'[[devices]]\ndriver = "shelly_rpc"\nurl = "http://127.0.0.1:{emulator_port}"\n'
+        'fuze_id = "A"\nfuze_limit_a = 32\n'
+    )
 
 
 def site_file(directory: Path, emulator_port: int) -> Path:
     path = directory / "site.toml"
-    path.write_text(
-        f'site_id = "{SITE}"\npoll_interval_s = 0.5\n\n[[devices]]\ndriver = "shelly_rpc"\n'
-        f'url = "http://127.0.0.1:{emulator_port}"\nfuze_id = "A"\nfuze_limit_a = 32\n'
-    )
+    path.write_text(f'site_id = "{SITE}"\npoll_interval_s = 0.5\n\n{devices(emulator_port)}')
     return path
 
 
@@ -38,7 +48,7 @@ def deployment(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, int], Path
     }
     procs = Processes(tmp_path, env)
     try:
-        yield procs, port, site_file(tmp_path, port["emulator"])
+        yield procs, port, tmp_path / "site" / "site.toml"
     finally:
         procs.stop_all()
 
@@ -51,13 +61,23 @@ def start_all(procs: Processes, port: dict[str, int], site: Path) -> None:
     procs.running[-1].wait_for_line("at http://")
     procs.run("db", "upgrade")
     procs.run("driver", "demo-driver", "--credit-cents", "2000")
-    procs.start("mothership", "mothership", "--port", str(port["mothership"]), "--site", str(site))
+    provision(procs, site, port["emulator"])
+    mothership = ["--port", str(port["mothership"]), "--site", str(site)]
+    procs.start("mothership", "mothership", *mothership, env=credentials("mothership"))
     procs.running[-1].wait_for_line("mothership ready")
-    procs.start("web", "web", "--port", str(port["web"]))
+    procs.start("web", "web", "--port", str(port["web"]), env=credentials("web"))
     procs.running[-1].wait_for_line("web ready")
     relay_args = ["--config", str(site), "--port", str(port["relay"]), "--data-dir", "relay"]
     procs.start("relay", "relay", *relay_args)
     procs.running[-1].wait_for_line("relay ready")
+
+
+def provision(procs: Processes, site: Path, emulator_port: int) -> None:
+    """The site and its credentials, as an operator creates them; its relay, as a technician
+    adds it to the site file."""
+    out = procs.run("site", "create", "Garage 7", "--data-dir", "broker", "--out", str(site.parent))
+    assert out.splitlines()[-1] == SITE
+    site.write_text(f"poll_interval_s = 0.5\n{site.read_text()}\n{devices(emulator_port)}")
 
 
 class Driver:
@@ -114,7 +134,8 @@ def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_web
     driver = Driver(port["web"])
     plug_id = driver.idle_plug()
     # A second web process beside the first: its own live view, the same plugs.
-    procs.start("web2", "web", "--port", str(port["web2"])).wait_for_line("web ready")
+    web2 = procs.start("web2", "web", "--port", str(port["web2"]), env=credentials("web"))
+    web2.wait_for_line("web ready")
     Driver(port["web2"]).press(plug_id, "Enable Socket")
     # The first web process sees what the second set going.
     eventually(
@@ -134,6 +155,8 @@ def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_web
     assert plug_id in relay_page
     for process in reversed(procs.running):  # SIGTERM: each stops cleanly, exit 0
         assert process.terminate() == 0, process.output()
+    for process in procs.running:  # each part's own credentials were enough for all it did
+        assert "permissions violation" not in process.output(), process.output()
 
 
 def test_a_relay_manager_pointed_at_a_wrong_broker_exits_with_one_line(tmp_path: Path) -> None:
@@ -206,7 +229,8 @@ def test_a_mothership_killed_mid_session_bills_the_session_once_after_its_restar
     driver.until_charging(plug_id)
     procs.running[2].kill()  # the mothership, kill -9 mid-session
     again = ["--port", str(port["mothership"]), "--site", str(site)]
-    procs.start("mothership", "mothership", *again).wait_for_line("mothership ready")
+    mothership = procs.start("mothership", "mothership", *again, env=credentials("mothership"))
+    mothership.wait_for_line("mothership ready")
     driver.until_charging(plug_id)  # the session carried on by the restarted mothership
     driver.press(plug_id, "Disable Socket")
     me = driver.billed()

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from evplug.bus.base import Bus, BusError
 from evplug.bus.broker import port_problem
 from evplug.bus.memory import MemoryBus
-from evplug.bus.nats import connect_nats
+from evplug.bus.nats import NatsBus, connect_nats
 from evplug.clock import Clock, SystemClock
 from evplug.core import ledger
 from evplug.devices.base import DeviceError
@@ -31,6 +32,8 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.provision import sites
+from evplug.provision.authority import ADMIN, Authority, SiteRecord
 from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.outbox import Outbox, OutboxError
 from evplug.relay.rediscovery import Rediscovery
@@ -55,17 +58,27 @@ class StartupError(RuntimeError):
 # -- one function per part ---------------------------------------------------------------------
 
 
-async def make_bus(settings: Settings, clock: Clock) -> Bus:
-    """The embedded bus, or a connection to the broker at ``bus_url`` (its streams declared).
+async def make_bus(settings: Settings, clock: Clock, declare_streams: bool = True) -> Bus:
+    """The embedded bus, or a connection to the broker at ``bus_url`` with ``bus_credentials``
+    (its streams declared, if asked: only a user allowed to administer JetStream can).
 
     On a broker, ack waits and request timeouts run in real time, whatever ``clock`` does.
     """
     if not settings.bus_url.startswith("nats://"):
         return MemoryBus(clock)
     try:
-        return await connect_nats(settings.bus_url)
+        return await connect_nats(
+            settings.bus_url,
+            credentials=settings.bus_credentials,
+            declare_streams=declare_streams,
+        )
     except BusError as exc:
         raise StartupError(str(exc)) from None
+
+
+def bus_gone(bus: Bus) -> asyncio.Future[str] | None:
+    """Done, with why, once the broker has shut the bus out for good (credentials revoked)."""
+    return bus.gone if isinstance(bus, NatsBus) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +210,17 @@ def load_site(path: Path) -> SiteConfig:
     return site
 
 
+def site_bus_settings(settings: Settings, site: SiteConfig) -> Settings:
+    """The settings with the site file's broker and credentials, where the settings name none."""
+    given = settings.model_fields_set
+    update: dict[str, object] = {}
+    if site.bus_url is not None and "bus_url" not in given:
+        update["bus_url"] = site.bus_url
+    if site.bus_credentials is not None and "bus_credentials" not in given:
+        update["bus_credentials"] = site.bus_credentials
+    return settings.model_copy(update=update)
+
+
 def site_devices(site: SiteConfig) -> list[DeviceSpec]:
     return [
         DeviceSpec(create_driver(d.driver, d.url, d.username, d.password), d.fuze_id or "")
@@ -307,6 +331,78 @@ def check_port_free(host: str, port: int) -> None:
     problem = port_problem(host, port)
     if problem is not None:
         raise StartupError(f"{problem}: stop what is using it or pass --port with another number")
+
+
+# -- sites and their credentials ---------------------------------------------------------------
+
+DEFAULT_BROKER_URL = "nats://127.0.0.1:4222"  # `evplug broker`'s default address
+
+
+def site_authority(settings: Settings) -> Authority:
+    """The trust of the broker whose data dir is the settings' (``evplug broker --data-dir``)."""
+    return Authority(settings.data_dir / "nats")
+
+
+def _broker_url(settings: Settings) -> str:
+    return settings.bus_url if settings.bus_url.startswith("nats://") else DEFAULT_BROKER_URL
+
+
+async def create_site(settings: Settings, name: str, out_dir: Path) -> tuple[str, list[str]]:
+    """``evplug site create``: the site, its files in ``out_dir``, its streams on the broker and
+    its row in the store where they can be reached; its id and what was done, a line each."""
+    authority = site_authority(settings)
+    authority.ensure()
+    site_id = sites.site_id_for(name)
+    url = _broker_url(settings)
+    site_file = out_dir / sites.SITE_FILE
+    authority.issue(site_id, name, partial(sites.write_site_files, out_dir, site_id, url))
+    notes = [f"wrote {site_file} and {out_dir / sites.CREDS_FILE} (secret: for this site only)"]
+    try:
+        bus = await connect_nats(url, credentials=authority.creds_file(ADMIN))
+        await bus.close()
+        notes.append(f"streams ready on the broker at {url}")
+    except BusError as exc:
+        notes.append(f"streams not declared ({exc}): the mothership declares them when it starts")
+    try:
+        store = await make_store(settings)
+    except StartupError as exc:
+        notes.append(f"not in the store ({exc}): `evplug mothership --site {site_file}` adds it")
+        return site_id, notes
+    try:
+        price = settings.price
+        await store.repo.ensure_site(site_id, name, price.cents_per_kwh, price.currency)
+    finally:
+        await store.repo.engine.dispose()
+    notes.append("added to the store")
+    return site_id, notes
+
+
+def list_sites(settings: Settings) -> list[SiteRecord]:
+    return list(site_authority(settings).sites())
+
+
+async def rotate_site_key(settings: Settings, site_id: str, out_dir: Path) -> list[str]:
+    """``evplug site rotate-key``: new credentials in ``out_dir``; the old ones refused now."""
+    authority = site_authority(settings)
+    authority.rotate(site_id, partial(sites.write_creds, out_dir))
+    path = out_dir / sites.CREDS_FILE
+    return [f"wrote {path}: install it on the site", await _push(settings, authority)]
+
+
+async def revoke_site(settings: Settings, site_id: str) -> list[str]:
+    """``evplug site revoke``: the site's credentials refused for good, its relay cut off now."""
+    authority = site_authority(settings)
+    authority.revoke(site_id)
+    return [f"site {site_id} revoked", await _push(settings, authority)]
+
+
+async def _push(settings: Settings, authority: Authority) -> str:
+    url = _broker_url(settings)
+    try:
+        await sites.push_account(authority, url)
+    except sites.BrokerAway as exc:
+        return str(exc)
+    return f"the broker at {url} applied it: the old credentials are refused from now on"
 
 
 # -- every part in one process -----------------------------------------------------------------

@@ -151,6 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
     discover = device_commands.add_parser("discover", help="list the relays mDNS finds")
     discover.add_argument("--seconds", type=_positive_float, default=5.0, help="how long to listen")
 
+    site = commands.add_parser(
+        "site", help="sites and their broker credentials (run it where the broker's data dir is)"
+    )
+    site_commands = site.add_subparsers(dest="site_command", required=True, parser_class=_Parser)
+    create = site_commands.add_parser("create", help="a new site: OUT/site.toml and OUT/site.creds")
+    create.add_argument("name", help="the site's name; its id is made from it (e.g. garage-7)")
+    create.add_argument("--out", type=Path, required=True, help="where the site's files go")
+    rotate = site_commands.add_parser(
+        "rotate-key", help="new credentials; the old ones stop working"
+    )
+    rotate.add_argument("site_id")
+    rotate.add_argument(
+        "--out", type=Path, default=Path("."), help="where site.creds goes (default .)"
+    )
+    revoke = site_commands.add_parser("revoke", help="cut a site off the broker for good")
+    revoke.add_argument("site_id")
+    site_commands.add_parser("list", help="every site, its state and when its key was issued")
+    for command in (create, rotate, revoke, site_commands.choices["list"]):
+        command.add_argument(
+            "--data-dir", help="the broker's data dir is DATA_DIR/nats (default .evplug)"
+        )
+
     db = commands.add_parser("db", help="the database's schema (EVPLUG_DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
     for name, what in (
@@ -181,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _broker(args, settings)
     if args.command == "db":
         return _db(args, settings)
+    if args.command == "site":
+        return _site(args, settings)
     if args.command in ("mothership", "web", "relay"):
         return _part(args, settings)
     if args.command == "driver":
@@ -228,6 +252,7 @@ def _part(args: argparse.Namespace, settings: Settings) -> int:
 
     from evplug import processes
     from evplug.assembly import StartupError
+    from evplug.bus.base import BusRefused
     from evplug.demo import DEMO_DRIVER
 
     async def run() -> None:
@@ -241,7 +266,7 @@ def _part(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         asyncio.run(run())
-    except (SettingsError, StartupError) as exc:
+    except (SettingsError, StartupError, BusRefused) as exc:
         return _fail(f"evplug {args.command}", exc)
     return 0
 
@@ -266,6 +291,37 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         return run_broker(args.host, args.broker_port, settings.data_dir / "nats")
     except BrokerError as exc:
         return _fail("evplug broker", exc)
+
+
+def _site(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import time
+
+    from evplug import assembly
+    from evplug.provision.authority import ProvisionError
+
+    command = args.site_command
+    try:
+        if command == "list":
+            for site in assembly.list_sites(settings):
+                issued = time.strftime("%Y-%m-%d %H:%M", time.gmtime(site.key_issued))
+                state = "revoked" if site.revoked else "active"
+                print(f"{site.site_id}\t{state}\tkey issued {issued} UTC\t{site.name}")
+            return 0
+        if command == "create":
+            site_id, notes = asyncio.run(assembly.create_site(settings, args.name, args.out))
+        elif command == "rotate-key":
+            site_id = args.site_id
+            notes = asyncio.run(assembly.rotate_site_key(settings, site_id, args.out))
+        else:
+            site_id = args.site_id
+            notes = asyncio.run(assembly.revoke_site(settings, site_id))
+    except (SettingsError, ProvisionError, ValueError) as exc:
+        return _fail(f"evplug site {command}", exc)
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(site_id)
+    return 0
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:

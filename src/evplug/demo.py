@@ -386,7 +386,9 @@ def run(settings: Settings, options: DemoOptions, scenario: str | None, bus: str
         broker = start_broker("127.0.0.1", free_port(), settings.data_dir / "nats")
         print(f"evplug demo: broker at {broker.url}", file=sys.stderr, flush=True)
         try:
-            return _run(settings.model_copy(update={"bus_url": broker.url}), options, scenario)
+            # One process, one connection for every part: the account's administrator.
+            on_broker = {"bus_url": broker.url, "bus_credentials": broker.credentials()}
+            return _run(settings.model_copy(update=on_broker), options, scenario)
         finally:
             broker.stop()
     return _run(settings, options, scenario)

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from evplug import assembly, metrics
 from evplug.assembly import StartupError
-from evplug.bus.base import Bus
+from evplug.bus.base import Bus, BusRefused
 from evplug.clock import SystemClock
 from evplug.devices.base import DeviceError
 from evplug.relay import status_page
@@ -39,6 +39,8 @@ class Part:
     start: Callable[[], Awaitable[None]]
     stop: Callable[[], Awaitable[None]]
     summary: str  # the end of the ready line: what it is connected to
+    # Done, with why, when the broker shuts the part out for good: the part stops and fails.
+    gone: asyncio.Future[str] | None = None
     started: bool = field(default=False, init=False)
 
 
@@ -86,13 +88,28 @@ async def run_part(part: Part, host: str, port: int) -> None:
                 flush=True,
             )
         try:
-            await serving
+            await _serve_until_gone(server, serving, part.gone)
         finally:
             part.started = False
             await part.stop()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+async def _serve_until_gone(
+    server: uvicorn.Server, serving: asyncio.Task[None], gone: asyncio.Future[str] | None
+) -> None:
+    """Serve until told to stop; a part the broker shut out stops and raises ``BusRefused``."""
+    if gone is None:
+        await serving
+        return
+    await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if gone.done() and not serving.done():
+        server.should_exit = True
+        await serving
+        raise BusRefused(gone.result())
+    await serving
 
 
 # -- the parts -----------------------------------------------------------------------------
@@ -135,12 +152,13 @@ async def mothership_part(settings: Settings, site_files: list[Path]) -> Part:
         mothership.start,
         stop,
         f"bus {settings.bus_url}, sites registered: {registered}",
+        assembly.bus_gone(bus),
     )
 
 
 async def web_part(settings: Settings, driver_id: str) -> Part:
     """The web app on the settings' bus and database, signed in as ``driver_id``."""
-    bus = await assembly.make_bus(settings, SystemClock())
+    bus = await assembly.make_bus(settings, SystemClock(), declare_streams=False)
     try:
         store = await assembly.make_store(settings)
     except BaseException:
@@ -154,16 +172,19 @@ async def web_part(settings: Settings, driver_id: str) -> Part:
     async def stop() -> None:
         await _closing(bus, store)
 
-    return Part("web", app, start, stop, f"bus {settings.bus_url}, driver {driver_id}")
+    summary = f"bus {settings.bus_url}, driver {driver_id}"
+    return Part("web", app, start, stop, summary, assembly.bus_gone(bus))
 
 
 async def relay_part(settings: Settings, site_file: Path) -> Part:
-    """A site's relay manager alone, with its status page, on the settings' bus."""
+    """A site's relay manager alone, with its status page, on the site's bus (its file's
+    ``[bus]``, unless the settings name one)."""
     site = assembly.load_site(site_file)
+    settings = assembly.site_bus_settings(settings, site)
     clock = SystemClock()
     outbox = assembly.make_outbox(settings, site)
     try:
-        bus = await assembly.make_bus(settings, clock)
+        bus = await assembly.make_bus(settings, clock, declare_streams=False)
     except BaseException:
         outbox.close()
         raise
@@ -186,4 +207,4 @@ async def relay_part(settings: Settings, site_file: Path) -> Part:
             await bus.close()
 
     summary = f"site {site.site_id}, {len(site.devices)} relays, bus {settings.bus_url}"
-    return Part("relay", app, start, stop, summary)
+    return Part("relay", app, start, stop, summary, assembly.bus_gone(bus))

@@ -50,6 +50,8 @@ CONFIG_ENV = "EVPLUG_CONFIG"
 NESTED = "__"
 # Shared with the site file, whose keys of the same meaning take the same bounds.
 POLL_INTERVAL_S = (0.2, 3600.0)
+# The bus URLs a setting and a site file accept.
+NATS_URL = re.compile(r"nats://[^\s/:]+(:\d{1,5})?/?")
 CIRCUIT_LIMIT_A = (1.0, 10_000.0)
 
 _CORE = plug.Settings()
@@ -350,6 +352,11 @@ class Settings(BaseSettings):
     bus_url: str = Field(
         "memory://", description="memory:// (embedded, one process) or nats://host:port"
     )
+    bus_credentials: Path | None = Field(
+        None,
+        description="NATS credentials file (user JWT and seed) for bus_url; `evplug broker`"
+        " admits no one without (its data dir's auth/ holds the mothership's and web's)",
+    )
     web: WebSettings = WebSettings()
     price: PriceSettings = PriceSettings()
     plug: PlugSettings = PlugSettings()
@@ -385,7 +392,7 @@ class Settings(BaseSettings):
     @field_validator("bus_url")
     @classmethod
     def _bus_url(cls, value: str) -> str:
-        if value == "memory://" or re.fullmatch(r"nats://[^\s/:]+(:\d{1,5})?/?", value):
+        if value == "memory://" or NATS_URL.fullmatch(value):
             return value
         raise ValueError("must be memory:// or nats://host:port")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nats
 
+from evplug.bus.broker import Broker
 from evplug.bus.nats import STREAMS, NatsBus, connect_nats, family_stream
 
 # The contract suite's own subject families, beside evplug's.
@@ -14,9 +15,9 @@ TEST_STREAMS = (
 )
 
 
-async def wipe(url: str) -> None:
+async def wipe(broker: Broker) -> None:
     """Delete every stream (KV buckets are streams too), and with them every durable."""
-    nc = await nats.connect(url, allow_reconnect=False)
+    nc = await admin_client(broker)
     try:
         js = nc.jetstream()
         for info in await js.streams_info():
@@ -25,9 +26,9 @@ async def wipe(url: str) -> None:
         await nc.close()
 
 
-async def stored_messages(url: str) -> dict[str, int]:
+async def stored_messages(broker: Broker) -> dict[str, int]:
     """How many messages each stream on the broker holds."""
-    nc = await nats.connect(url, allow_reconnect=False)
+    nc = await admin_client(broker)
     try:
         return {
             info.config.name: info.state.messages for info in await nc.jetstream().streams_info()
@@ -36,6 +37,13 @@ async def stored_messages(url: str) -> dict[str, int]:
         await nc.close()
 
 
-async def fresh_nats_bus(url: str) -> NatsBus:
-    await wipe(url)
-    return await connect_nats(url, TEST_STREAMS)
+async def admin_client(broker: Broker) -> nats.NATS:
+    """A plain client of the broker's administrator (it may do anything in the account)."""
+    return await nats.connect(
+        broker.url, allow_reconnect=False, user_credentials=str(broker.credentials())
+    )
+
+
+async def fresh_nats_bus(broker: Broker) -> NatsBus:
+    await wipe(broker)
+    return await connect_nats(broker.url, TEST_STREAMS, credentials=broker.credentials())

@@ -39,7 +39,8 @@ async def test_broker_runs_until_sigterm_and_the_bus_works_through_it(tmp_path: 
         assert process.stderr is not None
         first = (await asyncio.wait_for(process.stderr.readline(), 15)).decode()
         assert first.startswith(f"broker ready at nats://127.0.0.1:{port} "), first
-        bus = await connect_nats(f"nats://127.0.0.1:{port}")
+        creds = tmp_path / "nats" / "auth" / "admin.creds"  # made by the broker's first start
+        bus = await connect_nats(f"nats://127.0.0.1:{port}", credentials=creds)
         inbox = Inbox()
         await bus.subscribe("commands.site-1", "relay", inbox)
         await bus.publish("commands.site-1", b"on")

@@ -38,7 +38,7 @@ async def _open(transport: str, request: pytest.FixtureRequest) -> Bus:
         return MemoryBus()
     if transport == "nats":
         broker: Broker = request.getfixturevalue("nats_broker")
-        return await fresh_nats_bus(broker.url)
+        return await fresh_nats_bus(broker)
     raise ValueError(f"unknown transport {transport!r}")
 
 

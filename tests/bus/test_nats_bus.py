@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from nats.js.api import RetentionPolicy
 from structlog.testing import capture_logs
@@ -22,17 +21,17 @@ from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.bus.nats import PULL_EXPIRES_S, STREAMS, connect_nats
 from evplug.metrics import value
 from tests.bus.inbox import Inbox
-from tests.bus.nats_state import TEST_STREAMS, fresh_nats_bus, wipe
+from tests.bus.nats_state import TEST_STREAMS, admin_client, fresh_nats_bus, wipe
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 async def test_every_stream_of_the_table_is_declared_with_its_limits(nats_broker: Broker) -> None:
-    await wipe(nats_broker.url)
-    bus = await connect_nats(nats_broker.url)
+    await wipe(nats_broker)
+    bus = await connect_nats(nats_broker.url, credentials=nats_broker.credentials())
     await bus.close()
-    nc = await nats.connect(nats_broker.url)
+    nc = await admin_client(nats_broker)
     try:
         for spec in STREAMS:
             config = (await nc.jetstream().stream_info(spec.name)).config
@@ -48,12 +47,13 @@ async def test_every_stream_of_the_table_is_declared_with_its_limits(nats_broker
 async def test_a_changed_limit_in_the_table_updates_the_existing_stream(
     nats_broker: Broker,
 ) -> None:
-    await wipe(nats_broker.url)
-    await (await connect_nats(nats_broker.url)).close()
+    await wipe(nats_broker)
+    await (await connect_nats(nats_broker.url, credentials=nats_broker.credentials())).close()
     commands = next(s for s in STREAMS if s.name == "COMMANDS")
     smaller = tuple(replace(s, max_msgs=10) if s is commands else s for s in STREAMS)
-    await (await connect_nats(nats_broker.url, smaller)).close()
-    nc = await nats.connect(nats_broker.url)
+    creds = nats_broker.credentials()
+    await (await connect_nats(nats_broker.url, smaller, credentials=creds)).close()
+    nc = await admin_client(nats_broker)
     try:
         assert (await nc.jetstream().stream_info("COMMANDS")).config.max_msgs == 10
     finally:
@@ -61,7 +61,7 @@ async def test_a_changed_limit_in_the_table_updates_the_existing_stream(
 
 
 async def test_a_subject_no_stream_takes_is_refused_naming_the_table(nats_broker: Broker) -> None:
-    bus = await fresh_nats_bus(nats_broker.url)
+    bus = await fresh_nats_bus(nats_broker)
     try:
         with pytest.raises(BusError, match=r"no stream takes 'nowhere\.x'.*STREAMS"):
             await bus.publish("nowhere.x", b"")
@@ -76,7 +76,7 @@ async def _never(msg: object) -> None:
 
 
 async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Broker) -> None:
-    bus = await fresh_nats_bus(nats_broker.url)
+    bus = await fresh_nats_bus(nats_broker)
     before = value("evplug_bus_duplicates_total", stream="T")
     try:
         assert await bus.publish("t.a", b"1", msg_id="m1")
@@ -87,7 +87,7 @@ async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Br
 
 
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:
-    bus = await fresh_nats_bus(nats_broker.url)
+    bus = await fresh_nats_bus(nats_broker)
     await bus.close()
     with pytest.raises(BusError, match="connection is closed"):
         await bus.publish("t.a", b"1")
@@ -107,7 +107,9 @@ async def test_after_a_broker_crash_the_bus_reconnects_and_delivery_resumes_at_o
 ) -> None:
     broker = start_broker("127.0.0.1", free_port(), tmp_path)
     try:
-        bus = await connect_nats(broker.url, TEST_STREAMS, api_timeout_s=0.5)
+        bus = await connect_nats(
+            broker.url, TEST_STREAMS, api_timeout_s=0.5, credentials=broker.credentials()
+        )
         acked: list[bytes] = []
 
         async def ack_then_note(msg: Message) -> None:
@@ -137,8 +139,8 @@ async def test_after_a_broker_crash_the_bus_reconnects_and_delivery_resumes_at_o
 async def test_a_durable_deleted_under_its_subscriber_is_logged_with_the_fix(
     nats_broker: Broker,
 ) -> None:
-    bus = await fresh_nats_bus(nats_broker.url)
-    nc = await nats.connect(nats_broker.url)
+    bus = await fresh_nats_bus(nats_broker)
+    nc = await admin_client(nats_broker)
     try:
         await bus.subscribe("t.*", "d", Inbox())
         with capture_logs() as logs:

@@ -252,9 +252,36 @@ def test_a_fuze_limit_without_a_fuze_is_an_error_not_ignored() -> None:
     assert "fuze_id" in str(raised.value)
 
 
-def test_the_bus_is_a_setting_not_a_site_key() -> None:
-    with pytest.raises(SiteConfigError, match=r"^site\.toml: bus_url: .*EVPLUG_BUS_URL"):
+def test_the_bus_goes_under_bus_not_at_the_top() -> None:
+    with pytest.raises(SiteConfigError, match=r"^site\.toml: bus_url: .*\[bus\].*EVPLUG_BUS_URL"):
         parse_site_config('site_id = "s"\nbus_url = "nats://mothership.example:4222"')
+
+
+def test_the_bus_table_names_the_broker_and_credentials_beside_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        'site_id = "s"\n[bus]\nurl = "nats://broker.example:4222"\ncredentials = "s.creds"\n'
+    )
+    site = load_site_config(path)
+    assert (site.bus_url, site.bus_credentials) == (
+        "nats://broker.example:4222",
+        tmp_path / "s.creds",
+    )
+    assert parse_site_config('site_id = "s"').bus_url is None
+
+
+@pytest.mark.parametrize(
+    ("bus", "error"),
+    [
+        ('url = "http://broker"', "bus.url: must be nats://host:port, not 'http://broker'"),
+        ('credentials = ""', "bus.credentials: must be a non-empty string"),
+        ('token = "x"', "bus.token: unknown key (known: credentials, url)"),
+    ],
+)
+def test_a_wrong_bus_table_names_the_key(bus: str, error: str) -> None:
+    with pytest.raises(SiteConfigError) as raised:
+        parse_site_config(f'site_id = "s"\n[bus]\n{bus}\n')
+    assert str(raised.value).startswith(f"site.toml: {error}")
 
 
 NESTED = """

@@ -10,28 +10,27 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-import nats
 import pytest
 from sqlalchemy import select
 
 from evplug import assembly
-from evplug.bus.broker import free_port, start_broker
+from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import unpack
 from evplug.core.plug import Prompt, State
 from evplug.demo import DEMO_DRIVER, STARTING_CREDIT_CENTS, DemoOptions, build
-from evplug.settings import Settings
 from evplug.store.models import ReadingRow
-from tests.conftest import wait_for
+from tests.bus.nats_state import admin_client
+from tests.conftest import on_broker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OUTAGE_S = 30.0  # the issue's figure
 POLL_S = 0.25
 
 
-async def stored_chunks(url: str) -> list[pb.ReadingChunk]:
+async def stored_chunks(broker: Broker) -> list[pb.ReadingChunk]:
     """Every telemetry chunk the broker holds, in the order it stored them."""
-    nc = await nats.connect(url, allow_reconnect=False)
+    nc = await admin_client(broker)
     try:
         js = nc.jetstream()
         last = (await js.stream_info("TELEMETRY")).state.last_seq
@@ -46,7 +45,7 @@ async def test_readings_taken_while_the_broker_is_down_reach_the_store_once_and_
 ) -> None:
     port = free_port()
     broker = start_broker("127.0.0.1", port, tmp_path / "nats")
-    settings = Settings(data_dir=tmp_path, bus_url=broker.url, relay={"poll_interval_s": POLL_S})
+    settings = on_broker(tmp_path, broker, relay={"poll_interval_s": POLL_S})
     system = await build(settings, DemoOptions(plugs=1, speed=1.0, car_need_wh=50_000))
     taken: list[pb.ReadingChunk] = []
     poll = system.relay.poll_once
@@ -83,7 +82,7 @@ async def test_readings_taken_while_the_broker_is_down_reach_the_store_once_and_
         await wait_for(lambda: state() is State.ACCOUNT_NULL, timeout_s=30)
     finally:
         await system.stop()
-        chunks = await stored_chunks(broker.url)
+        chunks = await stored_chunks(broker)
         broker.stop()
 
     # Counted by chunk seq: each chunk taken reached the broker once, in the order taken.

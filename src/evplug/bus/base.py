@@ -24,6 +24,11 @@ class BusError(RuntimeError):
     """The transport cannot take the message (broker unreachable, stream full...)."""
 
 
+class BusRefused(BusError):
+    """The broker will not take this client (credentials wrong, revoked or expired): retrying
+    cannot help; the message says why and what to do."""
+
+
 class NoResponders(BusError):
     """Nobody serves the subject (NATS answers this at once)."""
 

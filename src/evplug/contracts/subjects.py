@@ -42,3 +42,9 @@ def status_key(site_id: str, plug_id: str) -> str:
     Store keys allow no ``:``; plug ids have no ``.``, so the mapping is one to one.
     """
     return f"{site_id}.{plug_id.replace(':', '.')}"
+
+
+def relay_durable(flow: str, site_id: str) -> str:
+    """The durable consumer a site's relay manager takes one flow through, e.g.
+    ``relay-garage-1-commands``; the site's credentials name it, so it cannot change freely."""
+    return f"relay-{check_site_id(site_id)}-{flow.replace('_', '-')}"

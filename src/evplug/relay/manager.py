@@ -175,18 +175,18 @@ class RelayManager:
 
     async def start(self) -> None:
         await self.connect()
-        name = f"relay-{self.site_id}"
+        # The durables' names are part of the site's credentials (evplug.provision).
         self._subscriptions.append(
             await self.bus.subscribe(
                 subjects.for_site(subjects.ANNOUNCE_ACK, self.site_id),
-                f"{name}-announce-ack",
+                subjects.relay_durable(subjects.ANNOUNCE_ACK, self.site_id),
                 self._on_announce_ack,
             )
         )
         self._subscriptions.append(
             await self.bus.subscribe(
                 subjects.for_site(subjects.COMMANDS, self.site_id),
-                f"{name}-commands",
+                subjects.relay_durable(subjects.COMMANDS, self.site_id),
                 self._on_command,
             )
         )
@@ -196,7 +196,9 @@ class RelayManager:
         self._publisher = asyncio.create_task(self._push_loop(), name=f"push-{self.site_id}")
         for spec, info in self._by_device:
             self._listen(spec.driver, info)
-        self.announcing = asyncio.create_task(self._announce_site(), name=f"announce-{name}")
+        self.announcing = asyncio.create_task(
+            self._announce_site(), name=f"announce-{self.site_id}"
+        )
         log.info("relay.started", site=self.site_id, plugs=len(self.channels))
 
     async def stop(self) -> None:

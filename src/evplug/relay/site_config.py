@@ -8,6 +8,10 @@ discovery_interval_s = 300    # optional, 10..86400: how often to look for new r
 mia_after_failed_polls = 3    # optional, 1..1000, default 3
 supply_limit_a = 63           # optional, 1..10000: the site's supply, over every circuit
 
+[bus]                         # optional; `evplug site create` writes it
+url = "nats://broker.example:4222"   # the broker the site's credentials are for
+credentials = "site.creds"    # its NATS credentials file, relative to this file
+
 [[circuits]]                  # optional: circuits under the supply or under each other
 id = "east"                   # a fuze id
 limit_a = 32                  # 1..10000
@@ -25,7 +29,8 @@ fuze_limit_a = 32            # optional, 1..10000: that fuze's limit in amperes 
 
 A fuze not listed in ``[[circuits]]`` is under the supply, if the file gives one.
 
-The bus is not the site's business: it is a setting (``EVPLUG_BUS_URL``). Every mistake is one
+The ``[bus]`` table is where the site's provisioned broker and credentials go; the settings
+(``EVPLUG_BUS_URL``, ``EVPLUG_BUS_CREDENTIALS``), when given, win over it. Every mistake is one
 ``SiteConfigError`` naming the file, the key and what is wrong, e.g.
 ``site.toml: devices[1].url: missing``; syntax errors carry tomllib's line and column.
 """
@@ -37,7 +42,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,7 +51,7 @@ from evplug.core.ids import check_fuze_id, check_site_id
 from evplug.devices.health import DEFAULT_MIA_AFTER
 from evplug.devices.http_driver import normalize_url
 from evplug.devices.registry import DRIVERS
-from evplug.settings import CIRCUIT_LIMIT_A, POLL_INTERVAL_S
+from evplug.settings import CIRCUIT_LIMIT_A, NATS_URL, POLL_INTERVAL_S
 
 AUTO = "auto"
 DEFAULT_DISCOVERY_INTERVAL_S = 300.0
@@ -82,6 +87,8 @@ class SiteConfig:
     supply_limit_a: float | None = None
     # The [[circuits]] entries, ids being fuze ids.
     nested: tuple[Circuit, ...] = ()
+    bus_url: str | None = None  # [bus] url
+    bus_credentials: Path | None = None  # [bus] credentials, relative to the site file
 
     def fuze_limits(self) -> dict[str, float]:
         """Fuze id -> limit in A, for the fuzes whose limit the file gives."""
@@ -172,6 +179,7 @@ _SITE_KEYS = {
     "supply_limit_a",
 }
 _CIRCUIT_KEYS = {"id", "limit_a", "parent"}
+_BUS_KEYS = {"url", "credentials"}
 _DEVICE_KEYS = {"driver", "url", "username", "password", "fuze_id", "fuze_limit_a"}
 
 
@@ -201,6 +209,17 @@ def _device(source: str, index: int, values: Any) -> DeviceConfig:
         fuze_id=fuze_id,
         fuze_limit_a=fuze_limit_a,
     )
+
+
+def _bus(source: str, values: Any) -> tuple[str | None, Path | None]:
+    if not isinstance(values, dict):
+        raise SiteConfigError(f"{source}: bus: must be a table ([bus])", "bus")
+    table = _Table(source, "bus.", values, _BUS_KEYS)
+    url = table.text("url")
+    if url is not None and not NATS_URL.fullmatch(url):
+        table.fail("url", f"must be nats://host:port, not {url!r}")
+    credentials = table.text("credentials")
+    return url, None if credentials is None else Path(credentials)
 
 
 def _check_devices(source: str, devices: list[DeviceConfig]) -> None:
@@ -289,11 +308,11 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
         raise SiteConfigError(f"{source}: {where}: {message[: at.start()]}", line=line) from None
     if "bus_url" in values:
         raise SiteConfigError(
-            f"{source}: bus_url: not a site key: the bus is a setting (EVPLUG_BUS_URL, or"
-            " bus_url in the --config file); remove it here",
+            f"{source}: bus_url: not a site key: write url under [bus], or set EVPLUG_BUS_URL",
             "bus_url",
         )
-    site = _Table(source, "", values, _SITE_KEYS | {"devices", "circuits"})
+    site = _Table(source, "", values, _SITE_KEYS | {"devices", "circuits", "bus"})
+    bus_url, bus_credentials = _bus(source, values.get("bus", {}))
     raw_devices = values.get("devices", [])
     if not isinstance(raw_devices, list):
         site.fail("devices", "must be an array of tables ([[devices]])")
@@ -318,6 +337,8 @@ def parse_site_config(text: str, source: str = "site.toml") -> SiteConfig:
         devices=tuple(devices),
         supply_limit_a=site.number("supply_limit_a", CIRCUIT_LIMIT_A),
         nested=nested,
+        bus_url=bus_url,
+        bus_credentials=bus_credentials,
     )
     _check_circuits(source, config)
     return config
@@ -328,4 +349,7 @@ def load_site_config(path: str | os.PathLike[str]) -> SiteConfig:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SiteConfigError(f"{path}: cannot read: {exc}") from None
-    return parse_site_config(text, source=str(path))
+    site = parse_site_config(text, source=str(path))
+    if site.bus_credentials is None:
+        return site
+    return replace(site, bus_credentials=Path(path).parent / site.bus_credentials)
