@@ -370,7 +370,7 @@ async def create_site(settings: Settings, name: str, out_dir: Path) -> tuple[str
         return site_id, notes
     try:
         price = settings.price
-        await store.repo.ensure_site(site_id, name, price.cents_per_kwh, price.currency)
+        await store.repo.sites.ensure_site(site_id, name, price.cents_per_kwh, price.currency)
     finally:
         await store.repo.engine.dispose()
     notes.append("added to the store")
