@@ -192,7 +192,7 @@ async def test_relay_that_ignores_the_command_is_a_mismatch(
     emulator: StartEmulator, case: Case, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running, driver = await started(emulator, case, clock)
-    monkeypatch.setattr(running.device, "set_relay", lambda channel, on: None)
+    monkeypatch.setattr(running.device, "set_relay", lambda *_: None)
     try:
         with pytest.raises(SwitchMismatch, match="reads OFF after switching on"):
             await driver.switch(0, True)
