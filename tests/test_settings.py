@@ -185,6 +185,13 @@ def test_settings_that_contradict_each_other(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("EVPLUG_PLUG__COMPLETE_BELOW_W", "2000")
     with pytest.raises(SettingsError, match=r"^EVPLUG_PLUG__COMPLETE_BELOW_W: must be below"):
         load_settings()
+    monkeypatch.delenv("EVPLUG_PLUG__COMPLETE_BELOW_W")
+    monkeypatch.setenv("EVPLUG_RELAY__UNSUPERVISED_MAX_S", "30")
+    with pytest.raises(
+        SettingsError,
+        match=r"^EVPLUG_RELAY__UNSUPERVISED_MAX_S: must be at least relay.mothership_silent_s",
+    ):
+        load_settings()
 
 
 def test_an_unreadable_or_broken_config_file(tmp_path: Path) -> None:

@@ -40,11 +40,6 @@ def pulse_time_code(seconds: float) -> int:
     return min(round(seconds), PULSE_MAX_S) + 100
 
 
-def pulse_time_s(code: int) -> float:
-    """The seconds a ``PulseTime`` code stands for (0: no timer)."""
-    return code / 10 if code <= PULSE_TENTHS_UNTIL_S * 10 else float(code - 100)
-
-
 def power_keys(sts: dict[str, Any]) -> list[str]:
     """``POWER`` on a single relay, else ``POWER1`` … ``POWERn`` (by number, not text order)."""
     if "POWER" in sts:

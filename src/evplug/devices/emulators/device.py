@@ -137,12 +137,13 @@ class EmulatedDevice:
             None
             if timer is None
             else asyncio.create_task(
-                self._run_out(timer.duration_s), name=f"{self.mac}-timer-{channel}"
+                self._run_out(timer.due_ms), name=f"{self.mac}-timer-{channel}"
             )
         )
 
-    async def _run_out(self, seconds: float) -> None:
-        await self.clock.sleep(seconds)
+    async def _run_out(self, due_ms: int) -> None:
+        # From the deadline, not the duration: the task may first run after time has moved.
+        await self.clock.sleep(max(due_ms - self.clock.now_ms(), 0) / 1000)
         self.tick()
 
     def timer_ran_out(self, channel: int) -> None:
