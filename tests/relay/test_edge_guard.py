@@ -13,8 +13,10 @@ from evplug.clock import FakeClock, settle
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack
+from evplug.core.actual import ActualState
 from evplug.core.circuits import Circuit
 from evplug.core.edge_safety import EdgeRules, StopReason
+from evplug.devices.base import ChannelReading
 from evplug.devices.car import Car
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.edge_guard import EdgeConfig
@@ -182,4 +184,49 @@ async def test_an_on_issued_before_the_uplink_went_and_delivered_late_is_refused
     await settle()
     assert not device.sockets[0].relay_on
     assert [a.ok for a in answers] == [False] and "refused" in answers[0].error
+    await relay.stop()
+
+
+class TimedDevice(SimulatedDevice):
+    """A simulated relay with an auto-off timer whose reads can be held up mid-poll."""
+
+    renewals = 0
+    held: asyncio.Event | None = None
+
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        self.renewals += 1
+        return await self.switch(channel, True)
+
+    async def read(self) -> list[ChannelReading]:
+        readings = await super().read()
+        if self.held is not None:
+            await self.held.wait()
+        return readings
+
+
+async def test_a_timer_is_renewed_while_on_and_never_after_an_off_that_came_mid_poll(
+    clock: FakeClock,
+) -> None:
+    bus = Uplink(clock)
+    await acking_mothership(bus)
+    device = TimedDevice("aa01", clock)
+    relay = RelayManager(
+        SITE, bus, [DeviceSpec(device)], clock, 2, edge=EdgeConfig(RULES, dead_man_s=30)
+    )
+    task = asyncio.create_task(relay.start())
+    await settle()
+    await clock.advance(0)
+    await task
+    assert (await relay.execute(request("sim:aa01:0", True, clock.now_ms()))).ok
+    assert device.renewals == 1  # switched on with its timer
+    await clock.advance(10)
+    assert device.renewals == 2  # a third of the timer later
+    await clock.advance(8)
+    device.held = asyncio.Event()
+    await clock.advance(2)  # this poll has read the relay ON, and waits
+    assert (await relay.execute(request("sim:aa01:0", False, clock.now_ms()))).ok
+    device.held.set()
+    await settle()
+    assert not device.sockets[0].relay_on  # the poll's stale ON renewed nothing
+    assert device.renewals == 2
     await relay.stop()
