@@ -136,7 +136,12 @@ def test_every_number_setting_is_bounded(name: str, info, monkeypatch: pytest.Mo
         got = repr(str(outside))
         assert str(raised.value) == f"{env_name(name)}: must be {accepts(info)}, got {got}"
     monkeypatch.setenv(env_name(name), str(high))
-    if name not in ("plug.complete_below_w", "telemetry.batch_rows"):  # bound by another, too
+    bound_by_another = (
+        "plug.complete_below_w",
+        "telemetry.batch_rows",
+        "relay.mothership_silent_s",
+    )
+    if name not in bound_by_another:
         load_settings()
 
 
@@ -179,6 +184,13 @@ def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch: pytest.MonkeyPa
 def test_settings_that_contradict_each_other(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVPLUG_PLUG__COMPLETE_BELOW_W", "2000")
     with pytest.raises(SettingsError, match=r"^EVPLUG_PLUG__COMPLETE_BELOW_W: must be below"):
+        load_settings()
+    monkeypatch.delenv("EVPLUG_PLUG__COMPLETE_BELOW_W")
+    monkeypatch.setenv("EVPLUG_RELAY__UNSUPERVISED_MAX_S", "30")
+    with pytest.raises(
+        SettingsError,
+        match=r"^EVPLUG_RELAY__UNSUPERVISED_MAX_S: must be at least relay.mothership_silent_s",
+    ):
         load_settings()
 
 

@@ -34,6 +34,7 @@ from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.provision import sites
 from evplug.provision.authority import ADMIN, Authority, SiteRecord
+from evplug.relay.edge_guard import EdgeConfig
 from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.outbox import Outbox, OutboxError
 from evplug.relay.rediscovery import Rediscovery
@@ -292,6 +293,9 @@ def make_relay(
         poll_interval_s=site.poll_interval_s or settings.relay.poll_interval_s,
         mia_after_failed_polls=site.mia_after_failed_polls,
         outbox=outbox,
+        edge=EdgeConfig.from_settings(
+            settings.relay, site.circuits(), settings.circuit.default_limit_a
+        ),
     )
 
 

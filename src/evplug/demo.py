@@ -45,6 +45,10 @@ class ScenarioFailed(StartupError):
     """A scenario that did not reach its end."""
 
 
+EDGE_REAL_S = 10.0
+_EDGE_TIMEOUTS = ("mothership_silent_s", "unsupervised_max_s", "dead_man_s")
+
+
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     """What only the demo has: its simulated plugs and cars, and how fast its time runs."""
@@ -103,9 +107,18 @@ def check_options(options: DemoOptions) -> None:
         raise SettingsError(problems)
 
 
+def edge_in_real_time(settings: Settings, speed: float) -> Settings:
+    """The relay manager's safety timeouts wait on broker acks and relay round trips, which take
+    real time whatever the demo's speed: each lasts at least ``EDGE_REAL_S`` real seconds."""
+    relay, floor_s = settings.relay, EDGE_REAL_S * speed
+    update = {name: max(getattr(relay, name), floor_s) for name in _EDGE_TIMEOUTS}
+    return settings.model_copy(update={"relay": relay.model_copy(update=update)})
+
+
 async def build(settings: Settings, options: DemoOptions) -> System:
     """Every part, on the site file's relays or on simulated plugs, seeded with demo data."""
     check_options(options)
+    settings = edge_in_real_time(settings, options.speed)
     clock = ScaledClock(options.speed)
     simulated: list[SimulatedDevice] = []
     if options.site_config is not None:

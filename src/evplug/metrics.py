@@ -104,6 +104,19 @@ RELAY_OUTBOX_PENDING = Gauge(
     namespace="evplug",
     registry=REGISTRY,
 )
+RELAY_EDGE_STOPS = _counter(
+    "relay_edge_stops",
+    "Sockets the relay manager switched off on its own authority, by reason:"
+    " unsupervised_too_long (the mothership silent too long) or circuit_over_limit.",
+    "reason",
+)
+RELAY_ON_REFUSED = _counter(
+    "relay_on_refused", "Commands to switch on refused while the mothership was unreachable."
+)
+RELAY_TIMER_RENEWAL_FAILURES = _counter(
+    "relay_timer_renewal_failures",
+    "Auto-off timer renewals a relay did not take; two in a row and it switches itself off.",
+)
 RELAY_OUTBOX_DROPPED = _counter(
     "relay_outbox_dropped",
     "Chunks dropped unsent, oldest first, because the outbox was full (a long broker outage).",

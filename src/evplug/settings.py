@@ -299,6 +299,36 @@ class RelaySettings(_Group):
         description="chunks the relay manager keeps on disk while the broker is unreachable;"
         " past this the oldest are dropped (counted)",
     )
+    mothership_silent_s: Number = Field(
+        60.0,
+        ge=10,
+        le=3600,
+        description="with nothing from the mothership or the broker for this long (s), the"
+        " relay manager is on its own: it refuses to switch any socket on",
+    )
+    unsupervised_max_s: Number = Field(
+        1800.0,
+        ge=10,
+        le=86_400,
+        description="sockets on while the relay manager is on its own are switched off this"
+        " long (s) after the mothership was last heard (at least mothership_silent_s)",
+    )
+    over_limit_s: Number = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="a circuit measured over its limit this long (s) has its most recently"
+        " started socket switched off by the relay manager, mothership or not (longer than"
+        " load.overcurrent_window_s, so a mothership that is there sheds first)",
+    )
+    dead_man_s: Number = Field(
+        120.0,
+        ge=15,
+        le=3600,
+        description="relays with an auto-off timer turn themselves off this long (s) after the"
+        " relay manager last renewed it (every third of it while on): a dead Pi's sockets go"
+        " off; at least 3 poll intervals",
+    )
 
 
 class TelemetrySettings(_Group):
@@ -416,6 +446,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{_named('plug.complete_below_w')}: must be below plug.charge_start_w"
                 f" ({figure(plug.charge_start_w)}), got {figure(plug.complete_below_w)}"
+            )
+        relay = self.relay
+        if relay.unsupervised_max_s < relay.mothership_silent_s:
+            raise ValueError(
+                f"{_named('relay.unsupervised_max_s')}: must be at least"
+                f" relay.mothership_silent_s ({figure(relay.mothership_silent_s)}),"
+                f" got {figure(relay.unsupervised_max_s)}"
             )
         if telemetry.max_buffered_rows < telemetry.batch_rows:
             raise ValueError(

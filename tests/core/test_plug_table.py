@@ -8,6 +8,7 @@ import pytest
 
 from evplug.core.actual import ActualState
 from evplug.core.diagram import markdown
+from evplug.core.edge_safety import StopReason
 from evplug.core.plug import (
     AUTOMATIC,
     PROMPT_TRIGGERS,
@@ -75,6 +76,8 @@ def fire(plug: Plug, trigger: Trigger) -> list[Effect]:
             out += plug.relay_response(plug.pending_request_id, ActualState.OFF, True, NOW)
         case Trigger.TRIPPED:
             out += plug.reading(NOW, ActualState.OVERCURRENT, 0.0, None)
+        case Trigger.UNSUPERVISED_OFF:
+            out += plug.reading(NOW, ActualState.OFF, 0.0, None, StopReason.UNSUPERVISED_TOO_LONG)
         case Trigger.RELAY_FOUND_OFF:
             out += plug.reading(NOW + s.relay_settle_ms, ActualState.OFF, 0.0, None)
         case Trigger.RELAY_KEPT_OFF:
@@ -114,7 +117,7 @@ EXTERNAL = [t for t in Trigger if t not in {
 GUARDED = {Trigger.FIRST_READING, Trigger.RELAY_ON, Trigger.RELAY_OFF, Trigger.NO_RESPONSE,
            Trigger.CAR_DRAWING, Trigger.NO_DRAW, Trigger.NO_CAR, Trigger.LOW_POWER_SUSTAINED,
            Trigger.CREDIT_EXHAUSTED, Trigger.TRIPPED, Trigger.RELAY_FOUND_OFF,
-           Trigger.RELAY_KEPT_OFF, Trigger.GIVE_UP}  # fmt: skip
+           Trigger.RELAY_KEPT_OFF, Trigger.GIVE_UP, Trigger.UNSUPERVISED_OFF}  # fmt: skip
 
 
 RESTING = [s for s in State if s not in AUTOMATIC]

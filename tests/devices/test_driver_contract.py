@@ -20,6 +20,7 @@ from evplug.devices.base import (
     DeviceAuthError,
     DeviceUnreachable,
     SwitchMismatch,
+    TimedDriver,
 )
 from evplug.devices.emulators import RunningEmulator
 from evplug.devices.http_driver import HttpDriver
@@ -40,6 +41,7 @@ class Case:
     counter_wh: float | None = 0.01  # counter resolution; None = the device has no counter
     trip_reads: ActualState = ActualState.OVERCURRENT  # what a tripped channel reads as
     passwords: bool = True  # False: a "password" means eWeLink encryption, never accepted
+    timer: bool = True  # the device has an auto-off timer the driver sets (``TimedDriver``)
 
 
 CASES = [
@@ -49,7 +51,7 @@ CASES = [
     Case("tasmota-plug", TasmotaDriver, counter_wh=1.0, trip_reads=ActualState.OFF),
     Case("tasmota-4ch", TasmotaDriver, counter_wh=1.0, trip_reads=ActualState.OFF),
     Case("sonoff-spm", TasmotaDriver, counter_wh=10.0, trip_reads=ActualState.OFF),
-    Case("sonoff-diy-spm", SonoffDiyDriver, counter_wh=None, passwords=False),
+    Case("sonoff-diy-spm", SonoffDiyDriver, counter_wh=None, passwords=False, timer=False),
     Case(
         "sonoff-diy-basicr3",
         SonoffDiyDriver,
@@ -57,6 +59,7 @@ CASES = [
         counter_wh=None,
         trip_reads=ActualState.OFF,  # no meter, so no faultState either
         passwords=False,
+        timer=False,
     ),
 ]
 
@@ -122,6 +125,35 @@ async def test_switch_reads_back_and_energy_flows(
     else:
         assert reading.energy_wh == pytest.approx(energy_wh, abs=case.counter_wh)
         assert reading.energy_wh > 50  # two minutes at ~2.3 kW is ~78 Wh
+
+
+async def test_a_relay_with_a_timer_switches_itself_off_unless_renewed(
+    emulator: StartEmulator, case: Case, clock: FakeClock
+) -> None:
+    running, driver = await started(emulator, case, clock)
+    assert isinstance(driver, TimedDriver) is case.timer
+    if not isinstance(driver, TimedDriver):
+        return
+    last = len(running.sockets) - 1
+    socket = running.sockets[last]
+    try:
+        assert await driver.switch_on_for(last, 30) == ActualState.ON
+        await clock.advance(20)
+        assert await driver.switch_on_for(last, 30) == ActualState.ON  # 30 s from now again
+        await clock.advance(25)  # past the first timer, not the renewed one
+        assert socket.relay_on
+        await clock.advance(6)
+        assert not socket.relay_on  # nobody asked it: the device's own clock ran out
+        assert (await driver.read())[last].actual == ActualState.OFF
+        energy_wh = socket.energy_wh
+        await clock.advance(60)
+        assert socket.energy_wh == pytest.approx(energy_wh, abs=0.01)  # nothing flows once off
+        await driver.switch_on_for(last, 30)
+        assert running.device.timers[last] is not None
+        assert await driver.switch(last, False) == ActualState.OFF
+        assert running.device.timers[last] is None  # an OFF ends the timer
+    finally:
+        await driver.close()
 
 
 async def test_reboot_restarts_the_counter_from_zero(
@@ -192,7 +224,7 @@ async def test_relay_that_ignores_the_command_is_a_mismatch(
     emulator: StartEmulator, case: Case, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running, driver = await started(emulator, case, clock)
-    monkeypatch.setattr(running.device, "set_relay", lambda channel, on: None)
+    monkeypatch.setattr(running.device, "set_relay", lambda *_: None)
     try:
         with pytest.raises(SwitchMismatch, match="reads OFF after switching on"):
             await driver.switch(0, True)

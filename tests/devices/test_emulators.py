@@ -16,6 +16,7 @@ import pytest
 from evplug.clock import FakeClock
 from evplug.devices.emulators import MODELS, start_emulator
 from evplug.devices.emulators.device import EmulatedDevice, MinuteLog
+from evplug.devices.emulators.shelly_rpc import RpcError
 from tests.devices.conftest import StartEmulator
 
 Payload = Callable[[str], Any]
@@ -90,6 +91,28 @@ def test_sonoff_diy_shapes(payload: Payload) -> None:
     spm = build("sonoff-diy-spm").info()
     assert spm_fields.keys() <= spm.keys()
     assert spm["faultState"].keys() == spm_fields["faultState"].keys()
+
+
+async def test_timers_show_in_the_status_as_on_the_real_devices() -> None:
+    gen2 = build("shelly-pro4pm")
+    assert gen2.call("Switch.Set", {"id": 0, "on": True, "toggle_after": 60}) == {"was_on": False}
+    status = gen2.switch_status(0)
+    assert status["timer_duration"] == 60 and status["timer_started_at"] > 0
+    assert list(status)[:5] == ["id", "source", "output", "timer_started_at", "timer_duration"]
+    with pytest.raises(RpcError) as bad:
+        gen2.call("Switch.Set", {"id": 0, "on": True, "toggle_after": -1})
+    assert bad.value.code == -103
+    gen2.call("Switch.Set", {"id": 0, "on": False})
+    assert "timer_duration" not in gen2.switch_status(0)  # switching again ends it
+
+    gen1 = build("shelly-plugs-gen1")
+    gen1.set_relay(0, True, 60)
+    await gen1.clock.advance(15)
+    relay = gen1.relay(0)
+    assert (relay["has_timer"], relay["timer_duration"], relay["timer_remaining"]) == (True, 60, 45)
+    await gen1.clock.advance(45)
+    assert gen1.relay(0)["ison"] is False and gen1.relay(0)["source"] == "timer"
+    gen2.stop_timers()
 
 
 def test_minute_log_reports_the_last_three_whole_minutes() -> None:

@@ -11,7 +11,13 @@ import pytest
 from evplug.clock import FakeClock
 from evplug.core.actual import ActualState
 from evplug.devices.base import UnsupportedDevice
-from evplug.devices.tasmota import TasmotaDriver, parse_readings, parse_status0, power_keys
+from evplug.devices.tasmota import (
+    TasmotaDriver,
+    parse_readings,
+    parse_status0,
+    power_keys,
+    pulse_time_code,
+)
 from tests.devices.conftest import StartEmulator
 
 Payload = Callable[[str], Any]
@@ -62,6 +68,31 @@ def test_power_keys_in_numeric_order() -> None:
     sts = {"POWER10": "ON", "POWER2": "OFF", "POWER1": "OFF", "POWERX": "?", "Wifi": {}}
     assert power_keys(sts) == ["POWER1", "POWER2", "POWER10"]
     assert power_keys({"POWER": "ON"}) == ["POWER"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "code"),
+    [(0.01, 1), (0.5, 5), (11.1, 111), (12, 112), (120, 220), (64_800, 64_900), (1e6, 64_900)],
+)
+def test_pulse_time_takes_tenths_then_seconds_past_100(seconds: float, code: int) -> None:
+    assert pulse_time_code(seconds) == code
+
+
+async def test_pulse_time_answers_its_setting_and_what_remains(emulator: StartEmulator) -> None:
+    clock = FakeClock()
+    running = await emulator("tasmota-4ch", clock=clock)
+    device = running.device
+    assert device.command("PulseTime2 220") == {"PulseTime2": {"Set": 220, "Remaining": 0}}
+    device.command("Power2 On")
+    await clock.advance(20)
+    assert device.command("PulseTime2") == {"PulseTime2": {"Set": 220, "Remaining": 200}}
+    device.press_button(1)  # off by hand, and on again: the pulse starts over
+    device.press_button(1)
+    await clock.advance(119)
+    assert running.sockets[1].relay_on
+    await clock.advance(1)
+    assert not running.sockets[1].relay_on
+    assert device.command("PulseTime9 5") == {"Command": "Unknown"}
 
 
 def test_renamed_state_texts() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
+from evplug.core.actual import ActualState
 from evplug.devices.base import DeviceUnreachable
 from evplug.devices.simulated import SimulatedDevice
 from evplug.relay.manager import DeviceSpec, RelayManager
@@ -55,3 +56,23 @@ async def test_shows_the_outbox_and_what_it_had_to_drop() -> None:
         await relay.poll_once()
     html = render(relay, "https://ev.example")
     assert "Outbox: 2 chunks waiting for the broker; 1 dropped unsent (full)" in html
+
+
+class TimedDevice(SimulatedDevice):
+    """A simulated relay with an auto-off timer, as far as the relay manager can tell."""
+
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        return await self.switch(channel, True)
+
+
+async def test_says_which_relays_have_no_auto_off_timer_and_who_supervises() -> None:
+    clock = FakeClock()
+    plain, timed = SimulatedDevice("aa01", clock), TimedDevice("bb02", clock)
+    relay = RelayManager("site-1", MemoryBus(clock), [DeviceSpec(plain), DeviceSpec(timed)], clock)
+    await relay.connect()
+    html = render(relay, "https://ev.example")
+    assert html.count("NO auto-off timer: stays on if this relay manager stops") == 1
+    assert "auto-off timer: off by itself 120 s after the last renewal" in html
+    assert "Mothership: heard from 0 s ago." in html
+    await clock.advance(61)
+    assert "Mothership: not heard from for 61 s: on its own" in render(relay, "https://ev.example")

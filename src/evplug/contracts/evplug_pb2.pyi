@@ -15,6 +15,12 @@ class ActualState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTUAL_STATE_MIA: _ClassVar[ActualState]
     ACTUAL_STATE_OVERCURRENT: _ClassVar[ActualState]
 
+class EdgeStop(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EDGE_STOP_NONE: _ClassVar[EdgeStop]
+    EDGE_STOP_UNSUPERVISED_TOO_LONG: _ClassVar[EdgeStop]
+    EDGE_STOP_CIRCUIT_OVER_LIMIT: _ClassVar[EdgeStop]
+
 class RequestedState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REQUESTED_STATE_UNKNOWN: _ClassVar[RequestedState]
@@ -33,6 +39,9 @@ ACTUAL_STATE_ON: ActualState
 ACTUAL_STATE_OFF: ActualState
 ACTUAL_STATE_MIA: ActualState
 ACTUAL_STATE_OVERCURRENT: ActualState
+EDGE_STOP_NONE: EdgeStop
+EDGE_STOP_UNSUPERVISED_TOO_LONG: EdgeStop
+EDGE_STOP_CIRCUIT_OVER_LIMIT: EdgeStop
 REQUESTED_STATE_UNKNOWN: RequestedState
 REQUESTED_STATE_ON: RequestedState
 REQUESTED_STATE_OFF: RequestedState
@@ -43,7 +52,7 @@ DRIVER_REPLY_CODE_REFUSED: DriverReplyCode
 DRIVER_REPLY_CODE_BAD_REQUEST: DriverReplyCode
 
 class Reading(_message.Message):
-    __slots__ = ("plug_id", "fuze_id", "actual_state", "current_a", "voltage_v", "power_factor", "timestamp_ms", "active_power_w", "energy_wh")
+    __slots__ = ("plug_id", "fuze_id", "actual_state", "current_a", "voltage_v", "power_factor", "timestamp_ms", "active_power_w", "energy_wh", "edge_stop")
     PLUG_ID_FIELD_NUMBER: _ClassVar[int]
     FUZE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +62,7 @@ class Reading(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_POWER_W_FIELD_NUMBER: _ClassVar[int]
     ENERGY_WH_FIELD_NUMBER: _ClassVar[int]
+    EDGE_STOP_FIELD_NUMBER: _ClassVar[int]
     plug_id: str
     fuze_id: str
     actual_state: ActualState
@@ -62,7 +72,8 @@ class Reading(_message.Message):
     timestamp_ms: int
     active_power_w: float
     energy_wh: float
-    def __init__(self, plug_id: _Optional[str] = ..., fuze_id: _Optional[str] = ..., actual_state: _Optional[_Union[ActualState, str]] = ..., current_a: _Optional[float] = ..., voltage_v: _Optional[float] = ..., power_factor: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., active_power_w: _Optional[float] = ..., energy_wh: _Optional[float] = ...) -> None: ...
+    edge_stop: EdgeStop
+    def __init__(self, plug_id: _Optional[str] = ..., fuze_id: _Optional[str] = ..., actual_state: _Optional[_Union[ActualState, str]] = ..., current_a: _Optional[float] = ..., voltage_v: _Optional[float] = ..., power_factor: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., active_power_w: _Optional[float] = ..., energy_wh: _Optional[float] = ..., edge_stop: _Optional[_Union[EdgeStop, str]] = ...) -> None: ...
 
 class ReadingChunk(_message.Message):
     __slots__ = ("site_id", "seq", "readings")

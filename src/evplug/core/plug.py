@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from evplug.core.actual import ActualState
+from evplug.core.edge_safety import StopReason
 from evplug.core.metering import Anomaly, counter_step, integrated_wh
 from evplug.core.pricing import affordable_wh, cost_cents
 from evplug.core.readings import InvalidReading, reading_problem
@@ -70,6 +71,8 @@ class Trigger(StrEnum):
     # Off while the session wants it on (a reboot, the button): switched on again a few times.
     RELAY_FOUND_OFF = "relay found off"
     RELAY_KEPT_OFF = "relay found off too often"
+    # The relay manager switched it off: the mothership had been silent too long.
+    UNSUPERVISED_OFF = "relay manager: unsupervised too long"
     NO_RESPONSE = "no response"
     GIVE_UP = "no answer for too long"
     CAR_DRAWING = "power above start"
@@ -99,6 +102,7 @@ class EndReason(StrEnum):
     TRIPPED = "tripped"
     RELAY_NOT_RESPONDING = "relay_not_responding"
     RELAY_SWITCHED_OFF = "relay_switched_off"
+    UNSUPERVISED_TOO_LONG = "unsupervised_too_long"
 
 
 S, T = State, Trigger
@@ -176,6 +180,7 @@ METERED_STATES = (
 for _state in METERED_STATES:
     TRANSITIONS[_state][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
     TRANSITIONS[_state][T.TRIPPED] = S.ACCOUNT_REMOVAL_REQUESTED
+    TRANSITIONS[_state][T.UNSUPERVISED_OFF] = S.ACCOUNT_REMOVAL_REQUESTED
 # A refund may empty the balance while the socket still waits for its circuit.
 TRANSITIONS[S.IN_QUEUE][T.CREDIT_EXHAUSTED] = S.INSUFFICIENT_CREDIT
 # An overloaded circuit sheds any plug it may have switched on.
@@ -256,6 +261,7 @@ END_REASONS: dict[Trigger, EndReason] = {
     T.TRIPPED: EndReason.TRIPPED,
     T.GIVE_UP: EndReason.RELAY_NOT_RESPONDING,
     T.RELAY_KEPT_OFF: EndReason.RELAY_SWITCHED_OFF,
+    T.UNSUPERVISED_OFF: EndReason.UNSUPERVISED_TOO_LONG,
 }
 
 
@@ -453,8 +459,10 @@ class Plug:
         actual: ActualState,
         power_w: float,
         energy_wh: float | None,
+        edge_stop: StopReason | None = None,
     ) -> tuple[Effect, ...] | list[Effect]:
-        """A reading from the relay, stamped by the relay's clock.
+        """A reading from the relay, stamped by the relay's clock; ``edge_stop`` when the relay
+        manager switched the socket off by itself just before taking it.
 
         A reading that cannot be physical raises ``InvalidReading`` and changes nothing. One
         stamped at or before the newest seen is a duplicate, a late delivery or a clock that
@@ -487,14 +495,21 @@ class Plug:
                 metered = self._integrate(timestamp_ms, previous_ms, previous_w, power_w)
         elif energy_wh is not None:
             self._follow_counter(timestamp_ms, energy_wh)
-        effects = self._decide(state, timestamp_ms, actual, power_w)
+        effects = self._decide(state, timestamp_ms, actual, power_w, edge_stop)
         if stepped is None and metered is None:
             return effects
         return [e for e in (stepped, metered) if e is not None] + list(effects)
 
     def _decide(
-        self, state: State, now_ms: int, actual: ActualState, power_w: float
+        self,
+        state: State,
+        now_ms: int,
+        actual: ActualState,
+        power_w: float,
+        edge_stop: StopReason | None = None,
     ) -> tuple[Effect, ...] | list[Effect]:
+        if edge_stop is not None and (stopped := self._stopped_at_edge(edge_stop, now_ms)):
+            return stopped
         # A reading taken after the last command shows its outcome, even if the answer was lost.
         settled = now_ms >= self.command_issued_ms
         if actual == OVERCURRENT:
@@ -706,6 +721,17 @@ class Plug:
         self._require(T.SHED)
         self.turns += 1
         return self._fire(T.SHED, now_ms)
+
+    def _stopped_at_edge(self, reason: StopReason, now_ms: int) -> list[Effect]:
+        """The relay manager switched this socket off by itself: a session it ran unsupervised
+        for too long ends; one on an overloaded circuit is shed, back to the queue, as if the
+        mothership had shed it. In any other state it changes nothing."""
+        trigger = T.UNSUPERVISED_OFF if reason is StopReason.UNSUPERVISED_TOO_LONG else T.SHED
+        if trigger not in TRANSITIONS[self.state]:
+            return []
+        if trigger is T.SHED:
+            return self.shed(now_ms)
+        return self._fire(trigger, now_ms)
 
     def relay_response(
         self, request_id: str, actual: ActualState, ok: bool, now_ms: int

@@ -92,3 +92,13 @@ class PushDriver(Driver, Protocol):
         """From now on, call ``on_readings`` with the channels that changed, as soon as the
         device reports them. ``read`` keeps working and stays the periodic full check."""
         ...
+
+
+@runtime_checkable
+class TimedDriver(Driver, Protocol):
+    """A driver whose device has an auto-off timer: a dead-man switch in the relay itself."""
+
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        """Switch one channel on (or keep it on) and have the device switch it off by itself
+        ``seconds`` from now unless called again; read it back like ``switch``."""
+        ...

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -200,6 +200,8 @@ def confirm_switch(where: str, channel: int, on: bool, actual: ActualState) -> A
 class HttpDriver:
     """Constructor, ``switch`` (set + read back) and ``close`` for every HTTP family.
 
+    Families whose device has an auto-off timer add ``switch_on_for`` (``TimedDriver``).
+
     Subclasses implement ``connect``, ``read``, ``_set`` and ``_state``; ``switch`` never trusts
     the set command's own reply, it asks the device again.
     """
@@ -238,10 +240,16 @@ class HttpDriver:
         raise NotImplementedError
 
     async def switch(self, channel: int, on: bool) -> ActualState:
+        return await self._switched(channel, on, lambda: self._set(channel, on))
+
+    async def _switched(
+        self, channel: int, on: bool, command: Callable[[], Awaitable[object]]
+    ) -> ActualState:
+        """Send ``command`` (it switches ``channel`` to ``on``), then read the channel back."""
         if channel < 0:
             # Some dialects read a negative or zero index as "all outputs"; never send one.
             raise BadChannel(f"{self.url}: no channel {channel}")
-        await self._set(channel, on)
+        await command()
         return confirm_switch(self.url, channel, on, await self._state(channel))
 
     async def close(self) -> None:

@@ -100,5 +100,12 @@ class ShellyGen1Driver(HttpDriver):
     async def _set(self, channel: int, on: bool) -> None:
         await self._relay(channel, {"turn": "on" if on else "off"})
 
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        """``timer`` flips the relay back (off) that many whole seconds after this request."""
+        timer = str(max(round(seconds), 1))
+        return await self._switched(
+            channel, True, lambda: self._relay(channel, {"turn": "on", "timer": timer})
+        )
+
     async def _state(self, channel: int) -> ActualState:
         return await self._relay(channel)

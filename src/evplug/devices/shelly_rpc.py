@@ -257,6 +257,14 @@ class ShellyRpcDriver(HttpDriver):
     async def _set(self, channel: int, on: bool) -> None:
         await self._rpc("Switch.Set", id=channel, on=on)
 
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        """``toggle_after`` flips the output back (off) that many seconds after this call."""
+        return await self._switched(
+            channel,
+            True,
+            lambda: self._rpc("Switch.Set", id=channel, on=True, toggle_after=seconds),
+        )
+
     async def _state(self, channel: int) -> ActualState:
         result = await self._rpc("Switch.GetStatus", id=channel)
         with expect_shape(f"{self.url}/rpc Switch.GetStatus"):

@@ -23,12 +23,21 @@ from evplug.devices.http_driver import HttpDriver, expect_shape, mac_hex
 AUTH_USER = "admin"  # WEB_USERNAME of stock builds
 DEFAULT_TEXTS = ("OFF", "ON")  # StateText1 / StateText2 unless renamed on the device
 WH_PER_KWH = 1000.0
+PULSE_TENTHS_UNTIL_S = 11.1
+PULSE_MAX_S = 64_800  # code 64900, the largest PulseTime takes
 
 # Where each meter quantity lives: plain energy monitors report under ENERGY, the SPM under SPM.
 SECTIONS: dict[str, dict[str, str]] = {
     "SPM": {"power": "ActivePower", "energy": "Energy"},
     "ENERGY": {"power": "Power", "energy": "Total"},
 }
+
+
+def pulse_time_code(seconds: float) -> int:
+    """``PulseTime`` takes tenths of a second up to 11.1 s, then 100 + whole seconds."""
+    if seconds <= PULSE_TENTHS_UNTIL_S:
+        return max(round(seconds * 10), 1)
+    return min(round(seconds), PULSE_MAX_S) + 100
 
 
 def power_keys(sts: dict[str, Any]) -> list[str]:
@@ -152,6 +161,19 @@ class TasmotaDriver(HttpDriver):
 
     async def _set(self, channel: int, on: bool) -> None:
         await self._power(channel, "On" if on else "Off")
+
+    async def switch_on_for(self, channel: int, seconds: float) -> ActualState:
+        """``PulseTime<n>`` switches the relay off that long after each ``Power<n> On``; an On
+        while on starts it again. It stays set, so a hand-switched ON also goes off."""
+
+        async def command() -> None:
+            relay = channel + 1
+            body = await self._command(f"PulseTime{relay} {pulse_time_code(seconds)}")
+            if f"PulseTime{relay}" not in body:
+                raise BadChannel(f"{self.url}: no PulseTime{relay} (answer: {body})")
+            await self._power(channel, "On")
+
+        return await self._switched(channel, True, command)
 
     async def _state(self, channel: int) -> ActualState:
         return await self._power(channel)

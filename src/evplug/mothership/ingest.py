@@ -12,6 +12,7 @@ from evplug import metrics
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import MAX_READINGS_PER_CHUNK, WireError, unpack
 from evplug.core.actual import ActualState
+from evplug.core.edge_safety import StopReason
 from evplug.core.plug import Effect, Plug
 from evplug.core.readings import InvalidReading
 from evplug.store.telemetry import Row
@@ -20,6 +21,7 @@ log = structlog.get_logger(__name__)
 
 # The core's members carry the contract's numbers (a test holds them equal).
 _ACTUAL_BY_NUMBER = {int(member): member for member in ActualState}
+_EDGE_STOPS = {int(member): member for member in StopReason}
 
 
 def actual_state(number: int) -> ActualState:
@@ -114,7 +116,8 @@ def process_chunk(
         power = r.active_power_w
         energy = r.energy_wh if r.HasField("energy_wh") else None
         try:
-            out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy)
+            stop = _EDGE_STOPS.get(r.edge_stop) if r.edge_stop else None
+            out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy, stop)
         except InvalidReading as exc:
             invalid += 1
             invalid_reason = invalid_reason or str(exc)

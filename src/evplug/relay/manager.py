@@ -31,8 +31,10 @@ from evplug.contracts.wire import (
     unpack,
 )
 from evplug.core.actual import ActualState
+from evplug.core.edge_safety import StopReason
 from evplug.devices.base import ChannelReading, DeviceError, DeviceInfo, Driver, PushDriver
 from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
+from evplug.relay.edge_guard import EdgeConfig, EdgeGuard
 from evplug.relay.outbox import Outbox
 from evplug.settings import RelaySettings
 
@@ -73,6 +75,7 @@ class RelayManager:
         announce_attempts: int = 0,  # 0 = keep trying
         outbox: Outbox | None = None,  # None: in memory, gone with the process
         retry_s: float = 1.0,  # first pause after the bus refused a chunk; doubles to 10 s
+        edge: EdgeConfig | None = None,  # None: the settings' defaults, no circuit limits
     ) -> None:
         self.site_id = site_id
         self.bus = bus
@@ -83,6 +86,7 @@ class RelayManager:
         self.announce_attempts = announce_attempts
         self.outbox = Outbox() if outbox is None else outbox
         self.retry_s = retry_s
+        self.edge = EdgeGuard(edge or EdgeConfig(), clock, poll_interval_s)
         self.channels: dict[str, _Channel] = {}
         self._by_device: list[tuple[DeviceSpec, DeviceInfo]] = []
         self.health = PollHealth(mia_after_failed_polls)
@@ -267,6 +271,7 @@ class RelayManager:
                 log.warning("relay.announce_unsent", site=self.site_id, error=str(exc))
             with contextlib.suppress(TimeoutError):
                 ack = await self._wait_for_ack(announcement.announcement_id)
+                self.edge.heard()
                 self._announced.set()
                 if ack.rejected_plug_ids:
                     log.error(
@@ -313,7 +318,9 @@ class RelayManager:
         while True:
             started = self.clock.now_ms()
             try:
+                self.edge.before_poll()
                 await self.poll_once()
+                await self.edge.after_poll(self)
             except Exception:
                 log.exception("relay.poll_failed", site=self.site_id)
             spent_s = (self.clock.now_ms() - started) / 1000
@@ -402,6 +409,19 @@ class RelayManager:
         self._send_chunks([chunk])
         return chunk
 
+    def publish_edge_stop(
+        self, info: DeviceInfo, reading: ChannelReading, reason: StopReason
+    ) -> pb.ReadingChunk:
+        """The reading taken as this relay manager switched a socket off by itself, marked with
+        why, into the outbox. Stamped after the poll's reading even in the same millisecond, so
+        the mothership does not take it for a repeat."""
+        plug_id = info.plug_id(reading.channel)
+        now = max(self.clock.now_ms(), self.latest[plug_id].timestamp_ms + 1)
+        chunk = pb.ReadingChunk(site_id=self.site_id, seq=self._next_seq())
+        self._measured(chunk.readings.add(), info, reading, now).edge_stop = int(reason)
+        self._send_chunks([chunk])
+        return chunk
+
     def _device_failed(self, info: DeviceInfo, error: BaseException) -> None:
         change = self.health.failed(info.hardware_id, str(error))
         bug = not isinstance(error, DeviceError)
@@ -481,6 +501,8 @@ class RelayManager:
             log.warning("relay.bad_command", error=str(exc))
             await msg.ack()
             return
+        if request.issued_ms:
+            self.edge.heard(at_ms=request.issued_ms)  # a command redelivered late is old news
         response = await self.execute(request)
         await self._publish(
             subjects.for_site(subjects.RESPONSES, self.site_id),
@@ -498,6 +520,9 @@ class RelayManager:
         if channel is None or request.requested_state == pb.REQUESTED_STATE_UNKNOWN:
             response.ok = False
             response.error = f"no plug {request.plug_id!r} on site {self.site_id}, or no state"
+        elif refused := self.edge.refusal(request.plug_id, on):
+            response.ok = False
+            response.error = refused
         elif request.issued_ms < newest:
             # A redelivered old command must not undo a newer one (an ON after the session's OFF).
             response.ok = False
@@ -505,7 +530,10 @@ class RelayManager:
         else:
             self._newest_command_ms[request.plug_id] = request.issued_ms
             try:
-                actual = await channel.driver.switch(channel.channel, on)  # reads it back
+                # Reads it back; ON arms the relay's own auto-off timer where it has one.
+                actual = await self.edge.switch(
+                    channel.driver, channel.channel, request.plug_id, on
+                )
                 metrics.RELAY_COMMAND_ROUND_TRIP.observe(time.perf_counter() - received)
                 response.actual_state = actual
                 response.ok = True

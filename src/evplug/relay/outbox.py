@@ -51,6 +51,7 @@ class Outbox:
         self.path = str(path)
         self.max_messages = max_messages
         self.dropped = 0  # since this process started; the metric counts the same
+        self.acked = 0  # since this process started: each one the broker answered
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             if self.path != IN_MEMORY:
@@ -105,6 +106,7 @@ class Outbox:
         """Acked by the broker: gone for good."""
         deleted = self._db.execute("DELETE FROM outbox WHERE id = ?", (pending.id,)).rowcount
         self._count -= deleted
+        self.acked += 1
         metrics.RELAY_OUTBOX_PENDING.set(self._count)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from evplug.core.actual import ActualState
+from evplug.devices.base import Driver
 from evplug.relay.manager import RelayManager
 
 
@@ -51,6 +52,7 @@ def render(relay: RelayManager, base_url: str) -> str:
             f"<tr><td>{qr_svg(url)}</td><td><b>{escape(plug_id)}</b><br>"
             f"{escape(channel.info.model)} at {escape(channel.info.address)}, circuit"
             f" {escape(channel.fuze_id)}<br>{escape(state)} {escape(figures)}<br>"
+            f"{escape(_timer(relay, channel.driver))}<br>"
             f'<a href="{escape(url)}">{escape(url)}</a></td></tr>'
         )
     dropped = ""
@@ -65,7 +67,33 @@ def render(relay: RelayManager, base_url: str) -> str:
 </head><body><h1>Site {escape(relay.site_id)}</h1>
 <p>{len(relay.channels)} plugs, {relay.polls} polls so far.</p>
 <p>Outbox: {len(relay.outbox)} chunks waiting for the broker{dropped}.</p>
+<p>{escape(_supervision(relay))}</p>{_stops(relay)}
 <table>{"".join(rows)}</table></body></html>"""
+
+
+def _timer(relay: RelayManager, driver: Driver) -> str:
+    if relay.edge.has_timer(driver):
+        timer_s = relay.edge.config.dead_man_s
+        return f"auto-off timer: off by itself {timer_s:g} s after the last renewal"
+    # The technician's to know: this socket stays on if the relay manager dies mid-session.
+    return "NO auto-off timer: stays on if this relay manager stops during a session"
+
+
+def _supervision(relay: RelayManager) -> str:
+    silent_s = relay.edge.silent_s
+    if relay.edge.on_own:
+        return (
+            f"Mothership: not heard from for {silent_s:.0f} s: on its own, refusing to switch"
+            f" sockets on ({relay.edge.refused} refused); is the uplink down?"
+        )
+    return f"Mothership: heard from {silent_s:.0f} s ago."
+
+
+def _stops(relay: RelayManager) -> str:
+    if not relay.edge.stops:
+        return ""
+    items = "".join(f"<li>{escape(s.plug_id)}: {escape(s.detail)}</li>" for s in relay.edge.stops)
+    return f"<p>Switched off by this relay manager:</p><ul>{items}</ul>"
 
 
 def create_app(relay: RelayManager, base_url: str) -> FastAPI:

@@ -4,6 +4,10 @@ A family module adds only its HTTP dialect (routes and JSON shapes) and its mDNS
 sockets run on the injected clock and are advanced on every request, so a ``FakeClock`` test
 decides exactly how much energy has flowed between two reads.
 
+Auto-off timers (Shelly ``toggle_after``/``timer``, Tasmota ``PulseTime``) run on the same
+clock: at the deadline the relay flips by itself, whether anyone asks the device or not, so a
+test can kill whatever was renewing the timer and watch the relay go off.
+
 Hooks are plain methods (``reboot``, ``hang``, ``resume``, ``trip_overpower``, ``unplug``,
 ``plug_in``, ``press_button``); the same hooks are reachable over HTTP under ``/_emulator/`` for
 emulators run as a separate process (``POST /_emulator/unplug?channel=1``). That path never needs
@@ -50,6 +54,22 @@ class MinuteLog:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A running auto-off (or auto-on) timer: at ``started_ms + duration_s`` the relay flips."""
+
+    started_ms: int
+    duration_s: float
+    then_on: bool
+
+    @property
+    def due_ms(self) -> int:
+        return self.started_ms + round(self.duration_s * 1000)
+
+    def remaining_s(self, now_ms: int) -> float:
+        return max(self.due_ms - now_ms, 0) / 1000
+
+
 class EmulatedDevice:
     family: ClassVar[str]
 
@@ -64,6 +84,8 @@ class EmulatedDevice:
         self.boot_ms = clock.now_ms()
         self.reboots = 0
         self.connections: set[object] = set()  # each TCP connection's client (host, port)
+        self.timers: list[Timer | None] = [None] * channels
+        self._timer_tasks: list[asyncio.Task[None] | None] = [None] * channels
         self._responsive = asyncio.Event()
         self._responsive.set()
 
@@ -75,8 +97,15 @@ class EmulatedDevice:
     # --- time -------------------------------------------------------------------------------
 
     def tick(self) -> int:
-        """Run every socket up to now; called before each request is answered."""
+        """Run every socket up to now, flipping relays whose timer ran out on the way; called
+        before each request is answered."""
         now = self.clock.now_ms()
+        for channel, timer in enumerate(self.timers):
+            if timer is not None and timer.due_ms <= now:
+                self.timers[channel] = None
+                self.sockets[channel].switch(timer.then_on, timer.due_ms)
+                self.timer_ran_out(channel)
+                self.changed()
         for socket, log in zip(self.sockets, self.minutes, strict=True):
             socket.advance(now)
             log.observe(now, socket.energy_wh)
@@ -87,13 +116,43 @@ class EmulatedDevice:
 
     # --- relay ------------------------------------------------------------------------------
 
-    def set_relay(self, channel: int, on: bool) -> None:
+    def set_relay(self, channel: int, on: bool, flip_after_s: float | None = None) -> None:
+        """Switch a channel; with ``flip_after_s`` it flips back by itself that much later.
+        Any switching replaces the channel's running timer."""
         socket = self.sockets[channel]
         if on:
             # Switching on again clears a protection trip, as on the real devices.
             socket.overcurrent = False
-        socket.switch(on, self.clock.now_ms())
+        now = self.tick()
+        socket.switch(on, now)
+        self._set_timer(channel, None if not flip_after_s else Timer(now, flip_after_s, not on))
         self.changed()
+
+    def _set_timer(self, channel: int, timer: Timer | None) -> None:
+        self.timers[channel] = timer
+        task = self._timer_tasks[channel]
+        if task is not None:
+            task.cancel()
+        self._timer_tasks[channel] = (
+            None
+            if timer is None
+            else asyncio.create_task(
+                self._run_out(timer.due_ms), name=f"{self.mac}-timer-{channel}"
+            )
+        )
+
+    async def _run_out(self, due_ms: int) -> None:
+        # From the deadline, not the duration: the task may first run after time has moved.
+        await self.clock.sleep(max(due_ms - self.clock.now_ms(), 0) / 1000)
+        self.tick()
+
+    def timer_ran_out(self, channel: int) -> None:
+        """A family records how its device reports a timer's flip (the command ``source``)."""
+
+    def stop_timers(self) -> None:
+        """The emulator is going away: no timer task outlives it."""
+        for channel in range(len(self.timers)):
+            self._set_timer(channel, None)
 
     def changed(self) -> None:
         """A relay or meter changed between requests; devices that push status override it."""
@@ -103,9 +162,10 @@ class EmulatedDevice:
     def reboot(self) -> None:
         """Power cycle: counters restart from 0, relays come up off, sessions are forgotten."""
         now = self.tick()
-        for socket in self.sockets:
+        for channel, socket in enumerate(self.sockets):
             socket.overcurrent = False
             socket.reboot(now)
+            self._set_timer(channel, None)
         self.minutes = [MinuteLog() for _ in self.sockets]
         self.boot_ms = now
         self.reboots += 1
@@ -125,6 +185,7 @@ class EmulatedDevice:
         self.trip_power_w[channel] = socket.power_w
         socket.overcurrent = True
         socket.switch(False, now)
+        self._set_timer(channel, None)
         self.changed()
 
     def press_button(self, channel: int) -> None:

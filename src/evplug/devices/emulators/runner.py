@@ -73,6 +73,7 @@ class RunningEmulator:
     async def stop(self) -> None:
         # Let hung handlers finish so the server shuts down at once.
         self.device.resume()
+        self.device.stop_timers()
         if self._zeroconf is not None:
             await self._zeroconf.async_unregister_all_services()
             await self._zeroconf.async_close()

@@ -2,7 +2,8 @@
 
 Energy in watt-minutes (``total``, ``counters`` of the last three minutes), ``timestamp`` in
 local time (the emulator's local time is UTC), HTTP basic auth on everything but ``/shelly``
-when a password is set. ``/settings`` and CoIoT push are not emulated.
+when a password is set. ``/relay/N?turn=…&timer=S`` flips the relay back S seconds later
+(``has_timer``/``timer_remaining`` meanwhile). ``/settings`` and CoIoT push are not emulated.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,12 +73,15 @@ class ShellyGen1Emulator(EmulatedDevice):
         }
 
     def relay(self, channel: int) -> dict[str, Any]:
+        timer = self.timers[channel]
         return {
             "ison": self.sockets[channel].relay_on,
-            "has_timer": False,
-            "timer_started": 0,
-            "timer_duration": 0,
-            "timer_remaining": 0,
+            "has_timer": timer is not None,
+            "timer_started": 0 if timer is None else timer.started_ms // 1000,
+            "timer_duration": 0 if timer is None else round(timer.duration_s),
+            "timer_remaining": 0
+            if timer is None
+            else math.ceil(timer.remaining_s(self.clock.now_ms())),
             "overpower": self.sockets[channel].overcurrent,
             "source": self.sources[channel],
         }
@@ -167,13 +172,22 @@ class ShellyGen1Emulator(EmulatedDevice):
             wanted = {"on": True, "off": False, "toggle": not self.sockets[channel].relay_on}
             if turn not in wanted:
                 raise web.HTTPBadRequest(text="Bad turn!")
-            self.set_relay(channel, wanted[turn])
+            try:
+                timer = float(request.query.get("timer", "0"))
+            except ValueError:
+                raise web.HTTPBadRequest(text="Bad timer!") from None
+            if not (math.isfinite(timer) and timer >= 0):
+                raise web.HTTPBadRequest(text="Bad timer!")
+            self.set_relay(channel, wanted[turn], timer or None)
             self.sources[channel] = "http"
         return web.json_response(self.relay(channel))
 
     async def _meter(self, request: web.Request) -> web.Response:
         self._check_auth(request)
         return web.json_response(self.meter(self._channel(request)))
+
+    def timer_ran_out(self, channel: int) -> None:
+        self.sources[channel] = "timer"
 
     def services(self, address: str, port: int) -> list[ServiceInfo]:
         return [service("_http._tcp.local.", self.hostname, address, port, {})]

@@ -6,7 +6,9 @@ Follows the reference's fidelity list: ``/shelly`` and ``Shelly.GetDeviceInfo`` 
 auth on; ``Switch.Set`` returns the previous state; ``aenergy.total`` is monotonic Wh with
 ``by_minute`` in mWh; ``pf``/``freq``/``ret_aenergy`` only on models that have them; a bad id is
 -105. Bare-form errors use HTTP 400 (404 for an unknown method); the real status for -105 is not
-confirmed. HTTP is one-shot (``Connection: close``) as on the device.
+confirmed. HTTP is one-shot (``Connection: close``) as on the device. ``Switch.Set`` takes
+``toggle_after``: the output flips back that many seconds later (``source`` then reads
+``timer``), and the switch status carries ``timer_started_at``/``timer_duration`` meanwhile.
 
 Over the WebSocket, auth travels inside each frame (an ``auth`` object; a 401 error whose message
 is the JSON challenge). Once a client's frame with a ``src`` has been answered, that client gets
@@ -143,6 +145,9 @@ class ShellyRpcEmulator(EmulatedDevice):
         self.sources[channel] = "button"
         super().press_button(channel)
 
+    def timer_ran_out(self, channel: int) -> None:
+        self.sources[channel] = "timer"
+
     def changed(self) -> None:
         for wake in self._websockets.values():
             wake.set()
@@ -189,6 +194,12 @@ class ShellyRpcEmulator(EmulatedDevice):
             "id": channel,
             "source": self.sources[channel],
             "output": socket.relay_on,
+        }
+        timer = self.timers[channel]
+        if timer is not None:
+            status["timer_started_at"] = round(timer.started_ms / 1000, 2)
+            status["timer_duration"] = timer.duration_s
+        status |= {
             "apower": round(socket.power_w, 1),
             "voltage": round(socket.voltage_v, 1),
             "current": round(socket.current_a, 3),
@@ -272,9 +283,16 @@ class ShellyRpcEmulator(EmulatedDevice):
         channel = self._channel(params)
         if not isinstance(params.get("on"), bool):
             raise RpcError(-103, "Argument 'on' is missing")
+        toggle_after = params.get("toggle_after")
+        if toggle_after is not None and (
+            isinstance(toggle_after, bool)
+            or not isinstance(toggle_after, int | float)
+            or not toggle_after > 0
+        ):
+            raise RpcError(-103, f"Argument 'toggle_after', value {toggle_after} is invalid!")
         was_on = self.sockets[channel].relay_on
         self.sources[channel] = self._command_source
-        self.set_relay(channel, params["on"])
+        self.set_relay(channel, params["on"], toggle_after)
         return {"was_on": was_on}
 
     def _switch_toggle(self, params: dict[str, Any]) -> dict[str, Any]:

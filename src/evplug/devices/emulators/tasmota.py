@@ -5,6 +5,8 @@ Meters under ``ENERGY`` (arrays per channel, with SetOption129 on so ``Total`` i
 too) or, for the Sonoff SPM, under ``SPM``. A single relay answers ``POWER``, several
 ``POWER1..n``. An out-of-range ``Power<n>`` answers ``{"Command":"Unknown"}`` (the reference
 leaves this open). Tasmota has no overload flag in its JSON: a trip just switches the relay off.
+``PulseTime<n> [code]`` sets relay n's auto-off (code 1..111: tenths of a second; 112..64900:
+code - 100 seconds; 0: none); every switch on, by command or button, starts it again.
 ``Power0`` (all relays) and ``Backlog`` are not emulated.
 """
 
@@ -42,6 +44,7 @@ STATUS_SECTIONS = {
     "10": "StatusSNS",
     "11": "StatusSTS",
 }
+PULSE_TENTHS_MAX, PULSE_CODE_MAX = 111, 64_900
 ON_WORDS, OFF_WORDS, TOGGLE_WORDS = {"on", "1", "true"}, {"off", "0", "false"}, {"toggle", "2"}
 
 
@@ -99,6 +102,7 @@ class TasmotaEmulator(EmulatedDevice):
         self.spec = spec
         # StateText1..4; a test may rename them, as a user can on a real device.
         self.state_texts = ["OFF", "ON", "TOGGLE", "HOLD"]
+        self.pulse_codes = [0] * spec.channels
         self.hostname = f"tasmota-{mac[-6:].upper()}-{int(mac[-4:], 16) & 0x1FFF:04d}"
 
     # --- JSON shapes ------------------------------------------------------------------------
@@ -248,6 +252,29 @@ class TasmotaEmulator(EmulatedDevice):
             return UNKNOWN
         return {self._power_key(relay): self._power_text(channel)}
 
+    def set_relay(self, channel: int, on: bool, flip_after_s: float | None = None) -> None:
+        # Decoded here on its own, not with the driver's encoder, so a test can catch either.
+        code = self.pulse_codes[channel]
+        pulse_s = code / 10 if code <= PULSE_TENTHS_MAX else code - 100
+        super().set_relay(channel, on, flip_after_s or (pulse_s if on and code else None))
+
+    def pulse_time(self, index: str, argument: str) -> dict[str, Any]:
+        relay = int(index or "1")
+        if not 1 <= relay <= self.spec.channels:
+            return UNKNOWN
+        channel = relay - 1
+        if argument:
+            if not argument.isdigit() or int(argument) > PULSE_CODE_MAX:
+                return UNKNOWN
+            self.pulse_codes[channel] = int(argument)
+            self._set_timer(channel, None)  # a new setting stops the running pulse
+        timer = self.timers[channel]
+        remaining = 0.0 if timer is None else timer.remaining_s(self.clock.now_ms())
+        code = (
+            round(remaining * 10) if remaining <= PULSE_TENTHS_MAX / 10 else round(remaining) + 100
+        )
+        return {f"PulseTime{relay}": {"Set": self.pulse_codes[channel], "Remaining": code}}
+
     def state_text(self, index: str) -> dict[str, Any]:
         if index not in ("1", "2", "3", "4"):
             return UNKNOWN
@@ -262,6 +289,8 @@ class TasmotaEmulator(EmulatedDevice):
             return self.status(argument)
         if name == "power":
             return self.power(index, argument)
+        if name == "pulsetime":
+            return self.pulse_time(index, argument)
         if name == "statetext" and not argument:
             return self.state_text(index)
         return UNKNOWN
