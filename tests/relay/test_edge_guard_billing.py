@@ -63,8 +63,8 @@ async def test_a_session_ended_at_the_edge_during_an_outage_is_billed_once_in_fu
         await wait_for(lambda: state() is State.ACCOUNT_NULL, timeout_s=30)
     finally:
         await system.stop()
-    [session] = await system.repo.sessions_of_user(DEMO_DRIVER)
-    balance = await system.repo.balance(DEMO_DRIVER)
+    [session] = await system.repo.sessions.sessions_of_user(DEMO_DRIVER)
+    balance = await system.repo.ledger.balance(DEMO_DRIVER)
     await system.repo.engine.dispose()
     assert session.end_reason == EndReason.UNSUPERVISED_TOO_LONG
     # What the relay's counter metered, the outage's share too (about 400 Wh), once.
