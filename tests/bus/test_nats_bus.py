@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from structlog.testing import capture_logs
 
@@ -84,6 +85,29 @@ async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Br
     finally:
         await bus.close()
     assert value("evplug_bus_duplicates_total", stream="T") == before + 1
+
+
+async def test_an_ack_waits_for_the_broker_as_long_as_any_api_call(
+    nats_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sink acks a whole batch at once: the last answer may come well after 1 s on a busy box.
+    waits: list[float] = []
+    ack_sync = Msg.ack_sync
+
+    async def timed(msg: Msg, timeout: float = 1.0) -> Msg:  # noqa: ASYNC109 - as nats-py
+        waits.append(timeout)
+        return await ack_sync(msg, timeout)
+
+    monkeypatch.setattr(Msg, "ack_sync", timed)
+    await wipe(nats_broker.url)
+    bus = await connect_nats(nats_broker.url, TEST_STREAMS, api_timeout_s=7.5)
+    try:
+        inbox = Inbox()
+        await bus.subscribe("t.*", "d", inbox)
+        await bus.publish("t.a", b"1")
+        await wait_for(lambda: waits == [7.5], timeout_s=5)
+    finally:
+        await bus.close()
 
 
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:

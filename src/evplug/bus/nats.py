@@ -165,7 +165,7 @@ class NatsMessage:
         if self._done:  # as on the memory bus, a second ack or nak does nothing
             return
         with _broker_errors(f"ack of {self.subject!r}"):
-            await self._msg.ack_sync()
+            await self._msg.ack_sync(self._pull.ack_timeout_s)
         self._done = True
         self._pull.acked(self._msg.metadata.sequence.stream)
 
@@ -184,8 +184,19 @@ class _Pull:
     broker into the same queue; a copy of one already acked is not handed over again.
     """
 
-    def __init__(self, nc: Client, stream: str, durable: str, handler: Handler, batch: int) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        durable: str,
+        handler: Handler,
+        batch: int,
+        ack_timeout_s: float,
+    ) -> None:
         self._nc = nc
+        # A batch's acks go out together (the telemetry sink's): the last answer comes later
+        # than one ack's alone, so the wait is the bus's API timeout, not the client's 1 s.
+        self.ack_timeout_s = ack_timeout_s
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.durable = durable
         self._handler = handler
@@ -402,6 +413,7 @@ class NatsBus:
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=api_timeout_s)
+        self._api_timeout_s = api_timeout_s
         self._events = events
         self.streams = streams
         self._pulls = events.pulls
@@ -464,7 +476,14 @@ class NatsBus:
                     max_ack_pending=max_ack_pending,
                 ),
             )
-            pull = _Pull(self._nc, stream, durable, handler, min(PULL_BATCH, max_ack_pending))
+            pull = _Pull(
+                self._nc,
+                stream,
+                durable,
+                handler,
+                min(PULL_BATCH, max_ack_pending),
+                self._api_timeout_s,
+            )
             await pull.start()
         self._pulls.add(pull)
         return _PullSubscription(self._pulls, pull)
@@ -568,7 +587,7 @@ async def connect_nats(
     """A bus on the broker at ``url``, its streams declared; fails at once if nothing listens.
 
     Once connected, a lost connection is retried for ever, with backoff. ``api_timeout_s`` is
-    how long a publish or a stream/KV call waits for the broker's answer.
+    how long a publish, an ack or a stream/KV call waits for the broker's answer.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 4222
