@@ -110,6 +110,36 @@ async def test_an_ack_waits_for_the_broker_as_long_as_any_api_call(
         await bus.close()
 
 
+async def test_acks_asked_for_together_are_confirmed_by_one_answer_from_the_broker(
+    nats_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = 0
+    ack_sync = Msg.ack_sync
+
+    async def counted(msg: Msg, timeout: float = 1.0) -> Msg:  # noqa: ASYNC109 - as nats-py
+        nonlocal answers
+        answers += 1
+        return await ack_sync(msg, timeout)
+
+    monkeypatch.setattr(Msg, "ack_sync", counted)
+    bus = await fresh_nats_bus(nats_broker.url)
+    nc = await nats.connect(nats_broker.url)
+    try:
+        inbox = Inbox(ack=False)
+        await bus.subscribe("t.*", "d", inbox, max_ack_pending=500)
+        await asyncio.gather(*(bus.publish("t.a", b"%d" % i) for i in range(300)))
+        await wait_for(lambda: len(inbox.messages) == 300, timeout_s=5)
+        await asyncio.gather(*(m.ack() for m in inbox.messages))  # as the sink acks a batch
+        assert answers == 1
+        info = await nc.jetstream().consumer_info("T", "d")
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)  # every one acked
+        await inbox.messages[0].ack()  # a second ack does nothing, as on the memory bus
+        assert answers == 1
+    finally:
+        await nc.close()
+        await bus.close()
+
+
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:
     bus = await fresh_nats_bus(nats_broker.url)
     await bus.close()

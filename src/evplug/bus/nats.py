@@ -7,7 +7,8 @@ would drop what is published before a durable first subscribes, which the bus co
 
 A subscription is a durable pull consumer (explicit ack) with one pull request out at a time;
 its messages reach the handler one by one, in order, as they arrive. An ack waits for the
-broker's confirmation (``ack_sync``), so once it returns the message will not come back.
+broker's confirmation, so once it returns the message will not come back; acks asked for
+together share one confirmation.
 
 Every error from the client library leaves this module as ``BusError`` with the fix in words.
 """
@@ -165,7 +166,7 @@ class NatsMessage:
         if self._done:  # as on the memory bus, a second ack or nak does nothing
             return
         with _broker_errors(f"ack of {self.subject!r}"):
-            await self._msg.ack_sync(self._pull.ack_timeout_s)
+            await self._pull.ack(self._msg)
         self._done = True
         self._pull.acked(self._msg.metadata.sequence.stream)
 
@@ -194,9 +195,10 @@ class _Pull:
         ack_timeout_s: float,
     ) -> None:
         self._nc = nc
-        # A batch's acks go out together (the telemetry sink's): the last answer comes later
-        # than one ack's alone, so the wait is the bus's API timeout, not the client's 1 s.
-        self.ack_timeout_s = ack_timeout_s
+        self._ack_timeout_s = ack_timeout_s
+        self._acking: list[Msg] = []  # acks asked for in this turn of the loop
+        self._acks_confirmed: asyncio.Future[None] | None = None
+        self._confirming: set[asyncio.Task[None]] = set()
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.durable = durable
         self._handler = handler
@@ -255,6 +257,40 @@ class _Pull:
                 log.warning("bus.pull_refused", durable=self.durable, reason=_refusal(msg))
                 await asyncio.sleep(RETRY_S)
                 return
+
+    async def ack(self, msg: Msg) -> None:
+        """Ack ``msg``; back once the broker confirmed it.
+
+        The acks asked for together (a flushed batch's) are confirmed together: each is sent,
+        and the broker's answer to the last one confirms them all, since it takes a
+        connection's acks of a durable in order. One answer for the batch, not one per message.
+        """
+        if self._acks_confirmed is None:
+            self._acks_confirmed = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._confirm_acks())  # runs once this turn's acks are in
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+        confirmed = self._acks_confirmed
+        self._acking.append(msg)
+        await asyncio.shield(confirmed)
+
+    async def _confirm_acks(self) -> None:
+        acking, confirmed = self._acking, self._acks_confirmed
+        assert confirmed is not None
+        self._acking, self._acks_confirmed = [], None
+        try:
+            for msg in acking[:-1]:
+                await msg.ack()
+            # The broker's answer can take a while behind a large batch: the API timeout.
+            await acking[-1].ack_sync(self._ack_timeout_s)
+        except asyncio.CancelledError:
+            confirmed.cancel()
+            raise
+        except Exception as exc:  # every waiter raises it, as its own ack's failure
+            confirmed.set_exception(exc)
+            confirmed.exception()  # retrieved, even if every waiter is gone
+        else:
+            confirmed.set_result(None)
 
     def acked(self, seq: int) -> None:
         self._acked[seq] = None
