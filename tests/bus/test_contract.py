@@ -81,6 +81,18 @@ async def test_messages_are_delivered_in_order_from_before_the_subscription_on(b
     assert inbox.data == [bytes([i]) for i in range(10)]
 
 
+async def test_publishes_started_together_are_stored_in_the_order_started(bus: Bus) -> None:
+    # A relay keeps a window of publishes in flight; the stream must still hold them in order.
+    acked = await asyncio.gather(
+        *(bus.publish("t.a", b"%d" % i, msg_id=f"w{i}") for i in range(300))
+    )
+    assert all(acked)
+    inbox = Inbox()
+    await bus.subscribe("t.*", "d", inbox)
+    await soon(lambda: len(inbox.messages) >= 300)
+    assert inbox.data == [b"%d" % i for i in range(300)]
+
+
 async def test_a_durable_resumes_with_what_it_had_not_acked(bus: Bus) -> None:
     first = Inbox(ack=False)
     sub = await bus.subscribe("t.*", "d", first, ack_wait_s=ACK_WAIT_S)

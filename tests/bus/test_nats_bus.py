@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import RetentionPolicy
 from structlog.testing import capture_logs
 
@@ -84,6 +85,59 @@ async def test_a_repeated_message_id_is_counted_under_its_stream(nats_broker: Br
     finally:
         await bus.close()
     assert value("evplug_bus_duplicates_total", stream="T") == before + 1
+
+
+async def test_an_ack_waits_for_the_broker_as_long_as_any_api_call(
+    nats_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sink acks a whole batch at once: the last answer may come well after 1 s on a busy box.
+    waits: list[float] = []
+    ack_sync = Msg.ack_sync
+
+    async def timed(msg: Msg, timeout: float = 1.0) -> Msg:  # noqa: ASYNC109 - as nats-py
+        waits.append(timeout)
+        return await ack_sync(msg, timeout)
+
+    monkeypatch.setattr(Msg, "ack_sync", timed)
+    await wipe(nats_broker.url)
+    bus = await connect_nats(nats_broker.url, TEST_STREAMS, api_timeout_s=7.5)
+    try:
+        inbox = Inbox()
+        await bus.subscribe("t.*", "d", inbox)
+        await bus.publish("t.a", b"1")
+        await wait_for(lambda: waits == [7.5], timeout_s=5)
+    finally:
+        await bus.close()
+
+
+async def test_acks_asked_for_together_are_confirmed_by_one_answer_from_the_broker(
+    nats_broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = 0
+    ack_sync = Msg.ack_sync
+
+    async def counted(msg: Msg, timeout: float = 1.0) -> Msg:  # noqa: ASYNC109 - as nats-py
+        nonlocal answers
+        answers += 1
+        return await ack_sync(msg, timeout)
+
+    monkeypatch.setattr(Msg, "ack_sync", counted)
+    bus = await fresh_nats_bus(nats_broker.url)
+    nc = await nats.connect(nats_broker.url)
+    try:
+        inbox = Inbox(ack=False)
+        await bus.subscribe("t.*", "d", inbox, max_ack_pending=500)
+        await asyncio.gather(*(bus.publish("t.a", b"%d" % i) for i in range(300)))
+        await wait_for(lambda: len(inbox.messages) == 300, timeout_s=5)
+        await asyncio.gather(*(m.ack() for m in inbox.messages))  # as the sink acks a batch
+        assert answers == 1
+        info = await nc.jetstream().consumer_info("T", "d")
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)  # every one acked
+        await inbox.messages[0].ack()  # a second ack does nothing, as on the memory bus
+        assert answers == 1
+    finally:
+        await nc.close()
+        await bus.close()
 
 
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:

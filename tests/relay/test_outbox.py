@@ -27,7 +27,7 @@ def test_keeps_messages_in_order_across_a_restart(tmp_path: Path) -> None:
     outbox.put(messages(1, 2))
     outbox.put(messages(3))
     first = outbox.oldest(1)[0]
-    outbox.remove(first)
+    outbox.remove([first])
     outbox.close()  # as if the process died here: the file is all there is
     reopened = Outbox(path)
     assert len(reopened) == 2

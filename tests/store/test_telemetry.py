@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from evplug.bus.base import BusError
 from evplug.metrics import value
 from evplug.store.database import create_schema
 from evplug.store.telemetry import ReadingSink, SinkFull
@@ -56,6 +60,32 @@ async def test_a_failed_flush_keeps_rows_and_acks_for_the_next(bare_engine: Asyn
     await create_schema(engine)
     await sink.flush()
     assert acks.count == 1 and await stored(engine) == 10
+
+
+async def test_a_batchs_acks_are_in_flight_together_and_one_failing_stops_no_other(
+    engine: AsyncEngine,
+) -> None:
+    sink = ReadingSink(engine, max_rows=1000)
+    started: list[str] = []
+    all_started = asyncio.Event()
+
+    def ack(key: str) -> Callable[[], Awaitable[None]]:
+        async def send() -> None:
+            started.append(key)
+            if len(started) == 3:
+                all_started.set()
+            await all_started.wait()  # a broker round trip: each waits for the others
+            if key == "b":
+                raise BusError("ack of 'telemetry.s': the broker did not answer in time")
+
+        return send
+
+    for n, key in enumerate("abc"):
+        await sink.add(rows(10 * n + 10, 10 * n), ack(key), key=key)
+    with pytest.raises(BusError, match="did not answer"):
+        async with asyncio.timeout(5):  # one after the other, the first would wait for ever
+            await sink.flush()
+    assert started == ["a", "b", "c"] and await stored(engine) == 30
 
 
 async def test_past_the_buffer_limit_readings_are_refused_not_dropped(engine: AsyncEngine) -> None:

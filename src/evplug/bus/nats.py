@@ -7,7 +7,8 @@ would drop what is published before a durable first subscribes, which the bus co
 
 A subscription is a durable pull consumer (explicit ack) with one pull request out at a time;
 its messages reach the handler one by one, in order, as they arrive. An ack waits for the
-broker's confirmation (``ack_sync``), so once it returns the message will not come back.
+broker's confirmation, so once it returns the message will not come back; acks asked for
+together share one confirmation.
 
 Every error from the client library leaves this module as ``BusError`` with the fix in words.
 """
@@ -169,7 +170,7 @@ class NatsMessage:
         if self._done:  # as on the memory bus, a second ack or nak does nothing
             return
         with _broker_errors(f"ack of {self.subject!r}"):
-            await self._msg.ack_sync()
+            await self._pull.ack(self._msg)
         self._done = True
         self._pull.acked(self._msg.metadata.sequence.stream)
 
@@ -188,8 +189,20 @@ class _Pull:
     broker into the same queue; a copy of one already acked is not handed over again.
     """
 
-    def __init__(self, nc: Client, stream: str, durable: str, handler: Handler, batch: int) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        durable: str,
+        handler: Handler,
+        batch: int,
+        ack_timeout_s: float,
+    ) -> None:
         self._nc = nc
+        self._ack_timeout_s = ack_timeout_s
+        self._acking: list[Msg] = []  # acks asked for in this turn of the loop
+        self._acks_confirmed: asyncio.Future[None] | None = None
+        self._confirming: set[asyncio.Task[None]] = set()
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.durable = durable
         self._handler = handler
@@ -248,6 +261,40 @@ class _Pull:
                 log.warning("bus.pull_refused", durable=self.durable, reason=_refusal(msg))
                 await asyncio.sleep(RETRY_S)
                 return
+
+    async def ack(self, msg: Msg) -> None:
+        """Ack ``msg``; back once the broker confirmed it.
+
+        The acks asked for together (a flushed batch's) are confirmed together: each is sent,
+        and the broker's answer to the last one confirms them all, since it takes a
+        connection's acks of a durable in order. One answer for the batch, not one per message.
+        """
+        if self._acks_confirmed is None:
+            self._acks_confirmed = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._confirm_acks())  # runs once this turn's acks are in
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
+        confirmed = self._acks_confirmed
+        self._acking.append(msg)
+        await asyncio.shield(confirmed)
+
+    async def _confirm_acks(self) -> None:
+        acking, confirmed = self._acking, self._acks_confirmed
+        assert confirmed is not None
+        self._acking, self._acks_confirmed = [], None
+        try:
+            for msg in acking[:-1]:
+                await msg.ack()
+            # The broker's answer can take a while behind a large batch: the API timeout.
+            await acking[-1].ack_sync(self._ack_timeout_s)
+        except asyncio.CancelledError:
+            confirmed.cancel()
+            raise
+        except Exception as exc:  # every waiter raises it, as its own ack's failure
+            confirmed.set_exception(exc)
+            confirmed.exception()  # retrieved, even if every waiter is gone
+        else:
+            confirmed.set_result(None)
 
     def acked(self, seq: int) -> None:
         self._acked[seq] = None
@@ -406,6 +453,7 @@ class NatsBus:
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=api_timeout_s)
+        self._api_timeout_s = api_timeout_s
         self._events = events
         self.streams = streams
         self._pulls = events.pulls
@@ -474,7 +522,14 @@ class NatsBus:
                     max_ack_pending=max_ack_pending,
                 ),
             )
-            pull = _Pull(self._nc, stream, durable, handler, min(PULL_BATCH, max_ack_pending))
+            pull = _Pull(
+                self._nc,
+                stream,
+                durable,
+                handler,
+                min(PULL_BATCH, max_ack_pending),
+                self._api_timeout_s,
+            )
             await pull.start()
         self._pulls.add(pull)
         return _PullSubscription(self._pulls, pull)
@@ -607,7 +662,7 @@ async def connect_nats(
     """A bus on the broker at ``url``, its streams declared; fails at once if nothing listens.
 
     Once connected, a lost connection is retried for ever, with backoff. ``api_timeout_s`` is
-    how long a publish or a stream/KV call waits for the broker's answer. ``credentials`` is a
+    how long a publish, an ack or a stream/KV call waits for the broker's answer. ``credentials`` is a
     NATS credentials file; its user's replies come to its own inboxes, as its permissions say.
     Only a user allowed to administer JetStream can ``declare_streams``; a broker that refuses
     the credentials is a ``BusRefused``.

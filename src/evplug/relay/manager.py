@@ -35,12 +35,13 @@ from evplug.core.edge_safety import StopReason
 from evplug.devices.base import ChannelReading, DeviceError, DeviceInfo, Driver, PushDriver
 from evplug.devices.health import DEFAULT_MIA_AFTER, Change, PollHealth
 from evplug.relay.edge_guard import EdgeConfig, EdgeGuard
-from evplug.relay.outbox import Outbox
+from evplug.relay.outbox import Outbox, Pending
 from evplug.settings import RelaySettings
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = RelaySettings()  # the settings hold each default once
-_SEND_BATCH = 64
+# Chunks published before their acks are awaited: one round trip per window, not per chunk.
+_SEND_WINDOW = 256
 _MAX_RETRY_S = 10.0
 
 
@@ -447,25 +448,47 @@ class RelayManager:
         self._to_send.set()
 
     async def send_pending(self) -> bool:
-        """Send the outbox's chunks oldest first, each deleted once the broker acked it.
+        """Send the outbox's chunks oldest first, a window of them in flight at once.
 
-        False when the bus refused one: it stays, and is the first sent next time.
+        A window's publishes all start before any ack is awaited, so they reach the broker in
+        outbox order without a round trip each. A chunk is deleted once the broker acked it and
+        every chunk before it. False when the bus refused one: it and every chunk after it stay,
+        and are sent again in order under their own message ids (the broker drops the copies of
+        those that had arrived).
         """
-        while batch := self.outbox.oldest(_SEND_BATCH):
-            for pending in batch:
-                try:
-                    await self.bus.publish(pending.subject, pending.data, msg_id=pending.msg_id)
-                except BusError as exc:
-                    metrics.RELAY_PUBLISH_FAILURES.inc()
-                    log.warning(
-                        "relay.publish_failed",
-                        subject=pending.subject,
-                        error=str(exc),
-                        waiting=len(self.outbox),
-                    )
-                    return False
-                self.outbox.remove(pending)
+        while window := self.outbox.oldest(_SEND_WINDOW):
+            results = await self._publish_window(window)
+            failed = (n for n, result in enumerate(results) if isinstance(result, BaseException))
+            acked = next(failed, len(window))
+            self.outbox.remove(window[:acked])
+            if acked < len(window):
+                refused, error = window[acked], results[acked]
+                if not isinstance(error, BusError):
+                    raise error  # a bug, not the broker: as loud as before the window
+                metrics.RELAY_PUBLISH_FAILURES.inc()
+                log.warning(
+                    "relay.publish_failed",
+                    subject=refused.subject,
+                    error=str(error),
+                    waiting=len(self.outbox),
+                )
+                return False
         return True
+
+    async def _publish_window(self, window: list[Pending]) -> list[bool | BaseException]:
+        """Each chunk's ack, or what the bus raised for it, in window order."""
+        if len(window) == 1:
+            # Live, a window is one poll's chunk: sent from this task with no task to make, so
+            # the live path keeps the timing it had before windows.
+            pending = window[0]
+            try:
+                return [await self.bus.publish(pending.subject, pending.data, pending.msg_id)]
+            except Exception as exc:
+                return [exc]
+        return await asyncio.gather(
+            *(self.bus.publish(p.subject, p.data, msg_id=p.msg_id) for p in window),
+            return_exceptions=True,
+        )
 
     async def _send_loop(self) -> None:
         await self._announced.wait()

@@ -102,11 +102,17 @@ class Outbox:
         ).fetchall()
         return [Pending(*row) for row in rows]
 
-    def remove(self, pending: Pending) -> None:
-        """Acked by the broker: gone for good."""
-        deleted = self._db.execute("DELETE FROM outbox WHERE id = ?", (pending.id,)).rowcount
+    def remove(self, sent: Sequence[Pending]) -> None:
+        """Acked by the broker: gone for good, in one transaction (one sync for a window)."""
+        if not sent:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            deleted = self._db.executemany(
+                "DELETE FROM outbox WHERE id = ?", [(p.id,) for p in sent]
+            ).rowcount
         self._count -= deleted
-        self.acked += 1
+        self.acked += len(sent)
         metrics.RELAY_OUTBOX_PENDING.set(self._count)
 
     def close(self) -> None:

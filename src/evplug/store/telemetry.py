@@ -126,8 +126,12 @@ class ReadingSink:
             metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))
             metrics.TELEMETRY_FLUSHES.inc()
         acks = [ack for _, ack in batches.values() if ack is not None]
-        for ack in acks:
-            await ack()
+        # All in flight together: one round trip to the broker per batch, not one per message.
+        # A failed ack leaves its message to come back (a repeat, ignored); the others still go.
+        results = await asyncio.gather(*(ack() for ack in acks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 def _insert_statement(paramstyle: str) -> str:
