@@ -99,8 +99,10 @@ async def test_an_ack_waits_for_the_broker_as_long_as_any_api_call(
         return await ack_sync(msg, timeout)
 
     monkeypatch.setattr(Msg, "ack_sync", timed)
-    await wipe(nats_broker.url)
-    bus = await connect_nats(nats_broker.url, TEST_STREAMS, api_timeout_s=7.5)
+    await wipe(nats_broker)
+    bus = await connect_nats(
+        nats_broker.url, TEST_STREAMS, api_timeout_s=7.5, credentials=nats_broker.credentials()
+    )
     try:
         inbox = Inbox()
         await bus.subscribe("t.*", "d", inbox)
@@ -122,8 +124,8 @@ async def test_acks_asked_for_together_are_confirmed_by_one_answer_from_the_brok
         return await ack_sync(msg, timeout)
 
     monkeypatch.setattr(Msg, "ack_sync", counted)
-    bus = await fresh_nats_bus(nats_broker.url)
-    nc = await nats.connect(nats_broker.url)
+    bus = await fresh_nats_bus(nats_broker)
+    nc = await admin_client(nats_broker)
     try:
         inbox = Inbox(ack=False)
         await bus.subscribe("t.*", "d", inbox, max_ack_pending=500)

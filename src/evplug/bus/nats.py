@@ -662,10 +662,10 @@ async def connect_nats(
     """A bus on the broker at ``url``, its streams declared; fails at once if nothing listens.
 
     Once connected, a lost connection is retried for ever, with backoff. ``api_timeout_s`` is
-    how long a publish, an ack or a stream/KV call waits for the broker's answer. ``credentials`` is a
-    NATS credentials file; its user's replies come to its own inboxes, as its permissions say.
-    Only a user allowed to administer JetStream can ``declare_streams``; a broker that refuses
-    the credentials is a ``BusRefused``.
+    how long a publish, an ack or a stream/KV call waits for the broker's answer.
+    ``credentials`` is a NATS credentials file; its user's replies come to its own inboxes, as
+    its permissions say. Only a user allowed to administer JetStream can ``declare_streams``; a
+    broker that refuses the credentials is a ``BusRefused``.
     """
     options: dict[str, Any] = {}
     if credentials is not None:
