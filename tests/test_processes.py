@@ -82,7 +82,12 @@ class Driver:
         """Until the mothership takes it (a restarted one may not answer at once)."""
 
         def taken() -> bool:
-            answer = self.web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": prompt})
+            answer = self.web.post(
+                f"/api/plugs/{plug_id}/prompts",
+                json={"prompt": prompt},
+                # As the page's script does: the token the server set on an earlier answer.
+                headers={"x-csrf-token": self.web.cookies["evplug_csrf"]},
+            )
             return answer.status_code == 200
 
         eventually(taken, what=f"{prompt!r} taken")
