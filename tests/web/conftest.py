@@ -21,6 +21,7 @@ from evplug.web.accounts import AccountPolicy
 from evplug.web.accounts_web import AccountsConfig
 from evplug.web.app import create_app
 from evplug.web.csrf import CSRF_COOKIE, CSRF_HEADER
+from evplug.web.mail import LogMailer, Mail
 from tests.conftest import until
 
 PASSWORD = "correct horse battery"
@@ -137,3 +138,20 @@ async def accounts_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(make_accounts_app()) as client:
         yield client
+
+
+class RecordingMailer:
+    """Keeps what would be mailed, as a mail server would (the answers show no links)."""
+
+    shows_links = False
+
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+
+    async def send(self, mail: Mail) -> None:
+        self.sent.append(mail)
+
+
+def link_to(mailer: LogMailer | RecordingMailer, email: str) -> str:
+    """The link of the last mail to ``email``."""
+    return next(m.link for m in reversed(mailer.sent) if m.to == email)
