@@ -63,7 +63,9 @@ def client_for(app: Any, base_url: str = PUBLIC_URL, csrf: bool = True) -> httpx
 async def web_client(system: System) -> AsyncIterator[httpx.AsyncClient]:
     """The web app of a running system, started, once its live view has every plug."""
     # The bus runs on the demo's sped-up clock: a request may take 5 s of real time.
-    app = create_app(system.bus, system.repo, DEMO_DRIVER, 5.0 * system.clock.factor)
+    app = create_app(
+        system.bus, system.repo, DEMO_DRIVER, 5.0 * system.clock.factor, accounts_config()
+    )
     async with app.router.lifespan_context(app), client_for(app) as client:
 
         async def every_plug_listed() -> bool:
@@ -72,6 +74,14 @@ async def web_client(system: System) -> AsyncIterator[httpx.AsyncClient]:
 
         await until(every_plug_listed)
         yield client
+
+
+def accounts_config(**config: Any) -> AccountsConfig:
+    """As in the demo: mails logged and their links shown in the answers (``sign_in`` uses
+    them); cheap password hashing."""
+    config.setdefault("mailer", LogMailer(shows_links=True))
+    policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
+    return AccountsConfig(policy, **config)
 
 
 def token_of(link: str) -> str:
@@ -125,8 +135,7 @@ def make_accounts_app(accounts_repo: Repository, web_clock: FakeClock) -> Callab
     """The web app on a fresh store, its accounts on a fake clock (no mothership running)."""
 
     def make(**config: Any) -> FastAPI:
-        policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
-        accounts = AccountsConfig(policy, clock=web_clock, **config)
+        accounts = accounts_config(clock=web_clock, **config)
         return create_app(MemoryBus(web_clock), accounts_repo, DEMO_DRIVER, accounts=accounts)
 
     return make

@@ -28,7 +28,7 @@ async def _post_form(client: httpx.AsyncClient, page_path: str, action: str, **f
 
 
 async def test_sign_up_verify_and_land_home_through_the_pages(make_accounts_app) -> None:
-    mailer = LogMailer()
+    mailer = LogMailer(shows_links=True)
     async with client_for(make_accounts_app(mailer=mailer), csrf=False) as browser:
         page = await browser.get("/signup")
         assert page.status_code == 200 and "<h1>Sign up</h1>" in page.text
@@ -103,7 +103,7 @@ async def test_next_never_leaves_the_site(make_accounts_app) -> None:
 
 
 async def test_unverified_banner_and_account_forms(make_accounts_app) -> None:
-    mailer = LogMailer()
+    mailer = LogMailer(shows_links=True)
     async with client_for(make_accounts_app(mailer=mailer), csrf=False) as browser:
         async with client_for(browser._transport.app) as api:  # type: ignore[attr-defined]
             await sign_in(api, "s@example.com", verified=False)
@@ -147,7 +147,7 @@ async def test_unverified_banner_and_account_forms(make_accounts_app) -> None:
 
 
 async def test_forgot_and_reset_through_the_pages(make_accounts_app) -> None:
-    mailer = LogMailer()
+    mailer = LogMailer(shows_links=True)
     app = make_accounts_app(mailer=mailer)
     async with client_for(app) as setup:
         await sign_in(setup, "t@example.com")

@@ -16,7 +16,7 @@ AUTH = "/api/v1/auth"
 
 @pytest.fixture
 def mailer() -> LogMailer:
-    return LogMailer()
+    return LogMailer(shows_links=True)
 
 
 @pytest.fixture

@@ -32,3 +32,13 @@ async def test_the_demo_offers_its_driver_on_the_sign_in_page(demo_system, tmp_p
         )
         assert signed.status_code == 200, signed.text
         assert signed.json()["user_id"] == DEMO_DRIVER and signed.json()["email_verified"]
+
+
+async def test_outside_the_demo_a_page_never_shows_a_mailed_link(demo_system, tmp_path) -> None:
+    system = await demo_system()
+    app = assembly.make_web_app(Settings(data_dir=tmp_path), system.bus, system.store, DEMO_DRIVER)
+    async with client_for(app) as client:
+        sent = await client.post("/api/v1/auth/signin/link", json={"email": DEMO_EMAIL})
+        assert sent.status_code == 202 and "demo_link" not in sent.json()
+        page = await client.get("/signin")
+        assert DEMO_PASSWORD not in page.text
