@@ -213,6 +213,7 @@ async def test_signed_in_devices_are_listed_and_a_revoked_one_is_refused(app) ->
             json={"email": "j@example.com", "password": PASSWORD},
             headers={"user-agent": "Phone Browser"},
         )
+        await laptop.post(f"{AUTH}/signin", json={"email": "j@example.com", "password": PASSWORD})
         devices = (await laptop.get(f"{AUTH}/devices")).json()
         assert len(devices) == 2 and sum(d["this_device"] for d in devices) == 1
         phone_id = next(d["id"] for d in devices if d["user_agent"] == "Phone Browser")
