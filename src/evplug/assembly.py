@@ -322,7 +322,7 @@ def accounts_config(settings: Settings, demo: DemoCredentials | None = None) -> 
         mail=Limit(auth.mails_per_hour, 3600.0),
     )
     secure = {"auto": None, "always": True, "never": False}[auth.secure_cookies]
-    mailer: Mailer = LogMailer()
+    mailer: Mailer = LogMailer(shows_links=demo is not None)
     if mail.smtp_host is not None:
         mailer = SmtpMailer(
             SmtpConfig(

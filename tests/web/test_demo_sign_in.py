@@ -32,6 +32,9 @@ async def test_the_demo_offers_its_driver_on_the_sign_in_page(demo_system, tmp_p
         )
         assert signed.status_code == 200, signed.text
         assert signed.json()["user_id"] == DEMO_DRIVER and signed.json()["email_verified"]
+        # No mail server in the demo: the answer carries the link the mail would.
+        sent = await client.post("/api/v1/auth/signin/link", json={"email": DEMO_EMAIL})
+        assert "/signin/link?token=" in sent.json()["demo_link"]
 
 
 async def test_outside_the_demo_a_page_never_shows_a_mailed_link(demo_system, tmp_path) -> None:
