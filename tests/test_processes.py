@@ -78,6 +78,12 @@ class Driver:
     def plug(self, plug_id: str) -> dict[str, Any]:
         return self.web.get(f"/api/plugs/{plug_id}").json()
 
+    def csrf_token(self) -> str:
+        """As a page's script: the token the server sets on its first answer, sent back."""
+        if "evplug_csrf" not in self.web.cookies:
+            self.web.get("/api/plugs")
+        return self.web.cookies["evplug_csrf"]
+
     def press(self, plug_id: str, prompt: str) -> None:
         """Until the mothership takes it (a restarted one may not answer at once)."""
 
@@ -85,8 +91,7 @@ class Driver:
             answer = self.web.post(
                 f"/api/plugs/{plug_id}/prompts",
                 json={"prompt": prompt},
-                # As the page's script does: the token the server set on an earlier answer.
-                headers={"x-csrf-token": self.web.cookies["evplug_csrf"]},
+                headers={"x-csrf-token": self.csrf_token()},
             )
             return answer.status_code == 200
 
