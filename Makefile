@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/evplug demo
 
 test: $(STAMP) lint
+	tools/install_test_tools.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -98,11 +98,21 @@ class Driver:
     def plug(self, plug_id: str) -> dict[str, Any]:
         return self.web.get(f"/api/plugs/{plug_id}").json()
 
+    def csrf_token(self) -> str:
+        """As a page's script: the token the server sets on its first answer, sent back."""
+        if "evplug_csrf" not in self.web.cookies:
+            self.web.get("/api/plugs")
+        return self.web.cookies["evplug_csrf"]
+
     def press(self, plug_id: str, prompt: str) -> None:
         """Until the mothership takes it (a restarted one may not answer at once)."""
 
         def taken() -> bool:
-            answer = self.web.post(f"/api/plugs/{plug_id}/prompts", json={"prompt": prompt})
+            answer = self.web.post(
+                f"/api/plugs/{plug_id}/prompts",
+                json={"prompt": prompt},
+                headers={"x-csrf-token": self.csrf_token()},
+            )
             return answer.status_code == 200
 
         eventually(taken, what=f"{prompt!r} taken")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from argon2 import PasswordHasher
+
 from evplug import assembly
 from evplug.assembly import StartupError, System
 from evplug.bus.broker import free_port, start_broker
@@ -33,6 +35,9 @@ W = TypeVar("W", bound=Callable[[Any], None])
 
 DEMO_SITE = "demo-site"
 DEMO_DRIVER = "demo-driver"
+# The seeded driver's credentials, offered on the demo's sign-in page.
+DEMO_EMAIL = "driver@demo.example"
+DEMO_PASSWORD = "demo-driver-password"
 STARTING_CREDIT_CENTS = 2_000
 SCENARIOS = ("smoke", "queue")
 # The queue scenario's site: four cars of about 10 A on one 20 A circuit.
@@ -119,6 +124,8 @@ async def build(settings: Settings, options: DemoOptions) -> System:
     """Every part, on the site file's relays or on simulated plugs, seeded with demo data."""
     check_options(options)
     settings = edge_in_real_time(settings, options.speed)
+    # Hashed before the sped-up clock starts: its second of work is minutes of demo time.
+    password_hash = await asyncio.to_thread(PasswordHasher().hash, DEMO_PASSWORD)
     clock = ScaledClock(options.speed)
     simulated: list[SimulatedDevice] = []
     if options.site_config is not None:
@@ -135,12 +142,15 @@ async def build(settings: Settings, options: DemoOptions) -> System:
         devices = [DeviceSpec(d, fuze_id="main") for d in simulated]
     system = await assembly.build_system(settings, clock, site, devices)
     system.simulated = simulated
-    await _seed_driver(system)
+    await _seed_driver(system, password_hash)
     return system
 
 
-async def _seed_driver(system: System) -> None:
+async def _seed_driver(system: System, password_hash: str) -> None:
     await _give_credit(system, DEMO_DRIVER, "demo:starting-credit")
+    await system.repo.accounts.set_credentials(
+        DEMO_DRIVER, email=DEMO_EMAIL, password_hash=password_hash, name="Demo driver"
+    )
 
 
 async def _give_credit(system: System, driver: str, key: str) -> None:
@@ -164,8 +174,16 @@ async def serve(settings: Settings, options: DemoOptions) -> None:
     except StartupError:
         await system.stop()
         raise
+    from evplug.web.accounts_web import DemoCredentials
+
     app = assembly.make_web_app(
-        settings, system.bus, system.store, DEMO_DRIVER, system.relay, time_factor=options.speed
+        settings,
+        system.bus,
+        system.store,
+        DEMO_DRIVER,
+        system.relay,
+        time_factor=options.speed,
+        demo=DemoCredentials(DEMO_EMAIL, DEMO_PASSWORD),
     )
     web = settings.web
     server = uvicorn.Server(uvicorn.Config(app, host=web.host, port=web.port, log_level="warning"))

@@ -46,7 +46,9 @@ async def test_a_plug_change_reaches_an_open_event_stream(demo_system) -> None:
             async with client.stream("GET", "/api/events") as events:
                 assert events.headers["content-type"].startswith("text/event-stream")
                 enabled = await client.post(
-                    f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"}
+                    f"/api/plugs/{plug_id}/prompts",
+                    json={"prompt": "Enable Socket"},
+                    headers={"x-csrf-token": client.cookies["evplug_csrf"]},
                 )
                 assert enabled.status_code == 200
                 async with asyncio.timeout(20):

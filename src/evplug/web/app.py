@@ -11,10 +11,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
@@ -28,11 +27,13 @@ from evplug.contracts.wire import pack, unpack
 from evplug.core.plug import Prompt
 from evplug.store.repository import Repository
 from evplug.store.sql import UnknownUser
+from evplug.web.accounts import AccountPolicy
+from evplug.web.accounts_web import AccountsConfig, install_accounts
 from evplug.web.limits import BodyLimit
 from evplug.web.live import LiveView
+from evplug.web.pages import templates
 
-_PAGE = files("evplug.web").joinpath("templates/plugs.html").read_text(encoding="utf-8")
-
+LOCAL_URL = "http://127.0.0.1:8000"
 Code = pb.DriverReplyCode
 _HTTP_STATUS = {
     Code.DRIVER_REPLY_CODE_UNKNOWN_PLUG: 404,
@@ -86,7 +87,11 @@ def queue_text(position: int, eta_min: int) -> str:
 
 
 def create_app(
-    bus: Bus, repo: Repository, driver_id: str, request_timeout_s: float = 5.0
+    bus: Bus,
+    repo: Repository,
+    driver_id: str,
+    request_timeout_s: float = 5.0,
+    accounts: AccountsConfig | None = None,
 ) -> FastAPI:
     live: LiveView | None = None
 
@@ -103,7 +108,8 @@ def create_app(
     app = FastAPI(
         title="evplug", docs_url="/api/docs", openapi_url="/api/openapi.json", lifespan=lifespan
     )
-    app.add_middleware(BodyLimit)
+    install_accounts(app, repo, accounts or AccountsConfig(AccountPolicy(LOCAL_URL)))
+    app.add_middleware(BodyLimit)  # after: the outermost, so it caps what CSRF reads too
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -121,14 +127,14 @@ def create_app(
         return status
 
     @app.get("/", response_class=HTMLResponse)
-    async def plugs_page() -> str:
-        return _PAGE
+    async def plugs_page(request: Request) -> Response:
+        return templates.TemplateResponse(request, "plugs.html")
 
     @app.get("/plugs/{plug_id}", response_class=HTMLResponse)
-    async def plug_page(plug_id: str) -> str:
+    async def plug_page(request: Request, plug_id: str) -> Response:
         # Where a socket's QR code points: the same page, showing just that plug.
         status_of(plug_id)
-        return _PAGE
+        return templates.TemplateResponse(request, "plugs.html")
 
     @app.get("/api/plugs")
     async def list_plugs() -> list[dict[str, Any]]:
