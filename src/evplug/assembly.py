@@ -38,6 +38,7 @@ from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_sit
 from evplug.settings import Settings, SettingsError
 from evplug.store import schema
 from evplug.store.database import driver_url, make_engine
+from evplug.store.records import LedgerMismatch
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 
@@ -224,7 +225,7 @@ async def credit_driver(
     await repo.users.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
     if cents:
         await repo.ledger.post(
-            ledger.Entry(driver_id, ledger.EntryKind.ADJUSTMENT, cents, key, now_ms, memo=memo)
+            ledger.adjustment(driver_id, key, cents, now_ms, actor="operator", reason=memo)
         )
 
 
@@ -240,6 +241,15 @@ async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
     finally:
         await store.repo.engine.dispose()
     return f"driver {driver_id}: balance {balance} cents"
+
+
+async def check_ledger(settings: Settings) -> list[LedgerMismatch]:
+    """``evplug ledger check``: accounts whose cached balance is not their ledger's sum."""
+    engine = await _open_database(settings, schema.check)
+    try:
+        return await Repository(engine).ledger.mismatches()
+    finally:
+        await engine.dispose()
 
 
 def make_outbox(settings: Settings, site: SiteConfig) -> Outbox:

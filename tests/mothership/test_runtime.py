@@ -75,7 +75,7 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
 
     # Leave the driver 10 cents: a third of a kWh.
     await system.repo.ledger.post(
-        ledger.Entry(DEMO_DRIVER, ledger.EntryKind.ADJUSTMENT, 10 - STARTING_CREDIT_CENTS, "t", 0)
+        ledger.adjustment(DEMO_DRIVER, "t", 10 - STARTING_CREDIT_CENTS, 0, "test", "leave 10 c")
     )
     seen: list[State] = []
     system.mothership.events.attach(

@@ -55,3 +55,13 @@ class EntryRecord:
     idempotency_key: str
     created_ms: int
     memo: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerMismatch:
+    """An account whose cached balance is not the sum of its ledger entries."""
+
+    user_id: str
+    cached_cents: int
+    sum_cents: int
