@@ -31,6 +31,9 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.payments.demo import DemoProvider
+from evplug.payments.provider import PaymentsProvider
+from evplug.payments.stripe_provider import StripeProvider
 from evplug.relay.manager import DeviceSpec, RelayManager
 from evplug.relay.outbox import Outbox, OutboxError
 from evplug.relay.rediscovery import Rediscovery
@@ -288,6 +291,16 @@ def make_rediscovery(site: SiteConfig, relay: RelayManager, clock: Clock) -> Red
     return Rediscovery(relay, clock, interval_s=site.discovery_interval_s)
 
 
+def make_payments(settings: Settings, repo: Repository, clock: Clock) -> PaymentsProvider:
+    """Stripe whenever a secret key is set, else the demo provider (no money moves)."""
+    keys = settings.stripe
+    if keys.secret_key:
+        return StripeProvider(
+            repo, clock, keys.secret_key, keys.api_base, settings.effective_public_url()
+        )
+    return DemoProvider(repo, clock)
+
+
 def make_web_app(
     settings: Settings,
     bus: Bus,
@@ -301,11 +314,25 @@ def make_web_app(
     ``time_factor`` is how much faster than real time the bus's clock runs (the demo's speed):
     a driver's request still gets its timeout in real seconds.
     """
+    from evplug.payments.events import PaymentEvents
     from evplug.relay import status_page
     from evplug.web.app import create_app
+    from evplug.web.payments import PaymentsWeb, payments_router
 
     timeout_s = settings.web.request_timeout_s * time_factor
     app = create_app(bus, store.repo, driver_id, timeout_s)
+    clock = SystemClock()
+    provider = make_payments(settings, store.repo, clock)
+    app.state.payments = provider  # sign-up makes each new driver's customer through it
+    payments = PaymentsWeb(
+        provider,
+        PaymentEvents(store.repo, clock),
+        bus,
+        clock,
+        settings.price.currency,
+        settings.stripe.webhook_secret,
+    )
+    app.include_router(payments_router(payments))
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
@@ -331,6 +358,7 @@ class System:
     relay: RelayManager
     simulated: list[SimulatedDevice] = field(default_factory=list)
     rediscovery: Rediscovery | None = None
+    payments: PaymentsProvider | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -390,4 +418,5 @@ async def build_system(
     mothership = make_mothership(settings, bus, store, clock)
     relay = make_relay(settings, site, bus, clock, devices, outbox)
     rediscovery = make_rediscovery(site, relay, clock)
-    return System(clock, bus, store, mothership, relay, rediscovery=rediscovery)
+    payments = make_payments(settings, store.repo, clock)
+    return System(clock, bus, store, mothership, relay, rediscovery=rediscovery, payments=payments)

@@ -128,6 +128,9 @@ async def build(settings: Settings, options: DemoOptions) -> System:
 
 async def _seed_driver(system: System) -> None:
     await _give_credit(system, DEMO_DRIVER, "demo:starting-credit")
+    if system.payments is not None:  # with Stripe, the driver's customer there
+        user = await system.repo.users.get_user(DEMO_DRIVER)
+        await system.payments.ensure_customer(DEMO_DRIVER, user.email)
 
 
 async def _give_credit(system: System, driver: str, key: str) -> None:

@@ -144,3 +144,15 @@ def value(sample: str, **labels: str) -> float:
     if not any(sample == f"{m.name}{s}" for m in REGISTRY.collect() for s in _SUFFIXES):
         raise KeyError(f"no evplug metric has a sample named {sample!r}")
     return 0.0
+
+
+# -- payments (web) --------------------------------------------------------------------------
+
+PAYMENT_EVENTS = _counter(
+    "payment_events",
+    "Payment provider events by type and result: applied, duplicate (applied before: changed"
+    " nothing), ignored (nothing of ours to change, e.g. an unknown driver; see the log),"
+    " rejected (bad signature or unreadable: 400, changed nothing).",
+    "type",
+    "result",
+)

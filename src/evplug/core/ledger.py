@@ -86,12 +86,16 @@ def validate(entry: Entry) -> Entry:
     return entry
 
 
+def top_up_key(payment_intent_id: str) -> str:
+    return f"{KEY_PREFIX[EntryKind.TOP_UP]}{payment_intent_id}"
+
+
 def top_up(
     user_id: str, payment_intent_id: str, cents: int, created_ms: int, memo: str = ""
 ) -> Entry:
     """A payment's credit, keyed on its payment intent: however often confirmed, credited once."""
     return validate(
-        Entry(user_id, EntryKind.TOP_UP, cents, f"pi:{payment_intent_id}", created_ms, memo)
+        Entry(user_id, EntryKind.TOP_UP, cents, top_up_key(payment_intent_id), created_ms, memo)
     )
 
 

@@ -104,6 +104,7 @@ def create_app(
         title="evplug", docs_url="/api/docs", openapi_url="/api/openapi.json", lifespan=lifespan
     )
     app.add_middleware(BodyLimit)
+    app.state.driver_id = driver_id  # who web.auth.current_user_id signs in
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
