@@ -136,8 +136,6 @@ class StripeProvider:
             "confirm": True,
             "metadata": {"plug_id": plug_id, "purpose": GUEST_HOLD},
         }
-        if email:
-            params["receipt_email"] = email
         intent = await self._call(self.client.v1.payment_intents.create, params, raw=True)
         await self.repo.payments.record_intent(
             PaymentIntentRecord(
