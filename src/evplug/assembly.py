@@ -31,7 +31,9 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.payments.auto_top_up import AutoTopUps
 from evplug.payments.demo import DemoProvider
+from evplug.payments.events import PaymentEvents
 from evplug.payments.provider import PaymentsProvider
 from evplug.payments.stripe_provider import StripeProvider
 from evplug.relay.manager import DeviceSpec, RelayManager
@@ -181,7 +183,11 @@ def mothership_config(settings: Settings) -> MothershipConfig:
 
 
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
-    return Mothership(bus, store.repo, store.sink, clock, mothership_config(settings))
+    provider = make_payments(settings, store.repo, clock)
+    top_ups = AutoTopUps(provider, PaymentEvents(store.repo, clock), clock)
+    return Mothership(
+        bus, store.repo, store.sink, clock, mothership_config(settings), top_ups=top_ups
+    )
 
 
 def load_site(path: Path) -> SiteConfig:
@@ -314,7 +320,6 @@ def make_web_app(
     ``time_factor`` is how much faster than real time the bus's clock runs (the demo's speed):
     a driver's request still gets its timeout in real seconds.
     """
-    from evplug.payments.events import PaymentEvents
     from evplug.relay import status_page
     from evplug.web.app import create_app
     from evplug.web.payments import PaymentsWeb, payments_router

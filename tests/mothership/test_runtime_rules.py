@@ -372,7 +372,7 @@ async def test_a_trip_mid_charge_bills_what_was_metered_and_releases(make_site: 
     await site.advance(120)  # and it is never switched back on by itself
     await site.read()
     assert ons(site) == [plug_id] and not socket.on
-    assert site.ms.registry.plug_of_user("d") is None  # free to charge elsewhere
+    assert site.ms.registry.plugs_of_user("d") == []  # the account holds no plug now
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,17 @@ class Ledger:
             )
             return None if row is None else entry_record(row)
 
+    async def last_credit_key(self, user_id: str) -> str:
+        """The key of the driver's newest entry that added money ("" if none did)."""
+        async with self._sessions() as db:
+            key = await db.scalar(
+                select(LedgerEntry.idempotency_key)
+                .where(LedgerEntry.user_id == user_id, LedgerEntry.amount_cents > 0)
+                .order_by(LedgerEntry.id.desc())
+                .limit(1)
+            )
+            return key or ""
+
     async def entries(self, user_id: str) -> list[EntryRecord]:
         async with self._sessions() as db:
             rows = await db.scalars(

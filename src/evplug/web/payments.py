@@ -150,6 +150,11 @@ def payments_router(web: PaymentsWeb) -> APIRouter:
         await web.events.repo.payments.set_auto_top_up(
             user_id, choice.threshold_cents, choice.amount_cents
         )
+        # The mothership reads the new settings for the sessions under way.
+        change = pb.BalanceChanged(
+            user_id=user_id, ledger_key="auto-top-up-settings", timestamp_ms=web.clock.now_ms()
+        )
+        await web.bus.publish(subjects.BALANCE_CHANGED, pack(change))
         return await payments_status(user_id)
 
     if isinstance(web.provider, DemoProvider):
