@@ -34,6 +34,7 @@ from evplug.mothership.runtime import Mothership, MothershipConfig
 from evplug.payments.auto_top_up import AutoTopUps
 from evplug.payments.demo import DemoProvider
 from evplug.payments.events import PaymentEvents
+from evplug.payments.guest import GuestHolds
 from evplug.payments.provider import PaymentsProvider
 from evplug.payments.stripe_provider import StripeProvider
 from evplug.relay.manager import DeviceSpec, RelayManager
@@ -185,8 +186,15 @@ def mothership_config(settings: Settings) -> MothershipConfig:
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
     provider = make_payments(settings, store.repo, clock)
     top_ups = AutoTopUps(provider, PaymentEvents(store.repo, clock), clock)
+    guests = GuestHolds(provider, store.repo, clock)
     return Mothership(
-        bus, store.repo, store.sink, clock, mothership_config(settings), top_ups=top_ups
+        bus,
+        store.repo,
+        store.sink,
+        clock,
+        mothership_config(settings),
+        top_ups=top_ups,
+        guests=guests,
     )
 
 

@@ -6,11 +6,12 @@ import asyncio
 from typing import Any
 
 from evplug.clock import settle
-from evplug.core.plug import State
+from evplug.core.plug import Prompt, State
 from evplug.mothership.accounts import Accounts
 from evplug.payments.auto_top_up import AutoTopUps
 from evplug.payments.demo import DemoProvider
 from evplug.payments.events import PaymentEvents
+from evplug.payments.guest import GuestHolds
 from evplug.payments.provider import Charge
 from tests.mothership.conftest import MakeSite
 from tests.mothership.harness import Site
@@ -158,3 +159,73 @@ async def test_two_motherships_crossing_at_once_ask_for_one_charge(make_site: Ma
     assert len(provider.asked) == 2 and len(set(provider.asked)) == 1
     assert [e.kind for e in await site.repo.ledger.entries("d")] == ["adjustment", "top_up"]
     assert await site.repo.ledger.balance("d") == 2_100
+
+
+class HoldingProvider(DemoProvider):
+    """The demo provider, keeping what each hold was captured for."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.captured: dict[str, int] = {}
+
+    async def capture_hold(self, payment_intent_id: str, cents: int) -> None:
+        self.captured[payment_intent_id] = cents
+
+
+async def guest_with_hold(site: Site, cents: int) -> tuple[HoldingProvider, str, str]:
+    """A guest's authorized hold on the site's first plug: (provider, hold id, guest id)."""
+    provider = HoldingProvider(site.repo, site.clock)
+    site.ms.accounts.guests = GuestHolds(provider, site.repo, site.clock)
+    plug_id = site.plug_ids[0]
+    redirect = await provider.start_guest_hold(plug_id, cents, "AUD", "g@example.invalid", "/")
+    hold_id = redirect.url.removeprefix("/pay/demo/").split("?")[0]
+    processed = await PaymentEvents(site.repo, site.clock).process(await provider.pay("", hold_id))
+    ((_, held_plug, guest),) = processed.holds
+    assert held_plug == plug_id and await site.repo.ledger.balance(guest) == cents
+    return provider, hold_id, guest
+
+
+async def test_a_guest_session_stops_when_its_cost_reaches_the_hold(make_site: MakeSite) -> None:
+    site = await make_site(plugs=1)
+    provider, hold_id, guest = await guest_with_hold(site, 500)
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 7000.0
+    await site.enable(plug_id, guest)  # as the web does once the hold is authorized
+    await site.answer()
+    await run_until_both_stop(site, max_reads=2_000)
+    await site.ms.accounts.drain()
+    (session,) = await site.repo.sessions.sessions_of_user(guest)
+    assert session.end_reason == "insufficient_credit"
+    assert 500 <= (session.cost_cents or 0) <= 501  # one 10 s reading past it at most
+    assert provider.captured == {hold_id: 500}  # never more than the hold
+
+
+async def test_a_guest_who_stops_early_pays_exactly_the_cost_and_the_rest_is_released(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site(plugs=1)
+    provider, hold_id, guest = await guest_with_hold(site, 2_000)
+    plug_id = site.plug_ids[0]
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, guest)
+    await site.answer()
+    for _ in range(6):
+        await site.advance(300)
+        await site.read(300)
+    await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, guest)
+    await site.answer()
+    await site.advance(2)
+    await site.read()
+    await settle()
+    await site.ms.accounts.drain()
+    (session,) = await site.repo.sessions.sessions_of_user(guest)
+    cost = session.cost_cents or 0
+    assert 0 < cost < 2_000 and provider.captured == {hold_id: cost}
+    assert [e.kind for e in await site.repo.ledger.entries(guest)] == [
+        "top_up",
+        "session_charge",
+        "refund",
+    ]
+    assert await site.repo.ledger.balance(guest) == 0
+    hold = await site.repo.payments.intent(hold_id)
+    assert hold is not None and (hold.status, hold.captured_cents) == ("captured", cost)

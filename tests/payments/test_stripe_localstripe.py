@@ -19,8 +19,13 @@ from fastapi import FastAPI
 
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
+from evplug.contracts import evplug_pb2 as pb
+from evplug.contracts import subjects
+from evplug.contracts.wire import pack, unpack
+from evplug.core.plug import Plug
 from evplug.payments.auto_top_up import AutoTopUps
 from evplug.payments.events import PaymentEvents
+from evplug.payments.guest import GuestHolds
 from evplug.payments.stripe_provider import StripeProvider
 from evplug.payments.stripe_webhooks import sign
 from evplug.store.database import create_schema, make_engine, sqlite_url
@@ -48,9 +53,9 @@ class Stripe:
         self.sdk = stripe.StripeClient(KEY, base_addresses={"api": api_base})
         self.app = FastAPI()
         self.app.state.driver_id = "u"
-        web = PaymentsWeb(
-            self.provider, self.events, MemoryBus(self.clock), self.clock, "AUD", SECRET
-        )
+        self.bus = MemoryBus(self.clock)
+        self.started: list[str] = []
+        web = PaymentsWeb(self.provider, self.events, self.bus, self.clock, "AUD", SECRET)
         self.app.include_router(payments_router(web))
 
     def card(self, customer_id: str, number: str = CARD_OK) -> str:
@@ -85,7 +90,15 @@ async def site(
     await create_schema(engine)
     repo = Repository(engine)
     await repo.users.ensure_user("u", "Driver", "driver@example.invalid")
+    await repo.sites.ensure_site("site", "Site", 30, "AUD")
+    await repo.sites.register_plug("p1", "site", "f", "sim", Plug("p1", "f").snapshot())
     stripe_site = Stripe(repo, localstripe_url)
+
+    async def mothership(subject: str, data: bytes) -> bytes:  # every socket starts
+        stripe_site.started.append(unpack(data, pb.DriverRequest).user_id)
+        return pack(pb.DriverReply(code=pb.DriverReplyCode.DRIVER_REPLY_CODE_OK))
+
+    await stripe_site.bus.serve(subjects.for_site(subjects.DRIVER, "site"), mothership)
     async with client_for(stripe_site.app) as client:
         yield stripe_site, client
     await engine.dispose()
@@ -170,7 +183,11 @@ async def test_a_guest_hold_is_captured_for_less_than_its_amount(site) -> None:
     assert hold["status"] == "requires_capture"
     delivered = await s.deliver(client, "payment_intent.amount_capturable_updated", hold)
     assert "authorized" in delivered.json()["outcome"]
-    captured = await s.provider.capture(hold["id"], 1_234)
+    guest = f"guest-{hold['id']}"
+    assert s.started == [guest] and await s.repo.ledger.balance(guest) == 5_000
+    # The session cost 12.34: exactly that is taken, the rest released.
+    assert await GuestHolds(s.provider, s.repo, s.clock).settle(guest, 1_234) == 1_234
+    captured = s.sdk.v1.payment_intents.retrieve(hold["id"]).to_dict()
     assert captured["status"] == "succeeded"
     (charge,) = captured["charges"]["data"]  # localstripe's shape: the charge in the intent
     assert charge["amount"] - charge["amount_refunded"] == 1_234  # the rest released

@@ -16,7 +16,7 @@ from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import unpack
+from evplug.contracts.wire import pack, unpack
 from evplug.payments.demo import DemoProvider
 from evplug.payments.events import PaymentEvents
 from evplug.payments.stripe_webhooks import sign
@@ -136,3 +136,36 @@ async def test_a_demo_checkout_is_only_its_drivers(web) -> None:
     assert (await client.get(redirect.url)).status_code == 404
     assert (await client.post(redirect.url)).status_code == 404
     assert await site.repo.ledger.ledger_sum("v") == 0
+
+
+@pytest.mark.parametrize("answer", ["ok", "refused"])
+async def test_a_guests_card_hold_starts_the_socket_or_is_released(web, answer: str) -> None:
+    site, client = web
+    asked: list[pb.DriverRequest] = []
+
+    async def mothership(subject: str, data: bytes) -> bytes:
+        asked.append(unpack(data, pb.DriverRequest))
+        if answer == "ok":
+            return pack(pb.DriverReply(code=pb.DriverReplyCode.DRIVER_REPLY_CODE_OK))
+        refused = pb.DriverReplyCode.DRIVER_REPLY_CODE_REFUSED
+        return pack(pb.DriverReply(code=refused, reason="this socket is in use"))
+
+    await site.bus.serve(subjects.for_site(subjects.DRIVER, "site"), mothership)
+    missing = await client.post("/api/plugs/nope/guest-holds", json={"amount_cents": 1_000})
+    assert missing.status_code == 404
+    started = await client.post(
+        "/api/plugs/p/guest-holds", json={"amount_cents": 1_000, "email": "g@example.invalid"}
+    )
+    assert started.json()["follow"] == "/plugs/p"
+    url = started.json()["url"]
+    assert "demo — no money moves" in (await client.get(url)).text
+    await client.post(url, follow_redirects=False)
+    hold_id = url.removeprefix("/pay/demo/").split("?")[0]
+    (request,) = asked
+    assert (request.plug_id, request.user_id) == ("p", f"guest-{hold_id}")
+    hold = await site.repo.payments.intent(hold_id)
+    balance = await site.repo.ledger.balance(f"guest-{hold_id}")
+    if answer == "ok":
+        assert balance == 1_000 and hold is not None and hold.captured_cents is None
+    else:  # not started: nothing taken, the hold released
+        assert balance == 0 and hold is not None and hold.captured_cents == 0

@@ -25,6 +25,8 @@ from evplug.core.pricing import DEFAULT_CURRENCY
 from evplug.mothership.actions import open_session
 from evplug.mothership.registry import PlugRegistry
 from evplug.payments.auto_top_up import AutoTopUps
+from evplug.payments.events import hold_of_guest
+from evplug.payments.guest import GuestHolds
 from evplug.store.records import AutoTopUpRecord
 from evplug.store.repository import Repository
 
@@ -41,12 +43,14 @@ class Accounts:
         clock: Clock,
         apply: Apply,
         top_ups: AutoTopUps | None = None,
+        guests: GuestHolds | None = None,
     ) -> None:
         self.registry = registry
         self.repo = repo
         self.clock = clock
         self.apply = apply
         self.top_ups = top_ups
+        self.guests = guests
         self._asked: set[str] = set()  # crossings already charged for (or being charged)
         self._charging: set[asyncio.Task[None]] = set()
         # Read once while the driver has sessions, so readings cost no database read: a balance
@@ -57,6 +61,24 @@ class Accounts:
     def on_event(self, effect: object) -> None:
         if isinstance(effect, SessionClosed):
             self._balances.pop(effect.user_id, None)
+            if self.guests is not None and hold_of_guest(effect.user_id):
+                self._background(self._settle_guest(effect))
+
+    async def _settle_guest(self, closed: SessionClosed) -> None:
+        assert self.guests is not None
+        try:
+            receipt = (
+                f"Charging at {closed.plug_id}: {closed.energy_wh / 1000:.3f} kWh at"
+                f" {closed.price_cents_per_kwh} c/kWh, {closed.cost_cents} c."
+            )
+            await self.guests.settle(closed.user_id, closed.cost_cents, receipt)
+        except Exception:
+            log.exception("guest.settle_failed", user_id=closed.user_id)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._charging.add(task)
+        task.add_done_callback(self._charging.discard)
 
     async def balance_changed(self, user_id: str) -> None:
         """A posting (or new auto top-up settings): read them again, share the balance anew."""
@@ -108,9 +130,7 @@ class Accounts:
             return
         self._asked.add(key)
         currency = await self._currency(sessions[0].plug_id)
-        task = asyncio.create_task(self._top_up(user_id, key, currency))
-        self._charging.add(task)
-        task.add_done_callback(self._charging.discard)
+        self._background(self._top_up(user_id, key, currency))
 
     async def _top_up(self, user_id: str, key: str, currency: str) -> None:
         assert self.top_ups is not None

@@ -34,6 +34,7 @@ from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.mothership.status import StatusPublisher
 from evplug.payments.auto_top_up import AutoTopUps
+from evplug.payments.guest import GuestHolds
 from evplug.settings import MothershipSettings
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
@@ -67,6 +68,7 @@ class Mothership:
         config: MothershipConfig | None = None,
         name: str = "mothership",
         top_ups: AutoTopUps | None = None,
+        guests: GuestHolds | None = None,
     ) -> None:
         self.bus = bus
         self.repo = repo
@@ -88,7 +90,7 @@ class Mothership:
             self.apply,
             config.plug_settings.min_start_credit_cents,
         )
-        self.accounts = Accounts(self.registry, repo, clock, self.apply, top_ups)
+        self.accounts = Accounts(self.registry, repo, clock, self.apply, top_ups, guests)
         self.events.attach(self.accounts.on_event)
         self.handlers = BusHandlers(
             self.registry,

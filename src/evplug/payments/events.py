@@ -44,6 +44,8 @@ class Processed:
     outcome: str
     # (user id, ledger key) of each entry the event posted: their balances changed.
     posted: tuple[tuple[str, str], ...] = ()
+    # (payment intent, plug id, guest's user id) of each card hold authorized: start the socket.
+    holds: tuple[tuple[str, str, str], ...] = ()
 
 
 Handler = Callable[[EventWork, Mapping[str, Any]], Awaitable[str]]
@@ -95,7 +97,7 @@ class PaymentEvents:
         result = "ignored" if applied.outcome.startswith("ignored") else "applied"
         metrics.PAYMENT_EVENTS.labels(event_type, result).inc()
         log.info("payments.event", event_id=event_id, type=event_type, outcome=applied.outcome)
-        return Processed(event_id, event_type, True, applied.outcome, applied.posted)
+        return Processed(event_id, event_type, True, applied.outcome, applied.posted, applied.holds)
 
 
 def intent_event(event_id: str, event_type: str, intent: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,10 +183,30 @@ async def _intent_canceled(doing: EventWork, obj: Mapping[str, Any]) -> str:
     return f"payment {obj['id']} canceled ({reason})"
 
 
+def guest_user_id(payment_intent_id: str) -> str:
+    """The account of the guest whose card hold this is."""
+    return f"guest-{payment_intent_id}"
+
+
+def hold_of_guest(user_id: str) -> str | None:
+    """The card hold a guest's account stands for (None: not a guest)."""
+    return user_id.removeprefix("guest-") if user_id.startswith("guest-") else None
+
+
 async def _hold_authorized(doing: EventWork, obj: Mapping[str, Any]) -> str:
-    if not await doing.intent_status(obj["id"], "requires_capture"):
+    intent = await doing.intent(obj["id"])
+    # A hold made through Checkout is known by its metadata only (its id comes with the event).
+    plug_id = intent.plug_id if intent else _metadata(obj).get("plug_id", "")
+    if _metadata(obj).get("purpose", intent and intent.purpose) != GUEST_HOLD or not plug_id:
         return f"ignored: hold {obj['id']} is not one evplug asked for"
-    return f"hold {obj['id']} authorized for {obj.get('amount_capturable', obj['amount'])}"
+    held = int(obj.get("amount_capturable") or obj["amount"])
+    await doing.intent_status(obj["id"], "requires_capture")
+    guest = guest_user_id(obj["id"])
+    await doing.ensure_guest(guest)
+    # The hold is the guest's credit: the session stops when its cost reaches it.
+    if await doing.post(ledger.top_up(guest, obj["id"], held, doing.now_ms, "card hold")):
+        doing.holds.append((obj["id"], plug_id, guest))
+    return f"hold {obj['id']} authorized for {held}"
 
 
 async def _method_attached(doing: EventWork, obj: Mapping[str, Any]) -> str:

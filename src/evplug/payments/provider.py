@@ -14,6 +14,8 @@ from typing import Any, Protocol
 MIN_TOP_UP_CENTS = 1_000
 # The most one top-up or hold may be (the ledger's cap on one entry is higher).
 MAX_TOP_UP_CENTS = 100_000
+# A guest's smallest card hold: the socket runs until its cost reaches the hold.
+GUEST_MIN_HOLD_CENTS = 500
 
 
 class PaymentsError(RuntimeError):
@@ -72,4 +74,14 @@ class PaymentsProvider(Protocol):
 
         One ``idempotency_key`` charges once, however often asked.
         """
+        ...
+
+    async def start_guest_hold(
+        self, plug_id: str, amount_cents: int, currency: str, email: str, return_url: str
+    ) -> Redirect:
+        """A checkout that holds up to ``amount_cents`` on a guest's card (manual capture)."""
+        ...
+
+    async def capture_hold(self, payment_intent_id: str, cents: int) -> None:
+        """Take exactly ``cents`` of the hold and release the rest (0: release it all)."""
         ...

@@ -16,7 +16,13 @@ import stripe
 
 from evplug.clock import Clock
 from evplug.payments.events import AUTO_TOP_UP, GUEST_HOLD, TOP_UP, failure_reason
-from evplug.payments.provider import Charge, PaymentsError, Redirect, check_amount
+from evplug.payments.provider import (
+    GUEST_MIN_HOLD_CENTS,
+    Charge,
+    PaymentsError,
+    Redirect,
+    check_amount,
+)
 from evplug.store.records import PaymentIntentRecord
 from evplug.store.repository import Repository
 
@@ -123,6 +129,38 @@ class StripeProvider:
             return Charge(intent.id, "succeeded", "", paid)
         reason = failure_reason(paid.get("last_payment_error"))
         return Charge(intent.id, AUTHENTICATION_REQUIRED, reason, paid)
+
+    async def start_guest_hold(
+        self, plug_id: str, amount_cents: int, currency: str, email: str, return_url: str
+    ) -> Redirect:
+        check_amount(amount_cents, GUEST_MIN_HOLD_CENTS)
+        metadata = {"plug_id": plug_id, "purpose": GUEST_HOLD, "email": email}
+        back = self._absolute(return_url)
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount_cents,
+                        "product_data": {"name": "Charging, up to this amount"},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            # Held, not taken: the session's cost is captured when it ends.
+            "payment_intent_data": {"capture_method": "manual", "metadata": metadata},
+            "metadata": metadata,
+            "success_url": back,
+            "cancel_url": back,
+        }
+        if email:
+            params["customer_email"] = email
+        session = await self._call(self.client.v1.checkout.sessions.create, params)
+        return Redirect(session.url)
+
+    async def capture_hold(self, payment_intent_id: str, cents: int) -> None:
+        await self.capture(payment_intent_id, cents)
 
     async def hold(
         self, plug_id: str, amount_cents: int, currency: str, email: str, payment_method: str

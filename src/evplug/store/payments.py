@@ -41,6 +41,8 @@ class Applied:
 
     outcome: str
     posted: tuple[tuple[str, str], ...] = ()
+    # (payment intent, plug id, guest's user id) of each card hold the event authorized.
+    holds: tuple[tuple[str, str, str], ...] = ()
 
 
 class EventWork:
@@ -50,6 +52,7 @@ class EventWork:
         self.db = db
         self.now_ms = now_ms
         self.posted: list[tuple[str, str]] = []
+        self.holds: list[tuple[str, str, str]] = []
 
     async def post(self, entry: ledger.Entry) -> bool:
         ledger.validate(entry)
@@ -57,6 +60,15 @@ class EventWork:
             self.posted.append((entry.user_id, entry.idempotency_key))
             return True
         return False
+
+    async def ensure_guest(self, user_id: str) -> None:
+        """A guest's account for one card hold: the hold is its credit, the session its charge.
+        (The guest's own email, if given, stays with the hold: one person may hold twice.)"""
+        await self.db.execute(
+            insert_new(self.db, User, "id").values(
+                id=user_id, name="guest", email=f"{user_id}@guest.invalid", balance_cents=0
+            )
+        )
 
     async def user_exists(self, user_id: str) -> bool:
         return await self.db.get(User, user_id) is not None
@@ -157,7 +169,7 @@ class Payments:
             await db.execute(
                 update(PaymentEvent).where(PaymentEvent.id == event_id).values(outcome=outcome)
             )
-            return Applied(outcome, tuple(doing.posted))
+            return Applied(outcome, tuple(doing.posted), tuple(doing.holds))
 
     async def event_outcome(self, event_id: str) -> str | None:
         async with self._sessions() as db:
@@ -218,6 +230,12 @@ class Payments:
         async with self._sessions() as db:
             row = await db.get(PaymentIntentRow, payment_intent_id)
             return None if row is None else intent_record(row)
+
+    async def set_captured(self, payment_intent_id: str, cents: int, now_ms: int) -> None:
+        async with self._sessions.begin() as db:
+            await EventWork(db, now_ms).intent_status(
+                payment_intent_id, "captured", captured_cents=cents
+            )
 
     async def set_auto_top_up(self, user_id: str, threshold_cents: int, amount_cents: int) -> None:
         """The driver's auto top-up, switched on (a paused one resumes: the driver acted)."""

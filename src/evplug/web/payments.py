@@ -7,6 +7,7 @@ by payment intent) and tells the mothership of each balance it changed, on the b
 from __future__ import annotations
 
 import html
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,14 +18,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from evplug import metrics
-from evplug.bus.base import Bus
+from evplug.bus.base import Bus, NoResponders, RequestTimeout
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
-from evplug.contracts.wire import pack
+from evplug.contracts.wire import pack, unpack
+from evplug.core.plug import Prompt
 from evplug.payments.demo import DemoPaymentError, DemoProvider
 from evplug.payments.events import PaymentEventError, PaymentEvents, Processed
+from evplug.payments.guest import GuestHolds
 from evplug.payments.provider import (
+    GUEST_MIN_HOLD_CENTS,
     MAX_TOP_UP_CENTS,
     MIN_TOP_UP_CENTS,
     PaymentsError,
@@ -36,6 +40,7 @@ from evplug.web.auth import current_user_id
 log = structlog.get_logger(__name__)
 
 Driver = Annotated[str, Depends(current_user_id)]
+GUEST_START_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,12 @@ class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount_cents: int = Field(ge=MIN_TOP_UP_CENTS, le=MAX_TOP_UP_CENTS)
     return_url: str = "/"
+
+
+class GuestHold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_cents: int = Field(ge=GUEST_MIN_HOLD_CENTS, le=MAX_TOP_UP_CENTS)
+    email: str = Field("", max_length=320, pattern=r"^$|^[^@\s]+@[^@\s]+$")
 
 
 class ReturnTo(BaseModel):
@@ -79,12 +90,43 @@ async def publish_balance_changes(bus: Bus, processed: Processed, now_ms: int) -
         await bus.publish(subjects.BALANCE_CHANGED, pack(change), msg_id=f"balance:{key}")
 
 
+async def start_guest_session(
+    web: PaymentsWeb, guests: GuestHolds, plug_id: str, guest: str
+) -> None:
+    """The hold succeeded: switch the socket on for the guest; refused, release the hold."""
+    site_id = await web.events.repo.sites.site_of_plug(plug_id)
+    reason = f"no plug {plug_id!r}"
+    if site_id is not None:
+        request = pb.DriverRequest(
+            request_id=uuid.uuid4().hex,
+            user_id=guest,
+            plug_id=plug_id,
+            prompt=Prompt.ENABLE_SOCKET.value,
+        )
+        try:
+            data = await web.bus.request(
+                subjects.for_site(subjects.DRIVER, site_id), pack(request), GUEST_START_TIMEOUT_S
+            )
+            reply = unpack(data, pb.DriverReply)
+            if reply.code == pb.DriverReplyCode.DRIVER_REPLY_CODE_OK:
+                return
+            reason = reply.reason
+        except (NoResponders, RequestTimeout) as exc:
+            reason = f"the charging server is not answering ({type(exc).__name__})"
+    log.warning("guest.not_started", plug_id=plug_id, guest=guest, reason=reason)
+    await guests.settle(guest, 0)
+
+
 def payments_router(web: PaymentsWeb) -> APIRouter:
     router = APIRouter()
+
+    guests = GuestHolds(web.provider, web.events.repo, web.clock)
 
     async def apply(event: dict[str, Any]) -> Processed:
         processed = await web.events.process(event)
         await publish_balance_changes(web.bus, processed, web.clock.now_ms())
+        for _, plug_id, guest in processed.holds:
+            await start_guest_session(web, guests, plug_id, guest)
         return processed
 
     @router.post("/webhooks/stripe")
@@ -122,6 +164,23 @@ def payments_router(web: PaymentsWeb) -> APIRouter:
         except PaymentsError as exc:
             raise HTTPException(502, str(exc)) from None
         return {"url": redirect.url}
+
+    @router.post("/api/plugs/{plug_id}/guest-holds")
+    async def start_guest_hold(plug_id: str, hold: GuestHold) -> dict[str, str]:
+        """Pay by card without an account: a hold for the most the guest wants to spend."""
+        repo = web.events.repo
+        site_id = await repo.sites.site_of_plug(plug_id)
+        if site_id is None:
+            raise HTTPException(404, f"no plug {plug_id!r}: check the code on the socket")
+        site = await repo.sites.get_site(site_id)
+        currency = site.currency if site else web.currency
+        try:
+            redirect = await web.provider.start_guest_hold(
+                plug_id, hold.amount_cents, currency, hold.email, f"/plugs/{plug_id}"
+            )
+        except PaymentsError as exc:
+            raise HTTPException(502, str(exc)) from None
+        return {"url": redirect.url, "follow": f"/plugs/{plug_id}"}
 
     @router.get("/api/payments")
     async def payments_status(user_id: Driver) -> dict[str, Any]:
