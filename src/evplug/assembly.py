@@ -331,6 +331,7 @@ def make_web_app(
     from evplug.relay import status_page
     from evplug.web.app import create_app
     from evplug.web.payments import PaymentsWeb, payments_router
+    from evplug.web.receipts import receipts_router
 
     timeout_s = settings.web.request_timeout_s * time_factor
     app = create_app(bus, store.repo, driver_id, timeout_s)
@@ -346,6 +347,7 @@ def make_web_app(
         settings.stripe.webhook_secret,
     )
     app.include_router(payments_router(payments))
+    app.include_router(receipts_router(store.repo, settings.price.currency))
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
