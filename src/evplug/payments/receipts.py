@@ -83,7 +83,7 @@ def receipt_html(receipt: Receipt, pdf_url: str) -> str:
 
 
 def receipt_pdf(receipt: Receipt) -> bytes:
-    pdf = FPDF(format="A5")
+    pdf = FPDF(format="A4")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 10, receipt.title, new_x="LMARGIN", new_y="NEXT")
