@@ -32,6 +32,12 @@ from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
 from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.payments.auto_top_up import AutoTopUps
+from evplug.payments.demo import DemoProvider
+from evplug.payments.events import PaymentEvents
+from evplug.payments.guest import GuestHolds
+from evplug.payments.provider import PaymentsProvider
+from evplug.payments.stripe_provider import StripeProvider
 from evplug.provision import sites
 from evplug.provision.authority import ADMIN, Authority, SiteRecord
 from evplug.relay.edge_guard import EdgeConfig
@@ -42,6 +48,7 @@ from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_sit
 from evplug.settings import Settings, SettingsError
 from evplug.store import schema
 from evplug.store.database import driver_url, make_engine
+from evplug.store.records import LedgerMismatch
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 
@@ -193,7 +200,18 @@ def mothership_config(settings: Settings) -> MothershipConfig:
 
 
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
-    return Mothership(bus, store.repo, store.sink, clock, mothership_config(settings))
+    provider = make_payments(settings, store.repo, clock)
+    top_ups = AutoTopUps(provider, PaymentEvents(store.repo, clock), clock)
+    guests = GuestHolds(provider, store.repo, clock)
+    return Mothership(
+        bus,
+        store.repo,
+        store.sink,
+        clock,
+        mothership_config(settings),
+        top_ups=top_ups,
+        guests=guests,
+    )
 
 
 def load_site(path: Path) -> SiteConfig:
@@ -251,7 +269,7 @@ async def credit_driver(
     await repo.users.ensure_user(driver_id, driver_id, f"{driver_id}@example.invalid")
     if cents:
         await repo.ledger.post(
-            ledger.Entry(driver_id, ledger.EntryKind.ADJUSTMENT, cents, key, now_ms, memo=memo)
+            ledger.adjustment(driver_id, key, cents, now_ms, actor="operator", reason=memo)
         )
 
 
@@ -267,6 +285,15 @@ async def add_driver(settings: Settings, driver_id: str, cents: int) -> str:
     finally:
         await store.repo.engine.dispose()
     return f"driver {driver_id}: balance {balance} cents"
+
+
+async def check_ledger(settings: Settings) -> list[LedgerMismatch]:
+    """``evplug ledger check``: accounts whose cached balance is not their ledger's sum."""
+    engine = await _open_database(settings, schema.check)
+    try:
+        return await Repository(engine).ledger.mismatches()
+    finally:
+        await engine.dispose()
 
 
 def make_outbox(settings: Settings, site: SiteConfig) -> Outbox:
@@ -308,6 +335,16 @@ def make_rediscovery(site: SiteConfig, relay: RelayManager, clock: Clock) -> Red
     return Rediscovery(relay, clock, interval_s=site.discovery_interval_s)
 
 
+def make_payments(settings: Settings, repo: Repository, clock: Clock) -> PaymentsProvider:
+    """Stripe whenever a secret key is set, else the demo provider (no money moves)."""
+    keys = settings.stripe
+    if keys.secret_key:
+        return StripeProvider(
+            repo, clock, keys.secret_key, keys.api_base, settings.effective_public_url()
+        )
+    return DemoProvider(repo, clock)
+
+
 def make_web_app(
     settings: Settings,
     bus: Bus,
@@ -325,9 +362,24 @@ def make_web_app(
     """
     from evplug.relay import status_page
     from evplug.web.app import create_app
+    from evplug.web.payments import PaymentsWeb, payments_router
+    from evplug.web.receipts import receipts_router
 
     timeout_s = settings.web.request_timeout_s * time_factor
     app = create_app(bus, store.repo, driver_id, timeout_s, accounts_config(settings, demo))
+    clock = SystemClock()
+    provider = make_payments(settings, store.repo, clock)
+    app.state.payments = provider  # sign-up makes each new driver's customer through it
+    payments = PaymentsWeb(
+        provider,
+        PaymentEvents(store.repo, clock),
+        bus,
+        clock,
+        settings.price.currency,
+        settings.stripe.webhook_secret,
+    )
+    app.include_router(payments_router(payments))
+    app.include_router(receipts_router(store.repo, settings.price.currency))
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
@@ -464,6 +516,7 @@ class System:
     relay: RelayManager
     simulated: list[SimulatedDevice] = field(default_factory=list)
     rediscovery: Rediscovery | None = None
+    payments: PaymentsProvider | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -523,4 +576,5 @@ async def build_system(
     mothership = make_mothership(settings, bus, store, clock)
     relay = make_relay(settings, site, bus, clock, devices, outbox)
     rediscovery = make_rediscovery(site, relay, clock)
-    return System(clock, bus, store, mothership, relay, rediscovery=rediscovery)
+    payments = make_payments(settings, store.repo, clock)
+    return System(clock, bus, store, mothership, relay, rediscovery=rediscovery, payments=payments)

@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         db_command = db_commands.add_parser(name, help=what)
         db_command.add_argument("--data-dir", help="where the default SQLite file lives")
+
+    ledger = commands.add_parser("ledger", help="the money ledger (EVPLUG_DATABASE_URL)")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    check = ledger_commands.add_parser(
+        "check", help="every account whose cached balance is not the sum of its entries"
+    )
+    check.add_argument("--data-dir", help="where the default SQLite file lives")
     return parser
 
 
@@ -205,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _db(args, settings)
     if args.command == "site":
         return _site(args, settings)
+    if args.command == "ledger":
+        return _ledger_check(settings)
     if args.command in ("mothership", "web", "relay"):
         return _part(args, settings)
     if args.command == "driver":
@@ -342,6 +351,33 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{revision} (head)")
     else:
         print(f"{revision or 'none (empty)'} (head is {head}: run `{schema.UPGRADE_COMMAND}`)")
+    return 0
+
+
+def _ledger_check(settings: Settings) -> int:
+    """Exit 0 when every cached balance is its ledger's sum, 1 (listing them) when not."""
+    import asyncio
+
+    from evplug import assembly
+
+    try:
+        mismatches = asyncio.run(assembly.check_ledger(settings))
+    except (SettingsError, assembly.StartupError) as exc:
+        return _fail("evplug ledger check", exc)
+    for m in mismatches:
+        print(
+            f"{m.user_id}: cached balance {m.cached_cents} cents, ledger sum {m.sum_cents} cents"
+            f" (off by {m.cached_cents - m.sum_cents})"
+        )
+    if mismatches:
+        print(
+            f"evplug ledger check: {len(mismatches)} account(s) whose balance is not the sum of"
+            " its entries: the entries are the truth; find what wrote the balance outside a"
+            " posting before correcting it",
+            file=sys.stderr,
+        )
+        return 1
+    print("ledger ok: every balance is the sum of its entries")
     return 0
 
 

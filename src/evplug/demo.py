@@ -151,6 +151,9 @@ async def _seed_driver(system: System, password_hash: str) -> None:
     await system.repo.accounts.set_credentials(
         DEMO_DRIVER, email=DEMO_EMAIL, password_hash=password_hash, name="Demo driver"
     )
+    if system.payments is not None:  # with Stripe, the driver's customer there
+        user = await system.repo.users.get_user(DEMO_DRIVER)
+        await system.payments.ensure_customer(DEMO_DRIVER, user.email)
 
 
 async def _give_credit(system: System, driver: str, key: str) -> None:

@@ -169,3 +169,14 @@ AUTH_RATE_LIMITED = _counter(
     "Sign-in, sign-up and mail requests refused for coming too often, by what was limited.",
     "action",
 )
+
+# -- payments (web) --------------------------------------------------------------------------
+
+PAYMENT_EVENTS = _counter(
+    "payment_events",
+    "Payment provider events by type and result: applied, duplicate (applied before: changed"
+    " nothing), ignored (nothing of ours to change, e.g. an unknown driver; see the log),"
+    " rejected (bad signature or unreadable: 400, changed nothing).",
+    "type",
+    "result",
+)

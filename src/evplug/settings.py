@@ -135,6 +135,60 @@ class PriceSettings(_Group):
         return value
 
 
+class StripeSettings(_Group):
+    """Stripe, used for payments whenever a secret key is set (else the demo provider).
+
+    Their environment variables are Stripe's usual names, without the EVPLUG_ prefix.
+    """
+
+    secret_key: str | None = Field(
+        None, description="Stripe secret key (sk_live_..., sk_test_...); unset: demo payments"
+    )
+    webhook_secret: str | None = Field(
+        None, description="signing secret of the /webhooks/stripe endpoint (whsec_...)"
+    )
+    api_base: str = Field(
+        "https://api.stripe.com", description="Stripe API base URL (a local server in tests)"
+    )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(sk|rk)_\w+", value):
+            raise ValueError("must be a Stripe secret key, sk_test_... or sk_live_...")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"whsec_\w+", value):
+            raise ValueError("must be the endpoint's signing secret, whsec_...")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+/?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://api.stripe.com")
+        return value.rstrip("/")
+
+
+# Settings read from a conventional variable of their own, not EVPLUG_*.
+OWN_ENV = {
+    "stripe.secret_key": "STRIPE_SECRET_KEY",
+    "stripe.webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "stripe.api_base": "STRIPE_API_BASE",
+}
+
+
+def _own_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, name in OWN_ENV.items():
+        if environ.get(name):
+            _put(tree, dotted.split("."), environ[name])
+    return tree
+
+
 class PlugSettings(_Group):
     charge_start_w: Number = Field(
         _CORE.charge_start_w, ge=1, le=100_000, description="a car is charging above this power (W)"
@@ -480,6 +534,7 @@ class Settings(BaseSettings):
     mail: MailSettings = MailSettings()
     oidc: OidcSettings = OidcSettings()
     log: LogSettings = LogSettings()
+    stripe: StripeSettings = StripeSettings()
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -521,7 +576,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # No .env or secrets directory: what is read is what the module docstring says.
         file_values = (_sources.get() or _NO_SOURCES).file_values
-        return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
+        return (
+            init_settings,
+            env_settings,
+            InitSettingsSource(settings_cls, _own_env(os.environ)),
+            InitSettingsSource(settings_cls, file_values),
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -643,7 +703,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def env_name(setting: str) -> str:
-    """``web.port`` -> ``EVPLUG_WEB__PORT``."""
+    """``web.port`` -> ``EVPLUG_WEB__PORT``; ``stripe.secret_key`` -> ``STRIPE_SECRET_KEY``."""
+    if setting in OWN_ENV:
+        return OWN_ENV[setting]
     return ENV_PREFIX + setting.upper().replace(".", NESTED)
 
 

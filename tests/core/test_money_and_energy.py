@@ -97,7 +97,8 @@ def test_entries_with_the_wrong_sign_or_size_are_refused(
     kind: ledger.EntryKind, amount: int
 ) -> None:
     with pytest.raises(ledger.LedgerError):
-        ledger.validate(ledger.Entry("u", kind, amount, "k", 0))
+        key = ledger.KEY_PREFIX[kind] + "k"
+        ledger.validate(ledger.Entry("u", kind, amount, key, 0, "why", "who"))
 
 
 def test_fractional_cents_are_refused() -> None:

@@ -124,7 +124,7 @@ class Site:
     async def add_driver(self, user_id: str, credit_cents: int = CREDIT_CENTS) -> None:
         await self.repo.users.ensure_user(user_id, user_id, f"{user_id}@example.invalid")
         await self.repo.ledger.post(
-            ledger.Entry(user_id, ledger.EntryKind.ADJUSTMENT, credit_cents, f"start:{user_id}", 0)
+            ledger.adjustment(user_id, f"start:{user_id}", credit_cents, 0, "test", "start credit")
         )
 
 

@@ -75,7 +75,7 @@ async def test_credit_running_out_switches_the_socket_off(demo_system) -> None:
 
     # Leave the driver 10 cents: a third of a kWh.
     await system.repo.ledger.post(
-        ledger.Entry(DEMO_DRIVER, ledger.EntryKind.ADJUSTMENT, 10 - STARTING_CREDIT_CENTS, "t", 0)
+        ledger.adjustment(DEMO_DRIVER, "t", 10 - STARTING_CREDIT_CENTS, 0, "test", "leave 10 c")
     )
     seen: list[State] = []
     system.mothership.events.attach(
@@ -135,9 +135,8 @@ async def test_driver_errors_are_clear(demo_system) -> None:
     with pytest.raises(UnknownPlug):
         await ms.choose("nope", Prompt.ENABLE_SOCKET, DEMO_DRIVER)
     await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
-    other = system.simulated[1].info.plug_id(0)
     with pytest.raises(ActionRefused, match="already have a session"):
-        await ms.choose(other, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
+        await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)
 
 
 async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo_system) -> None:
@@ -167,7 +166,7 @@ async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo
     assert await repo.ledger.balance(DEMO_DRIVER) == await repo.ledger.ledger_sum(DEMO_DRIVER)
 
 
-async def test_two_enables_at_once_give_one_driver_one_session(demo_system) -> None:
+async def test_two_enables_of_one_plug_at_once_give_one_session(demo_system) -> None:
     system = await demo_system()
     await system.start()
     ms, repo = system.mothership, system.repo
@@ -178,10 +177,10 @@ async def test_two_enables_at_once_give_one_driver_one_session(demo_system) -> N
         return await real_get_user(user_id)
 
     repo.users.get_user = slow_get_user  # type: ignore[method-assign]
-    first, second = (d.info.plug_id(0) for d in system.simulated)
+    plug_id = system.simulated[0].info.plug_id(0)
     results = await asyncio.gather(
-        ms.choose(first, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
-        ms.choose(second, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
+        ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
+        ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER),
         return_exceptions=True,
     )
     assert sum(isinstance(r, ActionRefused) for r in results) == 1

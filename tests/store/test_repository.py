@@ -16,7 +16,7 @@ from evplug.store.sql import UnknownUser
 
 
 async def test_a_top_up_delivered_twice_is_applied_once(repo: Repository) -> None:
-    top_up = ledger.Entry("u", ledger.EntryKind.TOP_UP, 2500, "pi_123", 1)
+    top_up = ledger.top_up("u", "pi_123", 2500, 1)
     assert await repo.ledger.post(top_up)
     assert not await repo.ledger.post(top_up)
     assert await repo.ledger.balance("u") == 2500 == await repo.ledger.ledger_sum("u")
@@ -24,7 +24,7 @@ async def test_a_top_up_delivered_twice_is_applied_once(repo: Repository) -> Non
 
 
 async def test_a_session_is_billed_once_even_if_closed_twice(repo: Repository) -> None:
-    await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
+    await repo.ledger.post(ledger.top_up("u", "pi_1", 1000, 1))
     snapshot = Plug("p", "f").snapshot()
     await repo.sessions.open_session(SessionOpened("s1", "p", "u", 10, 30), snapshot)
     closed = SessionClosed("s1", "p", "u", 10, 20, 1500.0, 45, 30, "complete")
@@ -37,7 +37,7 @@ async def test_a_session_is_billed_once_even_if_closed_twice(repo: Repository) -
 
 async def test_posting_for_an_unknown_user_changes_nothing(repo: Repository) -> None:
     with pytest.raises(UnknownUser):
-        await repo.ledger.post(ledger.Entry("ghost", ledger.EntryKind.TOP_UP, 100, "pi_9", 1))
+        await repo.ledger.post(ledger.top_up("ghost", "pi_9", 100, 1))
     assert await repo.ledger.ledger_sum("ghost") == 0
 
 
@@ -49,8 +49,8 @@ async def test_closing_a_session_that_was_never_opened_is_an_error(repo: Reposit
 
 
 async def test_debits_at_once_all_count(repo: Repository) -> None:
-    await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
-    debits = [ledger.Entry("u", ledger.EntryKind.ADJUSTMENT, -n, f"d{n}", 2) for n in range(20)]
+    await repo.ledger.post(ledger.top_up("u", "pi_1", 1000, 1))
+    debits = [ledger.adjustment("u", f"d{n}", -n, 2, "ops", "fee") for n in range(20)]
     assert all(await asyncio.gather(*(repo.ledger.post(d) for d in debits)))
     assert (
         await repo.ledger.balance("u") == 1000 - sum(range(20)) == await repo.ledger.ledger_sum("u")
@@ -58,7 +58,7 @@ async def test_debits_at_once_all_count(repo: Repository) -> None:
 
 
 async def test_sessions_closed_twice_at_once_are_billed_once(repo: Repository) -> None:
-    await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
+    await repo.ledger.post(ledger.top_up("u", "pi_1", 1000, 1))
     snapshot = Plug("p", "f").snapshot()
     ids = [f"s{n}" for n in range(10)]
     for session_id in ids:
@@ -77,7 +77,7 @@ async def test_top_ups_posted_from_two_connections_at_once_are_applied_once(
     other_engine = make_engine(repo.engine.url)
     try:
         other = Repository(other_engine)
-        top_ups = [ledger.Entry("u", ledger.EntryKind.TOP_UP, 100, f"pi_{n}", 1) for n in range(10)]
+        top_ups = [ledger.top_up("u", f"pi_{n}", 100, 1) for n in range(10)]
         results = await asyncio.gather(*(r.ledger.post(t) for t in top_ups for r in (repo, other)))
     finally:
         await other_engine.dispose()
@@ -108,7 +108,7 @@ async def test_ensuring_what_exists_keeps_it_as_it_was(repo: Repository) -> None
 
 
 async def test_what_the_store_hands_out_is_plain_and_detached(repo: Repository) -> None:
-    await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 100, "pi_plain", 1))
+    await repo.ledger.post(ledger.top_up("u", "pi_plain", 100, 1))
     snapshot = Plug("p", "f").snapshot()
     await repo.sessions.open_session(SessionOpened("s-plain", "p", "u", 10, 30), snapshot)
     handed_out = [

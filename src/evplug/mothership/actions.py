@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from evplug.clock import Clock
+from evplug.core import credit
 from evplug.core.plug import Effect, Plug, Prompt
 from evplug.core.pricing import DEFAULT_PRICE_CENTS_PER_KWH
 from evplug.mothership.registry import PlugRegistry
@@ -39,9 +39,26 @@ class DriverActions:
         """A driver picked one of the prompts the plug offers."""
         plug = self.registry.get(plug_id)
         if prompt is Prompt.ENABLE_SOCKET:
-            terms = await self._session_terms(plug, user_id)
-            self._refuse_if_busy(user_id)  # again: another Enable may have come in meanwhile
-            effects = plug.choose(prompt, self.clock.now_ms(), **terms)
+            self._refuse_if_busy(plug, user_id)
+            balance, price = await self._balance_and_price(plug, user_id)
+            # After the awaits: the account's other sessions as they are now.
+            self._refuse_if_busy(plug, user_id)
+            others = [open_session(p) for p in self.registry.plugs_of_user(user_id)]
+            available = credit.available_cents(balance, others)
+            if available < self.min_start_credit_cents:
+                raise ActionRefused(
+                    "your balance is too low to start"
+                    + (" another session" if others else "")
+                    + ": top up first"
+                )
+            effects = plug.choose(
+                prompt,
+                self.clock.now_ms(),
+                session_id=uuid.uuid4().hex,
+                user_id=user_id,
+                credit_cents=available,
+                price_cents_per_kwh=price,
+            )
         else:
             if plug.user_id and plug.user_id != user_id:
                 raise ActionRefused("this socket is in use by another driver")
@@ -49,24 +66,19 @@ class DriverActions:
         await self.apply(plug, effects)
         return plug
 
-    async def _session_terms(self, plug: Plug, user_id: str) -> dict[str, Any]:
-        self._refuse_if_busy(user_id)
+    async def _balance_and_price(self, plug: Plug, user_id: str) -> tuple[int, int]:
         try:
             user = await self.repo.users.get_user(user_id)
         except UnknownUser:
             raise ActionRefused("no such driver: sign in again") from None
-        if user.balance_cents < self.min_start_credit_cents:
-            raise ActionRefused("your balance is too low to start: top up first")
         site = await self.repo.sites.get_site(self.registry.site_of[plug.plug_id])
         price = site.price_cents_per_kwh if site else DEFAULT_PRICE_CENTS_PER_KWH
-        return {
-            "session_id": uuid.uuid4().hex,
-            "user_id": user_id,
-            "credit_cents": user.balance_cents,
-            "price_cents_per_kwh": price,
-        }
+        return user.balance_cents, price
 
-    def _refuse_if_busy(self, user_id: str) -> None:
-        busy = self.registry.plug_of_user(user_id)
-        if busy is not None:
-            raise ActionRefused(f"you already have a session on {busy}")
+    def _refuse_if_busy(self, plug: Plug, user_id: str) -> None:
+        if plug.user_id == user_id:
+            raise ActionRefused(f"you already have a session on {plug.plug_id}")
+
+
+def open_session(plug: Plug) -> credit.OpenSession:
+    return credit.OpenSession(plug.plug_id, plug.energy_wh, plug.price_cents_per_kwh)

@@ -22,6 +22,7 @@ from evplug.contracts import subjects
 from evplug.contracts.wire import MAX_DEVICES_PER_ANNOUNCEMENT, WireError, pack, unpack
 from evplug.core.ids import check_fuze_id, check_plug_id
 from evplug.core.plug import Effect, Plug
+from evplug.mothership.accounts import Accounts
 from evplug.mothership.ingest import (
     ForeignChunk,
     actual_state,
@@ -54,6 +55,7 @@ class BusHandlers:
         apply: Apply,
         apply_many: ApplyMany,
         max_clock_ahead_ms: int,
+        accounts: Accounts,
     ) -> None:
         self.registry = registry
         self.sink = sink
@@ -62,6 +64,7 @@ class BusHandlers:
         self.apply = apply
         self.apply_many = apply_many
         self.max_clock_ahead_ms = max_clock_ahead_ms
+        self.accounts = accounts
         self._warned: set[str] = set()
 
     async def on_telemetry(self, msg: Message) -> None:
@@ -80,7 +83,9 @@ class BusHandlers:
             await msg.ack()
             return
         self.registry.note_currents(rows)
-        if await self.apply_many(effects):
+        settled = await self.apply_many(effects)
+        await self.accounts.readings({row[0] for row in rows})
+        if settled:
             await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
         # else it stays unacked: redelivered, its readings are written then (effects are kept).
 
@@ -149,20 +154,14 @@ class BusHandlers:
         await msg.ack()
 
     async def on_balance_changed(self, msg: Message) -> None:
-        """A driver's balance changed: their open session's credit limit follows it."""
+        """A driver's balance changed: their open sessions' credit limits follow it (with no
+        session open, the next one starts from the new balance)."""
         change = await _decoded(msg, pb.BalanceChanged, "balance.rejected")
         if change is None:
             return
-        plug_id = self.registry.plug_of_user(change.user_id)
-        if plug_id is None:
-            await msg.ack()  # no session open: the next one starts from the new balance
-            return
-        plug = self.registry.plugs[plug_id]
-        balance = await self.registry.repo.ledger.balance(change.user_id)
-        effects = plug.credit_changed(balance, self.clock.now_ms())
-        log.info("session.credit_changed", plug_id=plug_id, balance_cents=balance)
-        if await self.apply(plug, effects):
-            await msg.ack()
+        await self.accounts.balance_changed(change.user_id)
+        log.info("session.credit_changed", user_id=change.user_id, key=change.ledger_key)
+        await msg.ack()
 
 
 async def _decoded(msg: Message, message_type: type[M], event: str) -> M | None:

@@ -46,7 +46,8 @@ class PlugRegistry:
         self.active: set[str] = set()  # plugs that need ticks or admission
         # The current each plug's relay measured in its newest reading (0: it measures none).
         self.current_a: dict[str, float] = {}
-        self._plug_of_user: dict[str, str] = {}
+        # Each driver's plugs with an open session (a household may charge two cars at once).
+        self._plugs_of_user: dict[str, set[str]] = defaultdict(set)
         self._user_of_plug: dict[str, str] = {}
 
     def get(self, plug_id: str) -> Plug:
@@ -74,9 +75,9 @@ class PlugRegistry:
             if timestamp_ms == plug.last_reading_ms and actual != ActualState.MIA:
                 self.current_a[plug_id] = current_a
 
-    def plug_of_user(self, user_id: str) -> str | None:
-        """The plug holding this driver's open session, if any."""
-        return self._plug_of_user.get(user_id)
+    def plugs_of_user(self, user_id: str) -> list[Plug]:
+        """The plugs holding this driver's open sessions, in plug id order."""
+        return [self.plugs[p] for p in sorted(self._plugs_of_user.get(user_id, ()))]
 
     # -- keeping the indexes true ------------------------------------------------------------
 
@@ -89,10 +90,13 @@ class PlugRegistry:
         owner = self._user_of_plug.get(plug.plug_id, "")
         if owner == plug.user_id:
             return
-        if owner and self._plug_of_user.get(owner) == plug.plug_id:
-            del self._plug_of_user[owner]
+        if owner:
+            held = self._plugs_of_user[owner]
+            held.discard(plug.plug_id)
+            if not held:
+                del self._plugs_of_user[owner]
         if plug.user_id:
-            self._plug_of_user[plug.user_id] = plug.plug_id
+            self._plugs_of_user[plug.user_id].add(plug.plug_id)
             self._user_of_plug[plug.plug_id] = plug.user_id
         else:
             del self._user_of_plug[plug.plug_id]

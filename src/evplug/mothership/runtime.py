@@ -23,6 +23,7 @@ from evplug.clock import Clock
 from evplug.contracts import subjects
 from evplug.core.circuits import DEFAULT_CIRCUIT_LIMIT_A
 from evplug.core.plug import Effect, Plug, Prompt, Settings, State
+from evplug.mothership.accounts import Accounts
 from evplug.mothership.actions import DriverActions
 from evplug.mothership.admission import CircuitAdmission, LoadSettings
 from evplug.mothership.driver_requests import DriverRequests
@@ -32,6 +33,8 @@ from evplug.mothership.handlers import BusHandlers
 from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.mothership.status import StatusPublisher
+from evplug.payments.auto_top_up import AutoTopUps
+from evplug.payments.guest import GuestHolds
 from evplug.settings import MothershipSettings
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
@@ -64,6 +67,8 @@ class Mothership:
         clock: Clock,
         config: MothershipConfig | None = None,
         name: str = "mothership",
+        top_ups: AutoTopUps | None = None,
+        guests: GuestHolds | None = None,
     ) -> None:
         self.bus = bus
         self.repo = repo
@@ -85,6 +90,8 @@ class Mothership:
             self.apply,
             config.plug_settings.min_start_credit_cents,
         )
+        self.accounts = Accounts(self.registry, repo, clock, self.apply, top_ups, guests)
+        self.events.attach(self.accounts.on_event)
         self.handlers = BusHandlers(
             self.registry,
             sink,
@@ -93,6 +100,7 @@ class Mothership:
             self.apply,
             self.apply_many,
             config.max_clock_ahead_ms,
+            self.accounts,
         )
         self.status: StatusPublisher | None = None  # once started: it needs the bus's store
         self._subscriptions: list[Subscription] = []
@@ -179,6 +187,7 @@ class Mothership:
         for work in list(self._in_flight):
             with contextlib.suppress(Exception):
                 await work
+        await self.accounts.drain()
         self._subscriptions, self._tasks = [], []
         try:
             await self.sink.flush()

@@ -120,7 +120,69 @@ class LedgerEntry(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200))
     created_ms: Mapped[int] = mapped_column(BigInteger)
     memo: Mapped[str] = mapped_column(String(200), default="")
+    # Who posted a refund or an adjustment (migration 0006); the memo says why.
+    actor: Mapped[str] = mapped_column(String(100), default="", server_default="")
     __table_args__ = (UniqueConstraint("idempotency_key", name="uq_ledger_idempotency_key"),)
+
+
+class PaymentEvent(Base):
+    """A provider's event, recorded in the transaction that applied it: each applies once."""
+
+    __tablename__ = "payment_events"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(60))
+    processed_ms: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(200), default="")
+
+
+class PaymentCustomer(Base):
+    """A driver's customer at the payments provider, and their card for off-session charges."""
+
+    __tablename__ = "payment_customers"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[str] = mapped_column(String(100), unique=True)
+    default_payment_method: Mapped[str] = mapped_column(String(100), default="")
+
+
+class PaymentMethodRow(Base):
+    __tablename__ = "payment_methods"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    brand: Mapped[str] = mapped_column(String(40), default="")
+    last4: Mapped[str] = mapped_column(String(4), default="")
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PaymentIntentRow(Base):
+    """A payment we asked for: a top-up, an auto top-up or a guest's card hold."""
+
+    __tablename__ = "payment_intents"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(40))
+    failure: Mapped[str] = mapped_column(String(200), default="")
+    # A guest's hold: the plug it pays for, where the receipt goes, what was finally taken.
+    plug_id: Mapped[str] = mapped_column(String(128), default="")
+    email: Mapped[str] = mapped_column(String(320), default="")
+    captured_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AutoTopUp(Base):
+    """A driver's auto top-up: charge ``amount_cents`` when the balance falls below the
+    threshold; paused, with the reason, after a decline until the driver acts."""
+
+    __tablename__ = "auto_top_ups"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    threshold_cents: Mapped[int] = mapped_column(BigInteger)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    paused_reason: Mapped[str] = mapped_column(String(200), default="")
+    paused_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Transition(Base):

@@ -89,3 +89,54 @@ class TokenRecord:
     user_id: str | None
     payload: str
     expires_ms: int
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerMismatch:
+    """An account whose cached balance is not the sum of its ledger entries."""
+
+    user_id: str
+    cached_cents: int
+    sum_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    user_id: str
+    provider: str
+    customer_id: str
+    default_payment_method: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethodRecord:
+    id: str
+    user_id: str
+    brand: str
+    last4: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntentRecord:
+    """A payment asked for: ``purpose`` top_up, auto_top_up or guest_hold."""
+
+    id: str
+    purpose: str
+    user_id: str | None
+    amount_cents: int
+    currency: str
+    status: str
+    created_ms: int
+    failure: str = ""
+    plug_id: str = ""
+    email: str = ""
+    captured_cents: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopUpRecord:
+    user_id: str
+    threshold_cents: int
+    amount_cents: int
+    paused_reason: str

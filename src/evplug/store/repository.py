@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from evplug.store.accounts import Accounts
 from evplug.store.ledger import Ledger
+from evplug.store.payments import Payments
 from evplug.store.sessions import Sessions
 from evplug.store.sites import Sites
 from evplug.store.users import Users
@@ -26,3 +27,4 @@ class Repository:
         self.accounts = Accounts(sessions)
         self.ledger = Ledger(sessions)
         self.sessions = Sessions(sessions)
+        self.payments = Payments(sessions)

@@ -87,6 +87,10 @@ class Sites:
             rows = (await db.scalars(select(PlugRow).order_by(PlugRow.id))).all()
             return [_plug(r) for r in rows]
 
+    async def site_of_plug(self, plug_id: str) -> str | None:
+        async with self._sessions() as db:
+            return await db.scalar(select(PlugRow.site_id).where(PlugRow.id == plug_id))
+
     async def save_plugs(self, snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
         async with self._sessions.begin() as db:
             await save_snapshots(db, snapshots, now_ms)

@@ -36,6 +36,7 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
             idempotency_key=entry.idempotency_key,
             created_ms=entry.created_ms,
             memo=entry.memo,
+            actor=entry.actor,
         )
         .returning(LedgerEntry.id)
     )
