@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from evplug.contracts import evplug_pb2 as pb
-from evplug.web.app import plug_json, queue_text
+from evplug.web.app import plug_json
+from evplug.web.words import queue_text
 
 
 @pytest.mark.parametrize(

@@ -42,9 +42,30 @@ class Ledger:
             rows = await db.scalars(
                 select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id)
             )
-            return [
-                EntryRecord(
-                    r.id, r.user_id, r.kind, r.amount_cents, r.idempotency_key, r.created_ms, r.memo
-                )
-                for r in rows
-            ]
+            return [_entry(r) for r in rows]
+
+    async def latest_entries(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> list[EntryRecord]:
+        """Newest first, a page at a time: a driver's transactions."""
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.user_id == user_id)
+                .order_by(LedgerEntry.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_entry(r) for r in rows]
+
+
+def _entry(row: LedgerEntry) -> EntryRecord:
+    return EntryRecord(
+        row.id,
+        row.user_id,
+        row.kind,
+        row.amount_cents,
+        row.idempotency_key,
+        row.created_ms,
+        row.memo,
+    )

@@ -30,6 +30,7 @@ from evplug.store.repository import Repository
 from evplug.store.sql import UnknownUser
 from evplug.web.limits import BodyLimit
 from evplug.web.live import LiveView
+from evplug.web.words import queue_text
 
 _PAGE = files("evplug.web").joinpath("templates/plugs.html").read_text(encoding="utf-8")
 
@@ -66,23 +67,6 @@ def plug_json(status: pb.PlugStatus) -> dict[str, Any]:
         "queue_eta_min": status.queue_eta_min if status.queue_eta_min >= 0 else None,
         "queue_text": queue_text(status.queue_position, status.queue_eta_min),
     }
-
-
-def queue_text(position: int, eta_min: int) -> str:
-    """What a waiting driver reads, e.g. "In queue: 2nd, about 25 min"; "" when not queued."""
-    if position <= 0:
-        return ""
-    if position % 100 in (11, 12, 13):
-        suffix = "th"
-    else:
-        suffix = {1: "st", 2: "nd", 3: "rd"}.get(position % 10, "th")
-    if eta_min < 0:
-        when = "this socket's circuit cannot take this car: ask the site's operator"
-    elif eta_min == 0:
-        when = "starting in a moment"
-    else:
-        when = f"about {eta_min} min"
-    return f"In queue: {position}{suffix}, {when}"
 
 
 def create_app(
