@@ -83,13 +83,20 @@ def end_words(reason: str) -> str:
     return END_WORDS.get(reason, reason or "")
 
 
-def money(cents: int, currency: str = "AUD") -> str:
-    """Integer cents as a driver reads them: ``$12.05``, ``-$0.40``; never through a float."""
+def decimal(cents: int, grouping: str = "") -> str:
+    """Integer cents as a plain decimal, ``1234.05`` (``1,234.05`` with ``grouping=","``)."""
     sign = "-" if cents < 0 else ""
     whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole:{grouping}}.{part:02d}"
+
+
+def money(cents: int, currency: str = "AUD") -> str:
+    """Integer cents as a driver reads them: ``$12.05``, ``-$0.40``; never through a float."""
+    amount = decimal(abs(cents), ",")
+    sign = "-" if cents < 0 else ""
     if currency.upper() in ("AUD", "USD", "NZD", "CAD", "SGD", "HKD", ""):
-        return f"{sign}${whole:,}.{part:02d}"
-    return f"{sign}{whole:,}.{part:02d} {currency.upper()}"
+        return f"{sign}${amount}"
+    return f"{sign}{amount} {currency.upper()}"
 
 
 def duration(ms: int) -> str:
