@@ -44,6 +44,9 @@ from evplug.store.telemetry import ReadingSink
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from evplug.payments.provider import PaymentsProvider
+    from evplug.web.accounts_web import AccountsConfig
+
 _SQLITE = "sqlite:///"
 
 
@@ -282,9 +285,10 @@ def make_web_app(
     settings: Settings,
     bus: Bus,
     store: Store,
-    driver_id: str,
     relay: RelayManager | None = None,
     time_factor: float = 1.0,
+    accounts: AccountsConfig | None = None,
+    payments: PaymentsProvider | None = None,
 ) -> FastAPI:
     """The web app; with ``relay``, also that relay manager's own status page at /relay/.
 
@@ -292,10 +296,14 @@ def make_web_app(
     a driver's request still gets its timeout in real seconds.
     """
     from evplug.relay import status_page
-    from evplug.web.app import create_app
+    from evplug.web.app import DriverConfig, create_app
 
-    timeout_s = settings.web.request_timeout_s * time_factor
-    app = create_app(bus, store.repo, driver_id, timeout_s)
+    driver = DriverConfig(
+        request_timeout_s=settings.web.request_timeout_s * time_factor,
+        currency=settings.price.currency,
+        min_start_credit_cents=settings.plug.min_start_credit_cents,
+    )
+    app = create_app(bus, store.repo, driver, accounts, payments)
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))

@@ -151,9 +151,7 @@ async def serve(settings: Settings, options: DemoOptions) -> None:
     except StartupError:
         await system.stop()
         raise
-    app = assembly.make_web_app(
-        settings, system.bus, system.store, DEMO_DRIVER, system.relay, time_factor=options.speed
-    )
+    app = assembly.make_web_app(settings, system.bus, system.store, system.relay, options.speed)
     web = settings.web
     server = uvicorn.Server(uvicorn.Config(app, host=web.host, port=web.port, log_level="warning"))
     print(

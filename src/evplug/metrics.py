@@ -144,3 +144,15 @@ def value(sample: str, **labels: str) -> float:
     if not any(sample == f"{m.name}{s}" for m in REGISTRY.collect() for s in _SUFFIXES):
         raise KeyError(f"no evplug metric has a sample named {sample!r}")
     return 0.0
+
+
+# -- accounts (web) -------------------------------------------------------------------------
+
+MAILS_FAILED = _counter(
+    "mails_failed", "Mails the SMTP server did not take (logged with the reason)."
+)
+AUTH_RATE_LIMITED = _counter(
+    "auth_rate_limited",
+    "Sign-in, sign-up and mail requests refused for coming too often, by what was limited.",
+    "action",
+)

@@ -138,15 +138,15 @@ async def mothership_part(settings: Settings, site_files: list[Path]) -> Part:
     )
 
 
-async def web_part(settings: Settings, driver_id: str) -> Part:
-    """The web app on the settings' bus and database, signed in as ``driver_id``."""
+async def web_part(settings: Settings) -> Part:
+    """The web app on the settings' bus and database."""
     bus = await assembly.make_bus(settings, SystemClock())
     try:
         store = await assembly.make_store(settings)
     except BaseException:
         await bus.close()
         raise
-    app = assembly.make_web_app(settings, bus, store, driver_id)
+    app = assembly.make_web_app(settings, bus, store)
 
     async def start() -> None:
         pass  # the app's lifespan starts its live view
@@ -154,7 +154,7 @@ async def web_part(settings: Settings, driver_id: str) -> Part:
     async def stop() -> None:
         await _closing(bus, store)
 
-    return Part("web", app, start, stop, f"bus {settings.bus_url}, driver {driver_id}")
+    return Part("web", app, start, stop, f"bus {settings.bus_url}")
 
 
 async def relay_part(settings: Settings, site_file: Path) -> Part:

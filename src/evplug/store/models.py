@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
@@ -62,6 +63,39 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     # The sum of the user's ledger entries, kept in the same transaction as each posting.
     balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Migration 0005: accounts. No hash: the account signs in by emailed link or OIDC only.
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str] = mapped_column(String(20), default="driver")
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuthSession(Base):
+    """A signed-in device. The cookie holds a token; only its SHA-256 is kept here."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    last_seen_ms: Mapped[int] = mapped_column(BigInteger)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OneTimeToken(Base):
+    """An emailed link's token (verify, sign-in, reset, change email) or an OIDC login's state,
+    kept as its SHA-256; taken at most once, before it expires."""
+
+    __tablename__ = "one_time_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    # What the link carries besides who: the new address of a change of email, an OIDC nonce.
+    payload: Mapped[str] = mapped_column(String(2000), default="")
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    used_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ChargingSession(Base):

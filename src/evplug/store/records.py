@@ -55,3 +55,37 @@ class EntryRecord:
     idempotency_key: str
     created_ms: int
     memo: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """A user as the sign-in code sees them; ``role`` is a ``evplug.web.auth.Role`` value."""
+
+    id: str
+    name: str
+    email: str
+    role: str
+    email_verified: bool
+    password_hash: str | None
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A signed-in device (a server-side session), as listed to its owner."""
+
+    id: str
+    user_id: str
+    created_ms: int
+    last_seen_ms: int
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A one-time token that was just taken."""
+
+    purpose: str
+    user_id: str | None
+    payload: str
+    expires_ms: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from evplug.store.accounts import Accounts
 from evplug.store.ledger import Ledger
 from evplug.store.sessions import Sessions
 from evplug.store.sites import Sites
@@ -22,5 +23,6 @@ class Repository:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.sites = Sites(sessions)
         self.users = Users(sessions)
+        self.accounts = Accounts(sessions)
         self.ledger = Ledger(sessions)
         self.sessions = Sessions(sessions)

@@ -1,0 +1,97 @@
+"""Outgoing mail: over SMTP when a server is configured, otherwise logged.
+
+The logging mailer is the embedded default: it keeps the last messages so the demo can show a
+link on the page instead of needing a mail server (``shows_links``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal, Protocol
+
+import aiosmtplib
+import structlog
+
+from evplug import metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    to: str
+    subject: str
+    text: str
+    link: str = ""  # the one link the message is about, for the demo to show
+
+
+class Mailer(Protocol):
+    # True when no mail leaves the machine, so the page shows the link itself (the demo).
+    shows_links: bool
+
+    async def send(self, mail: Mail) -> None: ...
+
+
+class LogMailer:
+    shows_links = True
+
+    def __init__(self, keep: int = 100) -> None:
+        self.sent: deque[Mail] = deque(maxlen=keep)
+
+    async def send(self, mail: Mail) -> None:
+        self.sent.append(mail)
+        log.info(
+            "mail not sent (no SMTP server configured)",
+            to=mail.to,
+            subject=mail.subject,
+            link=mail.link,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    # "starttls" upgrades a plain connection; "tls" connects over TLS (port 465); "none": neither.
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    timeout_s: float = 10.0
+
+
+class SmtpMailer:
+    shows_links = False
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self.config = config
+
+    async def send(self, mail: Mail) -> None:
+        message = EmailMessage()
+        message["From"] = self.config.sender
+        message["To"] = mail.to
+        message["Subject"] = mail.subject
+        message.set_content(mail.text)
+        c = self.config
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=c.host,
+                port=c.port,
+                username=c.username,
+                password=c.password,
+                use_tls=c.tls == "tls",
+                start_tls=c.tls == "starttls",
+                timeout=c.timeout_s,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # The request that wanted the mail has been answered already: log it, count it.
+            metrics.MAILS_FAILED.inc()
+            log.error(
+                "mail not sent: check mail.smtp_host, mail.smtp_port and the credentials",
+                to=mail.to,
+                subject=mail.subject,
+                error=f"{type(exc).__name__}: {exc}",
+            )
