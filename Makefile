@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	sh tools/install_os_packages.sh
+	tools/install_test_tools.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -3,6 +3,7 @@ manager (against an emulated Shelly Pro 4PM). The README's four-terminal walk-th
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts.wire import unpack
 from tests.processes import Processes, eventually, ports
+from tests.web.served import Inbox, smtp_server
 
 PASSWORD = "correct horse battery"
 CSRF = "evplug_csrf"
@@ -32,19 +34,28 @@ def site_file(directory: Path, emulator_port: int) -> Path:
     return path
 
 
+Deployment = tuple[Processes, dict[str, int], Path, Inbox]
+
+
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[tuple[Processes, dict[str, int], Path]]:
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """The processes' harness, their ports, the site file, and the inbox of a real SMTP server
+    on loopback that the web processes mail through."""
     names = ["broker", "emulator", "mothership", "web", "relay", "web2"]
     port = dict(zip(names, ports(len(names)), strict=True))
-    env = {
-        "EVPLUG_BUS_URL": f"nats://127.0.0.1:{port['broker']}",
-        "EVPLUG_DATABASE_URL": f"sqlite:///{tmp_path / 'server' / 'evplug.sqlite3'}",
-    }
-    procs = Processes(tmp_path, env)
-    try:
-        yield procs, port, site_file(tmp_path, port["emulator"])
-    finally:
-        procs.stop_all()
+    with smtp_server() as (inbox, smtp_port):
+        env = {
+            "EVPLUG_BUS_URL": f"nats://127.0.0.1:{port['broker']}",
+            "EVPLUG_DATABASE_URL": f"sqlite:///{tmp_path / 'server' / 'evplug.sqlite3'}",
+            "EVPLUG_MAIL__SMTP_HOST": "127.0.0.1",
+            "EVPLUG_MAIL__SMTP_PORT": str(smtp_port),
+            "EVPLUG_MAIL__SMTP_TLS": "none",
+        }
+        procs = Processes(tmp_path, env)
+        try:
+            yield procs, port, site_file(tmp_path, port["emulator"]), inbox
+        finally:
+            procs.stop_all()
 
 
 def start_all(procs: Processes, port: dict[str, int], site: Path) -> None:
@@ -75,11 +86,14 @@ class Driver:
         # As the page's script does: the token the server set on an earlier answer.
         return self.web.post(path, json=body, headers={"x-csrf-token": self.web.cookies[CSRF]})
 
-    def sign_up(self, email: str) -> str:
-        """Sign up and verify by the link the answer shows (no mail server); the user id."""
+    def sign_up(self, email: str, inbox: Inbox) -> str:
+        """Sign up and verify by the link mailed to ``email``; the user id."""
         signed_up = self.post("/api/v1/auth/signup", {"email": email, "password": PASSWORD})
         assert signed_up.status_code == 202, signed_up.text
-        token = parse_qs(urlsplit(signed_up.json()["demo_link"]).query)["token"][0]
+        [mail] = eventually(lambda: inbox.to(email), what=f"the mail to {email}")
+        link = re.search(r"https?://\S+token=[\w-]+", mail.get_payload(decode=True).decode())
+        assert link is not None, mail.as_string()
+        token = parse_qs(urlsplit(link.group(0)).query)["token"][0]
         verified = self.post("/api/v1/auth/verify", {"token": token})
         assert verified.status_code == 200, verified.text
         return verified.json()["user_id"]
@@ -122,24 +136,24 @@ class Driver:
         return session, self.web.get("/api/v1/money").json()["balance_cents"]
 
 
-def credited_driver(procs: Processes, port: int) -> Driver:
+def credited_driver(procs: Processes, port: int, inbox: Inbox) -> Driver:
     """A driver signed up and in on the web at ``port``, with $20 posted by the operator."""
     driver = Driver(port, procs.workdir / "server" / "evplug.sqlite3")
-    user_id = driver.sign_up("driver@example.com")
+    user_id = driver.sign_up("driver@example.com", inbox)
     procs.run("driver", user_id, "--credit-cents", "2000")
     return driver
 
 
 def test_four_processes_bill_a_session_a_driver_starts_and_stops_through_two_webs(
-    deployment: tuple[Processes, dict[str, int], Path],
+    deployment: Deployment,
 ) -> None:
-    procs, port, site = deployment
+    procs, port, site, inbox = deployment
     start_all(procs, port, site)
     for part in ("mothership", "web", "relay"):
         health = httpx.get(f"http://127.0.0.1:{port[part]}/healthz")
         assert health.status_code == 200, (part, health.text)
         assert "evplug_" in httpx.get(f"http://127.0.0.1:{port[part]}/metrics").text
-    driver = credited_driver(procs, port["web"])
+    driver = credited_driver(procs, port["web"], inbox)
     plug_id = driver.idle_plug()
     # A second web process beside the first: its own live view, the same plugs and sign-ins.
     procs.start("web2", "web", "--port", str(port["web2"])).wait_for_line("web ready")
@@ -185,13 +199,13 @@ def rows(database: Path, sql: str, *args: object) -> int:
 
 
 def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_once(
-    deployment: tuple[Processes, dict[str, int], Path],
+    deployment: Deployment,
 ) -> None:
-    procs, port, site = deployment
+    procs, port, site, inbox = deployment
     start_all(procs, port, site)
     broker, relay = procs.running[0], procs.running[-1]
     outbox = procs.workdir / "relay" / f"relay-outbox-{SITE}.sqlite3"
-    driver = credited_driver(procs, port["web"])
+    driver = credited_driver(procs, port["web"], inbox)
     plug_id = driver.idle_plug()
     driver.press(plug_id, "Enable Socket")
     driver.until_charging(plug_id)
@@ -221,11 +235,11 @@ def test_a_relay_manager_killed_during_a_broker_outage_loses_nothing_and_bills_o
 
 
 def test_a_mothership_killed_mid_session_bills_the_session_once_after_its_restart(
-    deployment: tuple[Processes, dict[str, int], Path],
+    deployment: Deployment,
 ) -> None:
-    procs, port, site = deployment
+    procs, port, site, inbox = deployment
     start_all(procs, port, site)
-    driver = credited_driver(procs, port["web"])
+    driver = credited_driver(procs, port["web"], inbox)
     plug_id = driver.idle_plug()
     driver.press(plug_id, "Enable Socket")
     driver.until_charging(plug_id)

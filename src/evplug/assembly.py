@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from evplug.payments.provider import PaymentsProvider
-    from evplug.web.accounts_web import AccountsConfig
+    from evplug.web.accounts_web import AccountsConfig, DemoCredentials
 
 _SQLITE = "sqlite:///"
 
@@ -287,13 +287,14 @@ def make_web_app(
     store: Store,
     relay: RelayManager | None = None,
     time_factor: float = 1.0,
-    accounts: AccountsConfig | None = None,
+    demo: DemoCredentials | None = None,
     payments: PaymentsProvider | None = None,
 ) -> FastAPI:
     """The web app; with ``relay``, also that relay manager's own status page at /relay/.
 
     ``time_factor`` is how much faster than real time the bus's clock runs (the demo's speed):
-    a driver's request still gets its timeout in real seconds.
+    a driver's request still gets its timeout in real seconds. ``demo``: credentials the
+    sign-in page offers.
     """
     from evplug.relay import status_page
     from evplug.web.app import DriverConfig, create_app
@@ -303,11 +304,50 @@ def make_web_app(
         currency=settings.price.currency,
         min_start_credit_cents=settings.plug.min_start_credit_cents,
     )
-    app = create_app(bus, store.repo, driver, accounts, payments)
+    app = create_app(bus, store.repo, driver, accounts_config(settings, demo), payments)
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
     return app
+
+
+def accounts_config(settings: Settings, demo: DemoCredentials | None = None) -> AccountsConfig:
+    """Sessions, limits, mail and OIDC sign-in as the settings say."""
+    from evplug.web.accounts import AccountLimits, AccountPolicy
+    from evplug.web.accounts_web import AccountsConfig
+    from evplug.web.auth import SessionPolicy
+    from evplug.web.mail import LogMailer, Mailer, SmtpConfig, SmtpMailer
+    from evplug.web.oidc import OidcConfig
+    from evplug.web.rate_limit import Limit
+
+    auth, mail, oidc = settings.auth, settings.mail, settings.oidc
+    limits = AccountLimits(
+        sign_in=Limit(auth.sign_in_attempts, 300.0),
+        sign_up=Limit(auth.sign_up_attempts, 3600.0),
+        mail=Limit(auth.mails_per_hour, 3600.0),
+    )
+    secure = {"auto": None, "always": True, "never": False}[auth.secure_cookies]
+    mailer: Mailer = LogMailer(shows_links=demo is not None)
+    if mail.smtp_host is not None:
+        mailer = SmtpMailer(
+            SmtpConfig(
+                mail.smtp_host,
+                mail.smtp_port,
+                mail.from_address,
+                mail.smtp_user,
+                mail.smtp_password,
+                mail.smtp_tls,
+            )
+        )
+    return AccountsConfig(
+        AccountPolicy(settings.effective_public_url(), limits=limits),
+        SessionPolicy(secure, idle_s=auth.session_idle_days * 86400),
+        mailer,
+        demo,
+        OidcConfig(oidc.issuer_url, oidc.client_id, oidc.client_secret, oidc.name)
+        if oidc.issuer_url and oidc.client_id and oidc.client_secret
+        else None,
+    )
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -33,6 +33,9 @@ W = TypeVar("W", bound=Callable[[Any], None])
 
 DEMO_SITE = "demo-site"
 DEMO_DRIVER = "demo-driver"
+# The seeded driver's credentials, offered on the demo's sign-in page.
+DEMO_EMAIL = "driver@demo.example"
+DEMO_PASSWORD = "demo-driver-password"
 STARTING_CREDIT_CENTS = 2_000
 SCENARIOS = ("smoke", "queue")
 # The queue scenario's site: four cars of about 10 A on one 20 A circuit.
@@ -127,7 +130,13 @@ async def build(settings: Settings, options: DemoOptions) -> System:
 
 
 async def _seed_driver(system: System) -> None:
+    from argon2 import PasswordHasher
+
     await _give_credit(system, DEMO_DRIVER, "demo:starting-credit")
+    password_hash = await asyncio.to_thread(PasswordHasher().hash, DEMO_PASSWORD)
+    await system.repo.accounts.set_credentials(
+        DEMO_DRIVER, email=DEMO_EMAIL, password_hash=password_hash, name="Demo driver"
+    )
 
 
 async def _give_credit(system: System, driver: str, key: str) -> None:
@@ -151,7 +160,16 @@ async def serve(settings: Settings, options: DemoOptions) -> None:
     except StartupError:
         await system.stop()
         raise
-    app = assembly.make_web_app(settings, system.bus, system.store, system.relay, options.speed)
+    from evplug.web.accounts_web import DemoCredentials
+
+    app = assembly.make_web_app(
+        settings,
+        system.bus,
+        system.store,
+        system.relay,
+        time_factor=options.speed,
+        demo=DemoCredentials(DEMO_EMAIL, DEMO_PASSWORD),
+    )
     web = settings.web
     server = uvicorn.Server(uvicorn.Config(app, host=web.host, port=web.port, log_level="warning"))
     print(

@@ -320,6 +320,87 @@ class TelemetrySettings(_Group):
     )
 
 
+class AuthSettings(_Group):
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="mark session cookies Secure: auto when the request came over https (behind"
+        " a proxy, pass its X-Forwarded-Proto), always, or never",
+    )
+    session_idle_days: Number = Field(
+        30, ge=0.01, le=365, description="a device not seen for this long (days) is signed out"
+    )
+    sign_in_attempts: Whole = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="sign-in attempts allowed per IP and email in 5 minutes (5 times it per IP)",
+    )
+    sign_up_attempts: Whole = Field(
+        5, ge=1, le=10_000, description="sign-ups allowed per IP and email an hour (5x per IP)"
+    )
+    mails_per_hour: Whole = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="account mails (links) sent per IP and address an hour (5x per IP)",
+    )
+
+
+class MailSettings(_Group):
+    smtp_host: str | None = Field(
+        None,
+        description="SMTP server for account mails (none: mails are logged and the demo shows"
+        " their links on the page)",
+    )
+    smtp_port: Whole = Field(587, ge=1, le=65535, description="the SMTP server's port")
+    smtp_user: str | None = Field(None, description="SMTP user name, when the server wants one")
+    smtp_password: str | None = Field(None, description="SMTP password (prefer the env variable)")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="starttls upgrades the connection, tls connects over TLS (port 465), none:"
+        " plain (loopback only)",
+    )
+    from_address: str = Field("evplug <noreply@localhost>", description="the From of account mails")
+
+
+class OidcSettings(_Group):
+    issuer_url: str | None = Field(
+        None,
+        description="OpenID Connect issuer for 'Sign in with ...', e.g."
+        " https://accounts.google.com (on when the client id and secret are set too)",
+    )
+    client_id: str | None = Field(None, description="the OIDC client id evplug is registered as")
+    client_secret: str | None = Field(
+        None, description="the OIDC client's secret (prefer the env variable)"
+    )
+    name: str = Field(
+        "Google",
+        min_length=1,
+        max_length=40,
+        description="the sign-in button says 'Sign in with NAME'",
+    )
+
+    @field_validator("issuer_url")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("must be an https:// URL, e.g. https://accounts.google.com")
+        return None if value is None else value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> OidcSettings:
+        given = [self.issuer_url, self.client_id, self.client_secret]
+        if any(given) and not all(given):
+            raise ValueError(
+                "set issuer_url, client_id and client_secret together (or none of them)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer_url is not None
+
+
 class LogSettings(_Group):
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = Field(
         "info", description="least severe log level written"
@@ -358,6 +439,9 @@ class Settings(BaseSettings):
     load: LoadManagementSettings = LoadManagementSettings()
     relay: RelaySettings = RelaySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    auth: AuthSettings = AuthSettings()
+    mail: MailSettings = MailSettings()
+    oidc: OidcSettings = OidcSettings()
     log: LogSettings = LogSettings()
 
     def __init__(self, **values: Any) -> None:

@@ -22,6 +22,7 @@ from evplug.web.accounts import AccountPolicy
 from evplug.web.accounts_web import AccountsConfig
 from evplug.web.app import DriverConfig, create_app
 from evplug.web.csrf import CSRF_COOKIE, CSRF_HEADER
+from evplug.web.mail import LogMailer, Mail
 from tests.conftest import wait_for
 
 PASSWORD = "correct horse battery"
@@ -64,12 +65,10 @@ DRIVER_EMAIL = "driver@example.com"
 
 def make_web_app(system: System, **config: Any) -> FastAPI:
     """The web app of a running system, as the assembly builds it; accounts on a cheap hash."""
-    policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
     payments = config.pop("payments", None)
     # The bus runs on the demo's sped-up clock: a request may take 5 s of real time.
     driver = DriverConfig(request_timeout_s=5.0 * system.clock.factor)
-    accounts = AccountsConfig(policy, **config)
-    return create_app(system.bus, system.repo, driver, accounts, payments)
+    return create_app(system.bus, system.repo, driver, accounts_config(**config), payments)
 
 
 async def every_plug_live(app: FastAPI, system: System) -> None:
@@ -102,6 +101,14 @@ async def credit(system: System, user_id: str, cents: int) -> None:
     await credit_driver(
         system.repo, user_id, cents, f"test:{secrets.token_hex(8)}", system.clock.now_ms(), "test"
     )
+
+
+def accounts_config(**config: Any) -> AccountsConfig:
+    """As in the demo: mails logged and their links shown in the answers (``sign_in`` uses
+    them); cheap password hashing."""
+    config.setdefault("mailer", LogMailer(shows_links=True))
+    policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
+    return AccountsConfig(policy, **config)
 
 
 def token_of(link: str) -> str:
@@ -155,8 +162,7 @@ def make_accounts_app(accounts_repo: Repository, web_clock: FakeClock) -> Callab
     """The web app on a fresh store, its accounts on a fake clock (no mothership running)."""
 
     def make(**config: Any) -> FastAPI:
-        policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
-        accounts = AccountsConfig(policy, clock=web_clock, **config)
+        accounts = accounts_config(clock=web_clock, **config)
         return create_app(MemoryBus(web_clock), accounts_repo, accounts=accounts)
 
     return make
@@ -168,3 +174,20 @@ async def accounts_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(make_accounts_app()) as client:
         yield client
+
+
+class RecordingMailer:
+    """Keeps what would be mailed, as a mail server would (the answers show no links)."""
+
+    shows_links = False
+
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+
+    async def send(self, mail: Mail) -> None:
+        self.sent.append(mail)
+
+
+def link_to(mailer: LogMailer | RecordingMailer, email: str) -> str:
+    """The link of the last mail to ``email``."""
+    return next(m.link for m in reversed(mailer.sent) if m.to == email)

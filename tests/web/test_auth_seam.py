@@ -73,10 +73,13 @@ async def test_forged_cross_site_posts_are_refused(make_accounts_app, signed_in)
         cookies = dict(client.cookies)
     async with client_for(app, csrf=False) as forger:
         forger.cookies.update(cookies)  # the browser sends our cookies along...
+        token = cookies["evplug_csrf"]
         attempts = [
-            # ...but another site can neither read the token nor pass as this origin.
-            {"headers": {"origin": "https://evil.example"}},
-            {"headers": {"sec-fetch-site": "cross-site"}},
+            # ...but another site can neither read the token nor pass as this origin (each
+            # check on its own: even with the right token, the browser says who sent it).
+            {"headers": {"origin": "https://evil.example", "x-csrf-token": token}},
+            {"headers": {"origin": "null", "x-csrf-token": token}},
+            {"headers": {"sec-fetch-site": "cross-site", "x-csrf-token": token}},
             {"headers": {}},
             {"headers": {"x-csrf-token": "x" * 43}},
         ]

@@ -75,6 +75,15 @@ class Accounts:
     async def mark_verified(self, user_id: str) -> None:
         await self._update(user_id, email_verified=True)
 
+    async def claim(self, user_id: str) -> None:
+        """The address is proven by a link or an OIDC issuer, but nobody had verified it: whoever
+        signed up with it may not be its owner, so their password and sessions go."""
+        async with self._sessions.begin() as db:
+            await _set(db, user_id, email_verified=True, password_hash=None)
+            await db.execute(
+                update(AuthSession).where(AuthSession.user_id == user_id).values(revoked=True)
+            )
+
     async def set_role(self, user_id: str, role: str) -> None:
         await self._update(user_id, role=role)
 

@@ -245,8 +245,10 @@ class AccountService:
         taken = await self.take(token, Purpose.SIGN_IN)
         if taken is None:
             return None
-        # Following a link sent to the address proves it is theirs.
-        await self.accounts.mark_verified(taken[0])
+        # Following a link sent to the address proves it is theirs, and that whoever signed up
+        # with it unverified may not have been them.
+        if not (await self.accounts.get(taken[0])).email_verified:
+            await self.accounts.claim(taken[0])
         return taken[0]
 
     async def request_reset(self, email: str, ip: str) -> Mail | None:

@@ -15,6 +15,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from evplug.web.accounts import AccountError, TooManyAttempts, safe_next
 from evplug.web.accounts_web import AccountsWeb, accounts_web, client_ip
 from evplug.web.auth import CurrentPrincipal, authenticator, start_session
+from evplug.web.oidc import CALLBACK_PATH as OIDC_CALLBACK
+from evplug.web.oidc import OidcFailed
 from evplug.web.pages import render
 
 router = APIRouter(include_in_schema=False)
@@ -29,6 +31,8 @@ BAD_LINK = "This link is expired, used or wrong: ask for a new one below."
 async def _page(
     request: Request, template: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    oidc = accounts_web(request).oidc
+    context.setdefault("oidc_name", oidc.config.name if oidc else None)
     return await render(request, template, context, status_code)
 
 
@@ -117,6 +121,38 @@ async def sign_in_by_link(
     if user_id is None:
         return await _page(request, "signin.html", 400, next="/", demo=web.demo, error=BAD_LINK)
     return await _signed_in_to(request, user_id, next)
+
+
+@router.get("/signin/oidc")
+async def sign_in_with_oidc(request: Request, web: Web, next: str = "/") -> Response:
+    if web.oidc is None:
+        return await _page(
+            request,
+            "signin.html",
+            404,
+            next=safe_next(next),
+            demo=web.demo,
+            error="Sign-in with another account is not set up here: use your email.",
+        )
+    try:
+        return RedirectResponse(await web.oidc.start(next), status_code=303)
+    except OidcFailed as exc:
+        return await _page(
+            request, "signin.html", 502, next=safe_next(next), demo=web.demo, error=str(exc)
+        )
+
+
+@router.get(OIDC_CALLBACK)
+async def oidc_callback(
+    request: Request, web: Web, code: str = "", state: str = "", error: str = ""
+) -> Response:
+    try:
+        if web.oidc is None or error or not code or not state:
+            raise OidcFailed("the sign-in was cancelled or did not complete: start it again")
+        user_id, next_path = await web.oidc.finish(code, state)
+    except OidcFailed as exc:
+        return await _page(request, "signin.html", 400, next="/", demo=web.demo, error=str(exc))
+    return await _signed_in_to(request, user_id, next_path)
 
 
 @router.post("/signout")

@@ -13,6 +13,7 @@ from evplug.web.accounts import AccountPolicy, AccountService, TooManyAttempts
 from evplug.web.auth import Authenticator, SessionPolicy, install_auth
 from evplug.web.csrf import CsrfProtect
 from evplug.web.mail import LogMailer, Mail, Mailer
+from evplug.web.oidc import OidcConfig, OidcLogin
 from evplug.web.pages import mount_static
 from evplug.web.rate_limit import RateLimiter
 
@@ -28,6 +29,7 @@ class AccountsWeb:
     service: AccountService
     mailer: Mailer
     demo: DemoCredentials | None = None
+    oidc: OidcLogin | None = None
 
     def deliver(self, background: BackgroundTasks, mail: Mail | None) -> str | None:
         """Send after the answer (so its time tells nothing); the link when the page shows it."""
@@ -61,6 +63,7 @@ class AccountsConfig:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     mailer: Mailer = field(default_factory=LogMailer)
     demo: DemoCredentials | None = None
+    oidc: OidcConfig | None = None  # sign-in with an OIDC issuer, when one is configured
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -74,7 +77,13 @@ def install_accounts(app: FastAPI, repo: Repository, config: AccountsConfig) -> 
     auth = Authenticator(repo.accounts, config.clock, config.sessions)
     install_auth(app, auth)
     service = AccountService(repo.accounts, config.clock, RateLimiter(config.clock), config.policy)
-    app.state.accounts = AccountsWeb(service, config.mailer, config.demo)
+    oidc = None
+    if config.oidc is not None:
+        lifetime_s = config.policy.lifetimes.oidc_s
+        oidc = OidcLogin(
+            config.oidc, config.policy.public_url, repo.accounts, config.clock, lifetime_s
+        )
+    app.state.accounts = AccountsWeb(service, config.mailer, config.demo, oidc)
     secure = config.sessions.secure_cookies
     app.add_middleware(
         CsrfProtect,

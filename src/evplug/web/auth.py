@@ -106,7 +106,13 @@ class Authenticator:
     async def start_session(
         self, request: Request, response: Response, user_id: str, user_agent: str | None = None
     ) -> Principal:
-        """Sign ``user_id`` in on this device: a new server-side session and its cookie."""
+        """Sign ``user_id`` in on this device: a new server-side session and its cookie.
+
+        A session this device had is closed: one browser is one signed-in device.
+        """
+        previous = await self.principal(request)
+        if previous is not None:
+            await self.accounts.revoke(previous.user_id, previous.session_id)
         token = secrets.token_urlsafe(32)
         session_id = uuid.uuid4().hex
         agent = request.headers.get("user-agent", "") if user_agent is None else user_agent

@@ -104,7 +104,7 @@ def _same_origin(scope: Scope, headers: Headers, origin: str) -> bool:
 
 async def _sent_token(headers: Headers, receive: Receive) -> tuple[str | None, Receive]:
     """The token the request carries, and a ``receive`` that still yields the whole body."""
-    if (header := headers.get(CSRF_HEADER)) is not None:
+    if header := headers.get(CSRF_HEADER):
         return header, receive
     if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None, receive

@@ -1,7 +1,8 @@
 """Outgoing mail: over SMTP when a server is configured, otherwise logged.
 
-The logging mailer is the embedded default: it keeps the last messages so the demo can show a
-link on the page instead of needing a mail server (``shows_links``).
+The logging mailer is the embedded default: it keeps the last messages, and in the demo only
+(``shows_links``) the page shows the link a mail carries, so the demo needs no mail server.
+Anywhere else a page showing the link would hand any account to whoever asks for its link.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ class Mailer(Protocol):
 
 
 class LogMailer:
-    shows_links = True
-
-    def __init__(self, keep: int = 100) -> None:
+    def __init__(self, shows_links: bool = False, keep: int = 100) -> None:
+        self.shows_links = shows_links
         self.sent: deque[Mail] = deque(maxlen=keep)
 
     async def send(self, mail: Mail) -> None:
