@@ -71,11 +71,12 @@ async def phone(browser: Browser) -> Callable[[str], Awaitable[BrowserContext]]:
     return make
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Served:
     system: System
     url: str
     inbox: Inbox
+    restart: Callable[[], Awaitable[None]]  # the web process stops and starts again
 
 
 @pytest.fixture
@@ -94,9 +95,19 @@ async def served(
             web_port = free_port()
             # The links the app mails point at where it is served.
             policy = AccountPolicy(f"http://127.0.0.1:{web_port}", hasher=CHEAP_HASHER)
-            app = make_web_app(system, mailer=mailer, policy=policy)
-            url = await stack.enter_async_context(serve(app, web_port))
-            await every_plug_live(app, system)
-            return Served(system, url, inbox)
+            web = AsyncExitStack()
+
+            async def start_web() -> str:
+                app = make_web_app(system, mailer=mailer, policy=policy)
+                url = await web.enter_async_context(serve(app, web_port))
+                await every_plug_live(app, system)
+                return url
+
+            async def restart() -> None:
+                await web.aclose()
+                await start_web()
+
+            stack.push_async_callback(web.aclose)
+            return Served(system, await start_web(), inbox, restart)
 
         yield make

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from playwright.async_api import BrowserContext, Page, expect
 
 from evplug.bus.broker import free_port
-from evplug.core.plug import State
+from evplug.core.plug import Prompt, State
 from evplug.web import words
 from tests.conftest import until, wait_for
 from tests.web.browser.conftest import Served
@@ -169,3 +169,22 @@ async def test_a_forged_cross_site_post_is_refused(served, phone: Phone) -> None
         await wait_for(lambda: bool(answers))
     assert answers == [403]
     assert site.system.mothership.plug(plug_id).state is State.ACCOUNT_NULL
+
+
+async def test_the_plug_page_reconnects_after_a_web_restart(served, phone: Phone) -> None:
+    site = await served(**BIG_CAR)
+    plug_id = site.system.simulated[0].info.plug_id(0)
+    context = await phone(site.url)
+    page = await context.new_page()
+    user_id = await sign_up(page, site, "ana@example.com")
+    await credit(site.system, user_id, 2_000)
+    await page.goto(f"/plug/{plug_id}")
+    await expect(page.locator("#words")).to_have_text("Available")
+    await page.evaluate("window.sameDocument = true")
+    # The web process restarts, every stream it served dropped; meanwhile the driver starts the
+    # socket from another device.
+    await site.restart()
+    await site.system.mothership.choose(plug_id, Prompt.ENABLE_SOCKET, user_id)
+    await expect(page.locator("#words")).to_have_text("Charging")
+    await expect(page.locator("#live")).to_have_text("")
+    assert await page.evaluate("window.sameDocument") is True
