@@ -13,13 +13,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
 	$(BIN)/evplug demo
 
 test: $(STAMP) lint
+	sh tools/install_os_packages.sh
 	tools/install_test_tools.sh
 	$(BIN)/python -m pytest
 

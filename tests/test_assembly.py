@@ -156,13 +156,13 @@ def test_a_site_file_with_an_auto_driver_names_the_probe(tmp_path: Path) -> None
 async def test_the_relay_page_links_to_the_public_url(demo_system) -> None:
     system = await demo_system()
     settings = Settings(web={"public_url": "https://charge.example"})
-    app = assembly.make_web_app(settings, system.bus, system.store, "demo-driver", system.relay)
+    app = assembly.make_web_app(settings, system.bus, system.store, system.relay)
     await system.connect()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         page = await client.get("/relay/")
     assert page.status_code == 200
-    assert 'href="https://charge.example/plugs/sim%3Ademo01%3A0"' in page.text
+    assert 'href="https://charge.example/plug/sim%3Ademo01%3A0"' in page.text
 
 
 class _Unreachable(SimulatedDevice):

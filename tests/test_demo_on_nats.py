@@ -45,12 +45,12 @@ async def test_the_web_app_follows_and_drives_the_plugs_through_the_broker(
         await wait_for(lambda: system.mothership.plug(plug_id).state is State.ACCOUNT_NULL)
         async with web_client(system) as client:  # its live view: the KV bucket on the broker
             enabled = await client.post(  # a request the mothership answers over the broker
-                f"/api/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"}
+                f"/api/v1/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"}
             )
             assert enabled.status_code == 200, enabled.text
 
             async def charging() -> bool:
-                live = (await client.get(f"/api/plugs/{plug_id}")).json()
+                live = (await client.get(f"/api/v1/plugs/{plug_id}")).json()
                 return live["state"] == "CHARGING" and live["power_w"] > 1000
 
             await until(charging)

@@ -55,6 +55,7 @@ from evplug.store.telemetry import ReadingSink
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from evplug.payments.provider import PaymentsProvider
     from evplug.web.accounts_web import AccountsConfig, DemoCredentials
 
 _SQLITE = "sqlite:///"
@@ -349,10 +350,10 @@ def make_web_app(
     settings: Settings,
     bus: Bus,
     store: Store,
-    driver_id: str,
     relay: RelayManager | None = None,
     time_factor: float = 1.0,
     demo: DemoCredentials | None = None,
+    payments: PaymentsProvider | None = None,
 ) -> FastAPI:
     """The web app; with ``relay``, also that relay manager's own status page at /relay/.
 
@@ -361,16 +362,19 @@ def make_web_app(
     sign-in page offers.
     """
     from evplug.relay import status_page
-    from evplug.web.app import create_app
+    from evplug.web.app import DriverConfig, create_app
     from evplug.web.payments import PaymentsWeb, payments_router
     from evplug.web.receipts import receipts_router
 
-    timeout_s = settings.web.request_timeout_s * time_factor
-    app = create_app(bus, store.repo, driver_id, timeout_s, accounts_config(settings, demo))
+    driver = DriverConfig(
+        request_timeout_s=settings.web.request_timeout_s * time_factor,
+        currency=settings.price.currency,
+        min_start_credit_cents=settings.plug.min_start_credit_cents,
+    )
     clock = SystemClock()
-    provider = make_payments(settings, store.repo, clock)
-    app.state.payments = provider  # sign-up makes each new driver's customer through it
-    payments = PaymentsWeb(
+    provider = payments or make_payments(settings, store.repo, clock)
+    app = create_app(bus, store.repo, driver, accounts_config(settings, demo), provider)
+    payments_web = PaymentsWeb(
         provider,
         PaymentEvents(store.repo, clock),
         bus,
@@ -378,7 +382,7 @@ def make_web_app(
         settings.price.currency,
         settings.stripe.webhook_secret,
     )
-    app.include_router(payments_router(payments))
+    app.include_router(payments_router(payments_web))
     app.include_router(receipts_router(store.repo, settings.price.currency))
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.

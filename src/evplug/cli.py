@@ -109,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     web = commands.add_parser("web", help="the drivers' web app, on EVPLUG_BUS_URL")
     web.add_argument("--port", help="web port (default 8000)")
     web.add_argument("--data-dir", help="where the default SQLite file lives")
-    web.add_argument("--driver", help="the driver signed in (default demo-driver)")
 
     relay = commands.add_parser(
         "relay", help="a site's relay manager: polls its relays, publishes to EVPLUG_BUS_URL"
@@ -262,13 +261,12 @@ def _part(args: argparse.Namespace, settings: Settings) -> int:
     from evplug import processes
     from evplug.assembly import StartupError
     from evplug.bus.base import BusRefused
-    from evplug.demo import DEMO_DRIVER
 
     async def run() -> None:
         if args.command == "mothership":
             part = await processes.mothership_part(settings, args.site)
         elif args.command == "web":
-            part = await processes.web_part(settings, args.driver or DEMO_DRIVER)
+            part = await processes.web_part(settings)
         else:
             part = await processes.relay_part(settings, args.site_file)
         await processes.run_part(part, settings.web.host, settings.web.port)

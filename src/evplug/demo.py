@@ -183,7 +183,6 @@ async def serve(settings: Settings, options: DemoOptions) -> None:
         settings,
         system.bus,
         system.store,
-        DEMO_DRIVER,
         system.relay,
         time_factor=options.speed,
         demo=DemoCredentials(DEMO_EMAIL, DEMO_PASSWORD),

@@ -156,15 +156,15 @@ async def mothership_part(settings: Settings, site_files: list[Path]) -> Part:
     )
 
 
-async def web_part(settings: Settings, driver_id: str) -> Part:
-    """The web app on the settings' bus and database, signed in as ``driver_id``."""
+async def web_part(settings: Settings) -> Part:
+    """The web app on the settings' bus and database."""
     bus = await assembly.make_bus(settings, SystemClock(), declare_streams=False)
     try:
         store = await assembly.make_store(settings)
     except BaseException:
         await bus.close()
         raise
-    app = assembly.make_web_app(settings, bus, store, driver_id)
+    app = assembly.make_web_app(settings, bus, store)
 
     async def start() -> None:
         pass  # the app's lifespan starts its live view
@@ -172,7 +172,7 @@ async def web_part(settings: Settings, driver_id: str) -> Part:
     async def stop() -> None:
         await _closing(bus, store)
 
-    summary = f"bus {settings.bus_url}, driver {driver_id}"
+    summary = f"bus {settings.bus_url}"
     return Part("web", app, start, stop, summary, assembly.bus_gone(bus))
 
 

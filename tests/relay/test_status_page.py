@@ -24,7 +24,7 @@ async def test_lists_every_plug_with_its_reading_and_a_qr_code() -> None:
     assert "no reading yet" not in html
     assert html.count("<svg") == 2
     url = plug_url("https://ev.example", "sim:aa01:1")
-    assert url == "https://ev.example/plugs/sim%3Aaa01%3A1"
+    assert url == "https://ev.example/plug/sim%3Aaa01%3A1"
     assert f'href="{url}"' in html
     assert " W · " in html and "Wh" in html and "circuit main" in html
 

@@ -12,17 +12,18 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from evplug.assembly import credit_driver
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
-from evplug.demo import DEMO_DRIVER, System
+from evplug.demo import STARTING_CREDIT_CENTS, System
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
 from evplug.web.accounts import AccountPolicy
 from evplug.web.accounts_web import AccountsConfig
-from evplug.web.app import create_app
+from evplug.web.app import DriverConfig, create_app
 from evplug.web.csrf import CSRF_COOKIE, CSRF_HEADER
 from evplug.web.mail import LogMailer, Mail
-from tests.conftest import until
+from tests.conftest import wait_for
 
 PASSWORD = "correct horse battery"
 PUBLIC_URL = "http://evplug.test"
@@ -59,21 +60,47 @@ def client_for(app: Any, base_url: str = PUBLIC_URL, csrf: bool = True) -> httpx
     return client
 
 
-@asynccontextmanager
-async def web_client(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    """The web app of a running system, started, once its live view has every plug."""
+DRIVER_EMAIL = "driver@example.com"
+
+
+def make_web_app(system: System, **config: Any) -> FastAPI:
+    """The web app of a running system, as the assembly builds it; accounts on a cheap hash."""
+    payments = config.pop("payments", None)
     # The bus runs on the demo's sped-up clock: a request may take 5 s of real time.
-    app = create_app(
-        system.bus, system.repo, DEMO_DRIVER, 5.0 * system.clock.factor, accounts_config()
-    )
+    driver = DriverConfig(request_timeout_s=5.0 * system.clock.factor)
+    return create_app(system.bus, system.repo, driver, accounts_config(**config), payments)
+
+
+async def every_plug_live(app: FastAPI, system: System) -> None:
+    """Until the app's live view has every plug of the system."""
+
+    def listed() -> bool:
+        live = getattr(app.state, "live", None)
+        return live is not None and len(live.statuses) == len(system.mothership.plugs)
+
+    await wait_for(listed)
+
+
+@asynccontextmanager
+async def web_client(
+    system: System, credit_cents: int = STARTING_CREDIT_CENTS, email: str = DRIVER_EMAIL
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A driver signed in (through the real endpoints) to the web app of a running system, with
+    ``credit_cents`` posted to their balance, once the app's live view has every plug."""
+    app = make_web_app(system)
     async with app.router.lifespan_context(app), client_for(app) as client:
-
-        async def every_plug_listed() -> bool:
-            listed = (await client.get("/api/plugs")).json()
-            return len(listed) == len(system.mothership.plugs)
-
-        await until(every_plug_listed)
+        user_id = await sign_in(client, email)
+        if credit_cents:
+            await credit(system, user_id, credit_cents)
+        await every_plug_live(app, system)
         yield client
+
+
+async def credit(system: System, user_id: str, cents: int) -> None:
+    """Money on a driver's balance, posted to the ledger as an operator's adjustment."""
+    await credit_driver(
+        system.repo, user_id, cents, f"test:{secrets.token_hex(8)}", system.clock.now_ms(), "test"
+    )
 
 
 def accounts_config(**config: Any) -> AccountsConfig:
@@ -136,7 +163,7 @@ def make_accounts_app(accounts_repo: Repository, web_clock: FakeClock) -> Callab
 
     def make(**config: Any) -> FastAPI:
         accounts = accounts_config(clock=web_clock, **config)
-        return create_app(MemoryBus(web_clock), accounts_repo, DEMO_DRIVER, accounts=accounts)
+        return create_app(MemoryBus(web_clock), accounts_repo, accounts=accounts)
 
     return make
 

@@ -20,7 +20,6 @@ async def test_the_demo_offers_its_driver_on_the_sign_in_page(demo_system, tmp_p
         Settings(data_dir=tmp_path),
         system.bus,
         system.store,
-        DEMO_DRIVER,
         demo=DemoCredentials(DEMO_EMAIL, DEMO_PASSWORD),
     )
     async with client_for(app) as client:
@@ -39,7 +38,7 @@ async def test_the_demo_offers_its_driver_on_the_sign_in_page(demo_system, tmp_p
 
 async def test_outside_the_demo_a_page_never_shows_a_mailed_link(demo_system, tmp_path) -> None:
     system = await demo_system()
-    app = assembly.make_web_app(Settings(data_dir=tmp_path), system.bus, system.store, DEMO_DRIVER)
+    app = assembly.make_web_app(Settings(data_dir=tmp_path), system.bus, system.store)
     async with client_for(app) as client:
         sent = await client.post("/api/v1/auth/signin/link", json={"email": DEMO_EMAIL})
         assert sent.status_code == 202 and "demo_link" not in sent.json()

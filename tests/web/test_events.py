@@ -1,65 +1,49 @@
-"""Live updates over SSE, through a real HTTP server: a page sees a plug change as it happens."""
+"""Live updates over SSE, through a real HTTP server: a driver's open plug stream sees the plug
+change as it happens, and the stream starts with the plug as it is (so a reconnect misses
+nothing)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import httpx
 import pytest
-import uvicorn
 
-from evplug.demo import DEMO_DRIVER
-from evplug.web.app import create_app
-from tests.conftest import until
+from evplug.bus.broker import free_port
+from tests.web.conftest import credit, every_plug_live, make_web_app, sign_in
+from tests.web.served import serve
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-async def test_a_plug_change_reaches_an_open_event_stream(demo_system) -> None:
+async def test_a_plug_change_reaches_its_drivers_open_event_stream(demo_system) -> None:
     system = await demo_system()
     await system.start()
     plug_id = system.simulated[0].info.plug_id(0)
-    app = create_app(system.bus, system.repo, DEMO_DRIVER, 5.0 * system.clock.factor)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-
-            async def listed() -> bool:
-                try:
-                    return len((await client.get("/api/plugs")).json()) == 2
-                except httpx.TransportError:
-                    return False  # still starting
-
-            await until(listed)
-            states: list[str] = []
-            async with client.stream("GET", "/api/events") as events:
-                assert events.headers["content-type"].startswith("text/event-stream")
-                enabled = await client.post(
-                    f"/api/plugs/{plug_id}/prompts",
-                    json={"prompt": "Enable Socket"},
-                    headers={"x-csrf-token": client.cookies["evplug_csrf"]},
-                )
-                assert enabled.status_code == 200
-                async with asyncio.timeout(20):
-                    async for line in events.aiter_lines():
-                        if line.startswith("data:"):
-                            plug = json.loads(line.removeprefix("data:"))
-                            if plug["plug_id"] == plug_id:
-                                states.append(plug["state"])
-                            if "CHARGING" in states:
-                                break
-            assert states[-1] == "CHARGING"
-    finally:
-        server.should_exit = True
-        await serving
+    app = make_web_app(system)
+    async with (
+        serve(app, free_port()) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        await every_plug_live(app, system)
+        client.headers["x-csrf-token"] = (await client.get("/")).cookies["evplug_csrf"]
+        await credit(system, await sign_in(client, "ana@example.com"), 2_000)
+        seen: list[dict[str, object]] = []
+        async with client.stream("GET", f"/api/v1/plugs/{plug_id}/events") as events:
+            assert events.headers["content-type"].startswith("text/event-stream")
+            async with asyncio.timeout(20):
+                async for line in events.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    seen.append(json.loads(line.removeprefix("data:")))
+                    if len(seen) == 1:  # the plug as it is, at once
+                        assert seen[0]["words"] == "Available"
+                        enabled = await client.post(
+                            f"/api/v1/plugs/{plug_id}/prompts", json={"prompt": "Enable Socket"}
+                        )
+                        assert enabled.status_code == 200, enabled.text
+                    elif seen[-1]["words"] == "Charging" and seen[-1]["power_w"] > 1000:
+                        break
+        assert all(view["plug_id"] == plug_id for view in seen)
+        assert seen[-1]["mine"] and seen[-1]["prompts"] == ["Disable Socket"]

@@ -99,7 +99,7 @@ async def test_the_web_app_refuses_big_bodies_and_unknown_fields(demo_system) ->
     plug_id = system.simulated[0].info.plug_id(0)
     plug = system.mothership.plug(plug_id)
     await wait_for(lambda: plug.state is State.ACCOUNT_NULL)
-    url = f"/api/plugs/{plug_id}/prompts"
+    url = f"/api/v1/plugs/{plug_id}/prompts"
     enable = {"prompt": "Enable Socket"}
 
     async def padded() -> AsyncIterator[bytes]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from evplug.contracts import evplug_pb2 as pb
-from evplug.web.app import plug_json, queue_text
+from evplug.web.plug_view import plug_view
+from evplug.web.words import queue_text
 
 
 @pytest.mark.parametrize(
@@ -28,10 +29,16 @@ def test_queue_text(position: int, eta_min: int, text: str) -> None:
     assert queue_text(position, eta_min) == text
 
 
-def test_the_plug_json_carries_the_queue() -> None:
-    status = pb.PlugStatus(plug_id="p", state="IN_QUEUE", queue_position=2, queue_eta_min=25)
-    got = plug_json(status)
-    assert (got["queue_position"], got["queue_eta_min"]) == (2, 25)
-    assert got["queue_text"] == "In queue: 2nd, about 25 min"
-    never = plug_json(pb.PlugStatus(plug_id="p", queue_position=1, queue_eta_min=-1))
-    assert never["queue_eta_min"] is None
+def test_the_drivers_view_of_a_queued_plug_carries_its_place() -> None:
+    status = pb.PlugStatus(
+        plug_id="p", state="IN_QUEUE", session_id="s", queue_position=2, queue_eta_min=25
+    )
+    seen = plug_view(
+        status,
+        session_user_id="me",
+        user_id="me",
+        site_name="Garage",
+        balance_cents=100,
+        min_start_credit_cents=1,
+    )
+    assert seen.queue_text == seen.words == "In queue: 2nd, about 25 min"

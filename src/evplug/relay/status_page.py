@@ -19,7 +19,7 @@ from evplug.relay.manager import RelayManager
 
 
 def plug_url(base_url: str, plug_id: str) -> str:
-    return f"{base_url.rstrip('/')}/plugs/{quote(plug_id, safe='')}"
+    return f"{base_url.rstrip('/')}/plug/{quote(plug_id, safe='')}"
 
 
 def qr_svg(url: str) -> str:

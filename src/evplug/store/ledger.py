@@ -82,6 +82,20 @@ class Ledger:
             )
             return [entry_record(r) for r in rows]
 
+    async def latest_entries(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> list[EntryRecord]:
+        """Newest first, a page at a time: a driver's transactions."""
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.user_id == user_id)
+                .order_by(LedgerEntry.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [entry_record(r) for r in rows]
+
 
 def entry_record(row: LedgerEntry) -> EntryRecord:
     return EntryRecord(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from evplug.core import ledger
 from evplug.core.plug import SessionClosed, SessionOpened
-from evplug.store.models import ChargingSession, User
+from evplug.store.models import ChargingSession, ReadingRow, User
 from evplug.store.records import SessionRecord
 from evplug.store.sql import insert_new, post_entry, save_snapshots
 
@@ -74,15 +74,51 @@ class Sessions:
             row = await db.get(ChargingSession, session_id)
             return None if row is None else _session(row)
 
-    async def sessions_of_user(self, user_id: str, limit: int = 50) -> list[SessionRecord]:
+    async def sessions_of_user(
+        self, user_id: str, limit: int = 50, offset: int = 0
+    ) -> list[SessionRecord]:
+        """Newest first; ``offset`` skips that many of the newest (paging)."""
         async with self._sessions() as db:
             rows = await db.scalars(
                 select(ChargingSession)
                 .where(ChargingSession.user_id == user_id)
-                .order_by(ChargingSession.started_ms.desc())
+                .order_by(ChargingSession.started_ms.desc(), ChargingSession.id)
                 .limit(limit)
+                .offset(offset)
             )
             return [_session(r) for r in rows]
+
+    async def open_sessions_of_user(self, user_id: str) -> list[SessionRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(ChargingSession)
+                .where(ChargingSession.user_id == user_id, ChargingSession.ended_ms.is_(None))
+                .order_by(ChargingSession.started_ms.desc())
+            )
+            return [_session(r) for r in rows]
+
+    async def open_session_on_plug(self, plug_id: str) -> SessionRecord | None:
+        """The session running on a plug now, whose driver is the plug's current user."""
+        async with self._sessions() as db:
+            row = await db.scalar(
+                select(ChargingSession)
+                .where(ChargingSession.plug_id == plug_id, ChargingSession.ended_ms.is_(None))
+                .order_by(ChargingSession.started_ms.desc())
+                .limit(1)
+            )
+            return None if row is None else _session(row)
+
+    async def power_readings(self, session: SessionRecord) -> list[tuple[int, float]]:
+        """(timestamp ms, active power W) of the session's plug while the session ran."""
+        query = select(ReadingRow.timestamp_ms, ReadingRow.active_power_w).where(
+            ReadingRow.plug_id == session.plug_id,
+            ReadingRow.timestamp_ms >= session.started_ms,
+        )
+        if session.ended_ms is not None:
+            query = query.where(ReadingRow.timestamp_ms <= session.ended_ms)
+        async with self._sessions() as db:
+            rows = await db.execute(query.order_by(ReadingRow.timestamp_ms))
+            return [(int(t), float(w)) for t, w in rows]
 
 
 def _session(row: ChargingSession) -> SessionRecord:

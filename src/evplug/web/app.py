@@ -1,98 +1,60 @@
-"""The web app: pages and a JSON API for drivers, talking to the mothership only over the bus.
+"""The web app: the driver's pages and JSON API, accounts, talking to the mothership only over
+the bus.
 
 Plug statuses come from the live view (the bus's plug-status store); a driver's choice is a
 request on the bus that the mothership answers; balances and history are read from the store.
-The full driver app (accounts, QR scan, top-ups) builds on these routes.
+Who is asking comes from the auth seam (``evplug.web.auth``), never from the request's body.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
-from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evplug import metrics
-from evplug.bus.base import Bus, NoResponders, RequestTimeout
-from evplug.contracts import evplug_pb2 as pb
+from evplug.bus.base import Bus
 from evplug.contracts import subjects
-from evplug.contracts.wire import pack, unpack
-from evplug.core.plug import Prompt
+from evplug.payments.provider import PaymentsProvider
 from evplug.store.repository import Repository
-from evplug.store.sql import UnknownUser
+from evplug.web import driver_api, driver_pages
 from evplug.web.accounts import AccountPolicy
 from evplug.web.accounts_web import AccountsConfig, install_accounts
+from evplug.web.auth import is_api
+from evplug.web.driver_ops import DriverError, DriverOps
 from evplug.web.limits import BodyLimit
 from evplug.web.live import LiveView
-from evplug.web.pages import templates
+from evplug.web.pages import render
+
+log = structlog.get_logger(__name__)
 
 LOCAL_URL = "http://127.0.0.1:8000"
-Code = pb.DriverReplyCode
-_HTTP_STATUS = {
-    Code.DRIVER_REPLY_CODE_UNKNOWN_PLUG: 404,
-    Code.DRIVER_REPLY_CODE_REFUSED: 409,
-    Code.DRIVER_REPLY_CODE_BAD_REQUEST: 422,
-}
 
 
-class PromptChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: Prompt
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    """What the driver pages need from the settings."""
 
-
-def plug_json(status: pb.PlugStatus) -> dict[str, Any]:
-    in_session = bool(status.session_id)
-    return {
-        "plug_id": status.plug_id,
-        "site_id": status.site_id,
-        "fuze_id": status.fuze_id,
-        "state": status.state,
-        "actual": pb.ActualState.Name(status.actual_state).removeprefix("ACTUAL_STATE_"),
-        "prompts": list(status.prompts),
-        "power_w": round(status.active_power_w, 1),
-        "session_id": status.session_id,
-        "session_kwh": round(status.session_energy_wh / 1000, 3) if in_session else 0.0,
-        "session_cents": status.session_cost_cents,
-        "price_cents_per_kwh": status.price_cents_per_kwh,
-        "currency": status.currency,
-        "last_end_reason": status.last_end_reason,
-        "queue_position": status.queue_position,
-        "queue_eta_min": status.queue_eta_min if status.queue_eta_min >= 0 else None,
-        "queue_text": queue_text(status.queue_position, status.queue_eta_min),
-    }
-
-
-def queue_text(position: int, eta_min: int) -> str:
-    """What a waiting driver reads, e.g. "In queue: 2nd, about 25 min"; "" when not queued."""
-    if position <= 0:
-        return ""
-    if position % 100 in (11, 12, 13):
-        suffix = "th"
-    else:
-        suffix = {1: "st", 2: "nd", 3: "rd"}.get(position % 10, "th")
-    if eta_min < 0:
-        when = "this socket's circuit cannot take this car: ask the site's operator"
-    elif eta_min == 0:
-        when = "starting in a moment"
-    else:
-        when = f"about {eta_min} min"
-    return f"In queue: {position}{suffix}, {when}"
+    request_timeout_s: float = 5.0
+    currency: str = "AUD"
+    min_start_credit_cents: int = 1
 
 
 def create_app(
     bus: Bus,
     repo: Repository,
-    driver_id: str,
-    request_timeout_s: float = 5.0,
+    driver: DriverConfig | None = None,
     accounts: AccountsConfig | None = None,
+    payments: PaymentsProvider | None = None,
 ) -> FastAPI:
+    config = driver or DriverConfig()
     live: LiveView | None = None
 
     @asynccontextmanager
@@ -100,108 +62,81 @@ def create_app(
         nonlocal live
         live = LiveView(await bus.key_value(subjects.PLUG_STATUS_BUCKET))
         await live.start()
+        app.state.live = live
         try:
             yield
         finally:
             await live.stop()
 
+    def current_live() -> LiveView:
+        if live is None:
+            raise DriverError(503, "starting up: try again in a moment")
+        return live
+
     app = FastAPI(
-        title="evplug", docs_url="/api/docs", openapi_url="/api/openapi.json", lifespan=lifespan
+        title="evplug",
+        summary="Pay-per-use EV charging: the driver's API",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.driver_ops = DriverOps(
+        bus,
+        repo,
+        current_live,
+        payments,
+        currency=config.currency,
+        min_start_credit_cents=config.min_start_credit_cents,
+        request_timeout_s=config.request_timeout_s,
     )
     install_accounts(app, repo, accounts or AccountsConfig(AccountPolicy(LOCAL_URL)))
     app.add_middleware(BodyLimit)  # after: the outermost, so it caps what CSRF reads too
+    install_error_pages(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    def view() -> LiveView:
-        if live is None:
-            raise HTTPException(503, "starting up: try again in a moment")
-        return live
-
-    def status_of(plug_id: str) -> pb.PlugStatus:
-        status = view().statuses.get(plug_id)
-        if status is None:
-            raise HTTPException(404, f"no plug {plug_id!r}: check the code on the socket")
-        return status
-
-    @app.get("/", response_class=HTMLResponse)
-    async def plugs_page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "plugs.html")
-
-    @app.get("/plugs/{plug_id}", response_class=HTMLResponse)
-    async def plug_page(request: Request, plug_id: str) -> Response:
-        # Where a socket's QR code points: the same page, showing just that plug.
-        status_of(plug_id)
-        return templates.TemplateResponse(request, "plugs.html")
-
-    @app.get("/api/plugs")
-    async def list_plugs() -> list[dict[str, Any]]:
-        return [plug_json(s) for s in view().sorted()]
-
-    @app.get("/api/plugs/{plug_id}")
-    async def get_plug(plug_id: str) -> dict[str, Any]:
-        return plug_json(status_of(plug_id))
-
-    @app.get("/api/events")
-    async def events() -> EventSourceResponse:
-        """Every plug's status as it changes (server-sent events named ``plug``)."""
-        current = view()
-        queue = current.stream()
-
-        async def changes() -> AsyncIterator[dict[str, str]]:
-            try:
-                while (status := await queue.get()) is not None:
-                    yield {"event": "plug", "data": json.dumps(plug_json(status))}
-            finally:
-                current.close_stream(queue)
-
-        return EventSourceResponse(changes(), ping=15)
-
-    @app.post("/api/plugs/{plug_id}/prompts")
-    async def choose(plug_id: str, choice: PromptChoice) -> dict[str, Any]:
-        site_id = status_of(plug_id).site_id
-        request = pb.DriverRequest(
-            request_id=uuid.uuid4().hex, user_id=driver_id, plug_id=plug_id, prompt=choice.prompt
-        )
-        try:
-            data = await bus.request(
-                subjects.for_site(subjects.DRIVER, site_id), pack(request), request_timeout_s
-            )
-        except (NoResponders, RequestTimeout) as exc:
-            raise HTTPException(
-                503,
-                f"the charging server is not answering ({type(exc).__name__}): try again in a"
-                " minute; operators: is `evplug mothership` running and on the same bus?",
-            ) from None
-        reply = unpack(data, pb.DriverReply)
-        if reply.code != Code.DRIVER_REPLY_CODE_OK:
-            raise HTTPException(_HTTP_STATUS.get(reply.code, 502), reply.reason)
-        return plug_json(reply.status)
-
-    @app.get("/api/me")
-    async def me() -> dict[str, Any]:
-        try:
-            user = await repo.users.get_user(driver_id)
-        except UnknownUser:
-            raise HTTPException(404, "no such driver") from None
-        sessions = await repo.sessions.sessions_of_user(driver_id, limit=10)
-        return {
-            "user_id": user.id,
-            "name": user.name,
-            "balance_cents": user.balance_cents,
-            "sessions": [
-                {
-                    "session_id": s.id,
-                    "plug_id": s.plug_id,
-                    "kwh": round(s.energy_wh / 1000, 3),
-                    "cents": s.cost_cents,
-                    "ended_ms": s.ended_ms,
-                    "reason": s.end_reason,
-                }
-                for s in sessions
-            ],
-        }
-
+    app.include_router(driver_api.create_router())
+    app.include_router(driver_pages.create_router())
     return app
+
+
+def install_error_pages(app: FastAPI) -> None:
+    """Every error as a sentence: JSON ``{"detail": ...}`` for the API, a page for a person."""
+
+    @app.exception_handler(DriverError)
+    async def _refused(request: Request, exc: DriverError) -> Response:
+        return await _problem(request, exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'][1:]) or 'request'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        return await _problem(request, 422, problems or "the request is not valid")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such page: check the address"
+        return await _problem(request, exc.status_code, detail, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crashed(request: Request, exc: Exception) -> Response:
+        log.error("web.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
+        return await _problem(
+            request, 500, "something went wrong on our side: try again in a moment"
+        )
+
+
+async def _problem(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    if is_api(request):
+        return JSONResponse({"detail": detail}, status, headers=headers)
+    page = await render(request, "problem.html", {"error": detail}, status)
+    page.headers.update(headers or {})
+    return page
