@@ -88,6 +88,7 @@ class Site:
             )
         message = FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
         await self.ms.handlers.on_telemetry(message)
+        await self.ms.pending.idle()  # its effects, applied in the background, before looking
         await self.ms.sink.flush()
         return message
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from evplug.store.effect_batches import EffectBatches
 from evplug.store.ledger import Ledger
 from evplug.store.sessions import Sessions
 from evplug.store.sites import Sites
@@ -24,3 +25,4 @@ class Repository:
         self.users = Users(sessions)
         self.ledger = Ledger(sessions)
         self.sessions = Sessions(sessions)
+        self.effects = EffectBatches(sessions)

@@ -96,20 +96,25 @@ class Sites:
         if not transitions:
             return
         async with self._sessions.begin() as db:
-            await db.execute(
-                insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
-                [
-                    {
-                        "plug_id": t.plug_id,
-                        "session_id": t.session_id,
-                        "from_state": str(t.from_state),
-                        "to_state": str(t.to_state),
-                        "trigger": str(t.trigger),
-                        "at_ms": t.at_ms,
-                    }
-                    for t in transitions
-                ],
-            )
+            await insert_transitions(db, transitions)
+
+
+async def insert_transitions(db: AsyncSession, transitions: Sequence[Transitioned]) -> None:
+    """Append inside the caller's transaction, one statement for them all; repeats are kept out."""
+    await db.execute(
+        insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
+        [
+            {
+                "plug_id": t.plug_id,
+                "session_id": t.session_id,
+                "from_state": str(t.from_state),
+                "to_state": str(t.to_state),
+                "trigger": str(t.trigger),
+                "at_ms": t.at_ms,
+            }
+            for t in transitions
+        ],
+    )
 
 
 def _site(row: Site) -> SiteRecord:

@@ -52,9 +52,10 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
 async def save_snapshots(
     db: AsyncSession, snapshots: Iterable[dict[str, Any]], now_ms: int
 ) -> None:
-    for snapshot in snapshots:
-        await db.execute(
-            update(PlugRow)
-            .where(PlugRow.id == snapshot["plug_id"])
-            .values(state=str(snapshot["state"]), snapshot=snapshot, updated_ms=now_ms)
-        )
+    """Overwrite plugs' snapshots inside the caller's transaction, one statement for them all."""
+    rows = [
+        {"id": s["plug_id"], "state": str(s["state"]), "snapshot": s, "updated_ms": now_ms}
+        for s in snapshots
+    ]
+    if rows:
+        await db.execute(update(PlugRow), rows)
