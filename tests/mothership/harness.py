@@ -98,20 +98,22 @@ class Site:
         new = self.commands[self.answered :]
         self.answered = len(self.commands)
         for request in new:
-            socket = self.sockets[request.plug_id]
-            socket.on = request.requested_state == pb.REQUESTED_STATE_ON
-            socket.tripped = socket.tripped and not socket.on
-            response = pb.LocalStateResponse(
-                request_id=request.request_id,
-                plug_id=request.plug_id,
-                actual_state=socket.actual,
-                ok=True,
-                timestamp_ms=self.clock.now_ms(),
-            )
-            await self.ms.handlers.on_response(
-                FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
-            )
+            await self.ms.handlers.on_response(self.carry_out(request))
         return new
+
+    def carry_out(self, request: pb.LocalStateRequest) -> FakeMessage:
+        """Switch the socket as ``request`` asks: the relay's answer, not yet handled."""
+        socket = self.sockets[request.plug_id]
+        socket.on = request.requested_state == pb.REQUESTED_STATE_ON
+        socket.tripped = socket.tripped and not socket.on
+        response = pb.LocalStateResponse(
+            request_id=request.request_id,
+            plug_id=request.plug_id,
+            actual_state=socket.actual,
+            ok=True,
+            timestamp_ms=self.clock.now_ms(),
+        )
+        return FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
 
     async def advance(self, seconds: int) -> None:
         """Let time pass, one mothership tick per second."""
@@ -127,6 +129,15 @@ class Site:
         await self.repo.ledger.post(
             ledger.Entry(user_id, ledger.EntryKind.ADJUSTMENT, credit_cents, f"start:{user_id}", 0)
         )
+
+
+async def restart(site: Site) -> Site:
+    """The same site after its mothership died: a new one, hydrated from what the store holds."""
+    engine = make_engine(str(site.repo.engine.url))
+    repo = Repository(engine)
+    ms = Mothership(site.bus, repo, ReadingSink(engine), site.clock, site.ms.config)
+    await ms.prepare()
+    return Site(ms, site.clock, repo, site.bus, site.plug_ids, site.sockets, site.commands)
 
 
 async def make_site(
