@@ -69,6 +69,10 @@ class PendingEffects:
         queue = self._queues.get(plug_id)
         return len(queue.effects) if queue else 0
 
+    def waiting_plugs(self) -> int:
+        """How many plugs have effects waiting to be applied."""
+        return len(self._queues)
+
     def stuck(self, plug_id: str) -> bool:
         queue = self._queues.get(plug_id)
         return queue is not None and queue.failures >= STUCK_AFTER

@@ -125,7 +125,7 @@ class Mothership:
             self.admission.outlook,
         )
         self.events.attach(status.on_event)
-        await status.publish_all()
+        status.publish_all()
         requests = DriverRequests(self.registry, self.actions, status)
         self._subscriptions.append(
             await self.bus.serve(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
 from evplug.store.models import Circuit, CircuitParent, PlugRow, Site, Transition
-from evplug.store.records import PlugRecord, SiteRecord
+from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
 from evplug.store.sql import insert_new, save_snapshots
 
 
@@ -81,6 +81,22 @@ class Sites:
                 )
             )
             return _plug(await db.get_one(PlugRow, plug_id))
+
+    async def plug_snapshots(self, part_rows: int = 5_000) -> AsyncIterator[list[PlugSnapshot]]:
+        """Every plug's site, fuze and snapshot, in parts of ``part_rows`` in id order: a start
+        reads them all without holding them all at once, nor a read open in between."""
+        query = select(PlugRow.id, PlugRow.site_id, PlugRow.fuze_id, PlugRow.snapshot)
+        after = ""
+        while True:
+            async with self._sessions() as db:
+                rows = await db.execute(
+                    query.where(PlugRow.id > after).order_by(PlugRow.id).limit(part_rows)
+                )
+                part = [PlugSnapshot(*row) for row in rows]
+            if not part:
+                return
+            yield part
+            after = part[-1].id
 
     async def load_plugs(self) -> list[PlugRecord]:
         async with self._sessions() as db:
