@@ -383,8 +383,16 @@ def main() -> None:
         print(f"building a store of {args.plugs:,} plugs...", flush=True)
         idle_users = build_store(path, args.plugs, args.sessions)
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(path), "--plugs", str(args.plugs)]
-            + ["--sessions", str(args.sessions)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(path),
+                "--plugs",
+                str(args.plugs),
+                "--sessions",
+                str(args.sessions),
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -15,8 +15,8 @@ from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.repository import Repository
 
-# Plugs saved per statement: about 15 ms of writing on SQLite.
-CHUNK_PLUGS = 2_000
+# Plugs saved per statement: what a driver's action may wait behind (about 15 ms on SQLite).
+CHUNK_PLUGS = 500
 
 
 class Checkpoints:
