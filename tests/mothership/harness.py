@@ -73,6 +73,14 @@ class Site:
 
     async def read(self, seconds: float = 2.0) -> FakeMessage:
         """The relay manager's poll: every socket's reading, after ``seconds`` of charging."""
+        message = await self.chunk(seconds)
+        await self.ms.handlers.on_telemetry(message)
+        await self.ms.pending.idle()  # its effects, applied in the background, before looking
+        await self.ms.sink.flush()
+        return message
+
+    async def chunk(self, seconds: float = 2.0) -> FakeMessage:
+        """The poll's chunk, not yet handled: every socket after ``seconds`` of charging."""
         now = self.clock.now_ms()
         chunk = pb.ReadingChunk(site_id=SITE, seq=now)
         for plug_id in self.plug_ids:
@@ -86,11 +94,7 @@ class Site:
                 active_power_w=power,
                 energy_wh=socket.counter_wh,
             )
-        message = FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
-        await self.ms.handlers.on_telemetry(message)
-        await self.ms.pending.idle()  # its effects, applied in the background, before looking
-        await self.ms.sink.flush()
-        return message
+        return FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
 
     async def answer(self) -> list[pb.LocalStateRequest]:
         """Carry out the commands sent since the last call, and answer each."""

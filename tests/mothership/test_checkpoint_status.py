@@ -64,3 +64,32 @@ async def test_statuses_are_put_a_page_per_flush_and_read_per_site(make_site: Ma
     page = await status.site_page(SITE, 1, 2)
     assert [s.plug_id for s in page] == sorted(site.plug_ids)[2:4]
     assert await status.site_page("no-such-site", 0, 2) == []
+
+
+async def test_a_reading_during_a_checkpoint_write_is_saved_by_the_next(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site(plugs=1)
+    plug_id = site.plug_ids[0]
+    await site.add_driver("d")
+    site.sockets[plug_id].power_w = 2300.0
+    await site.enable(plug_id, "d")
+    await site.answer()
+    await site.advance(2)
+    await site.read()
+    real_save = site.repo.sites.save_plugs
+    during: list[float] = []
+
+    async def save_while_reading(snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
+        snapshots = list(snapshots)
+        if not during:  # the relay's next reading lands while the write is under way
+            await site.clock.advance(2)
+            await site.ms.handlers.on_telemetry(await site.chunk(60))
+            during.append(site.ms.plug(plug_id).energy_wh)
+        await real_save(snapshots, now_ms)
+
+    site.repo.sites.save_plugs = save_while_reading  # type: ignore[method-assign]
+    await site.ms.checkpoint()
+    await site.ms.checkpoint()
+    (stored,) = [r.snapshot for r in await site.repo.sites.load_plugs()]
+    assert stored["energy_wh"] == during[0] == site.ms.plug(plug_id).energy_wh

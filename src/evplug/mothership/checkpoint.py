@@ -67,7 +67,7 @@ class Checkpoints:
                 except Exception:
                     self._touched.update(plug.plug_id for plug in chunk)  # the next one tries
                     raise
-            for plug in chunk:
-                self._saved_reading_ms[plug.plug_id] = plug.last_reading_ms
+            for snapshot in snapshots:  # as saved: readings may have come during the write
+                self._saved_reading_ms[snapshot["plug_id"]] = snapshot["last_reading_ms"]
             written += len(chunk)
         return written
