@@ -251,7 +251,7 @@ class Mothership:
     # -- time --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Retry what waits, move timed states on, manage each site's load; each plug alone."""
+        """Retry what waits, move timed states on (effects batched), manage each site's load."""
         await self.pending.retry_due()
         now = self.clock.now_ms()
         plugs = [self.registry.plugs[plug_id] for plug_id in self.registry.active]
