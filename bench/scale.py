@@ -148,7 +148,8 @@ def chunks_for(
 ) -> list[tuple[str, bytes, int]]:
     """One reading for each plug, in chunks of one site each as relay managers send them."""
     out = []
-    for start in range(numbers.start, numbers.stop, CHUNK):
+    start = numbers.start
+    while start < numbers.stop:
         site = site_of(start)
         stop = min(start + CHUNK, numbers.stop, (start // SITE_PLUGS + 1) * SITE_PLUGS)
         chunk = pb.ReadingChunk(site_id=site, seq=ts + start)
@@ -164,6 +165,7 @@ def chunks_for(
                 energy_wh=1234.5 + n % 97 + wh,
             )
         out.append((site, pack(chunk), stop - start))
+        start = stop
     return out
 
 
@@ -339,6 +341,7 @@ async def child(path: Path, plugs: int, sessions: float) -> None:
     await ms.pending.idle()
     gc.collect()
     after = _status_kb("VmRSS")
+    assert all(p.last_reading_ms == now for p in ms.plugs.values()), "a plug had no reading"
     print(
         json.dumps(
             {
