@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/relay_poll.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/broker_ingest.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

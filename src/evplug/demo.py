@@ -263,8 +263,7 @@ class _SessionWatcher:
 
 async def _one_session(system: System, watcher: _SessionWatcher) -> dict[str, Any]:
     mothership = system.mothership
-    async with mothership.effects.lock:
-        pass  # a step's effects are emitted as its writes end: let one in flight reach the watcher
+    await mothership.pending.idle()  # effects are emitted once applied: let those queued arrive
     plug = mothership.plug(watcher.plug_id)
     if plug.state is State.ACCOUNT_NULL and not watcher.states:
         watcher.states.append(str(plug.state))  # hydrated idle: no transition to see it by

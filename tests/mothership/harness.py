@@ -73,6 +73,14 @@ class Site:
 
     async def read(self, seconds: float = 2.0) -> FakeMessage:
         """The relay manager's poll: every socket's reading, after ``seconds`` of charging."""
+        message = await self.chunk(seconds)
+        await self.ms.handlers.on_telemetry(message)
+        await self.ms.pending.idle()  # its effects, applied in the background, before looking
+        await self.ms.sink.flush()
+        return message
+
+    async def chunk(self, seconds: float = 2.0) -> FakeMessage:
+        """The poll's chunk, not yet handled: every socket after ``seconds`` of charging."""
         now = self.clock.now_ms()
         chunk = pb.ReadingChunk(site_id=SITE, seq=now)
         for plug_id in self.plug_ids:
@@ -86,10 +94,7 @@ class Site:
                 active_power_w=power,
                 energy_wh=socket.counter_wh,
             )
-        message = FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
-        await self.ms.handlers.on_telemetry(message)
-        await self.ms.sink.flush()
-        return message
+        return FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk), str(now))
 
     async def answer(self) -> list[pb.LocalStateRequest]:
         """Carry out the commands sent since the last call, and answer each."""
@@ -97,20 +102,22 @@ class Site:
         new = self.commands[self.answered :]
         self.answered = len(self.commands)
         for request in new:
-            socket = self.sockets[request.plug_id]
-            socket.on = request.requested_state == pb.REQUESTED_STATE_ON
-            socket.tripped = socket.tripped and not socket.on
-            response = pb.LocalStateResponse(
-                request_id=request.request_id,
-                plug_id=request.plug_id,
-                actual_state=socket.actual,
-                ok=True,
-                timestamp_ms=self.clock.now_ms(),
-            )
-            await self.ms.handlers.on_response(
-                FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
-            )
+            await self.ms.handlers.on_response(self.carry_out(request))
         return new
+
+    def carry_out(self, request: pb.LocalStateRequest) -> FakeMessage:
+        """Switch the socket as ``request`` asks: the relay's answer, not yet handled."""
+        socket = self.sockets[request.plug_id]
+        socket.on = request.requested_state == pb.REQUESTED_STATE_ON
+        socket.tripped = socket.tripped and not socket.on
+        response = pb.LocalStateResponse(
+            request_id=request.request_id,
+            plug_id=request.plug_id,
+            actual_state=socket.actual,
+            ok=True,
+            timestamp_ms=self.clock.now_ms(),
+        )
+        return FakeMessage(subjects.for_site(subjects.RESPONSES, SITE), pack(response))
 
     async def advance(self, seconds: int) -> None:
         """Let time pass, one mothership tick per second."""
@@ -126,6 +133,15 @@ class Site:
         await self.repo.ledger.post(
             ledger.adjustment(user_id, f"start:{user_id}", credit_cents, 0, "test", "start credit")
         )
+
+
+async def restart(site: Site) -> Site:
+    """The same site after its mothership died: a new one, hydrated from what the store holds."""
+    engine = make_engine(str(site.repo.engine.url))
+    repo = Repository(engine)
+    ms = Mothership(site.bus, repo, ReadingSink(engine), site.clock, site.ms.config)
+    await ms.prepare()
+    return Site(ms, site.clock, repo, site.bus, site.plug_ids, site.sockets, site.commands)
 
 
 async def make_site(

@@ -144,16 +144,17 @@ async def test_a_close_the_store_refuses_once_is_parked_and_billed_on_retry(demo
     await system.start()
     ms, repo = system.mothership, system.repo
     plug_id = system.simulated[0].info.plug_id(0)
-    real_close = repo.sessions.close_session
+    real_write = repo.effects.write
     failures: list[str] = []
 
-    async def flaky_close(closed, snapshot):  # the database is briefly unavailable
-        if not failures:
-            failures.append(closed.session_id)
+    async def flaky_close(batch, now_ms):  # the database is briefly unavailable
+        closes = [e for w in batch for e in w.effects if isinstance(e, SessionClosed)]
+        if closes and not failures:
+            failures.append(closes[0].session_id)
             raise ConnectionError("database unavailable")
-        return await real_close(closed, snapshot)
+        return await real_write(batch, now_ms)
 
-    repo.sessions.close_session = flaky_close  # type: ignore[method-assign]
+    repo.effects.write = flaky_close  # type: ignore[method-assign]
     billed: list[SessionClosed] = []
     ms.events.attach(lambda e: billed.append(e) if isinstance(e, SessionClosed) else None)
     await ms.choose(plug_id, Prompt.ENABLE_SOCKET, DEMO_DRIVER)

@@ -85,16 +85,17 @@ async def test_effects_the_store_refused_are_retried_on_tick(make_site: MakeSite
     await site.advance(60)
     await site.read(60)
 
-    real_close = site.repo.sessions.close_session
+    real_write = site.repo.effects.write
     refusals: list[str] = []
 
-    async def close_once_refused(closed, snapshot):  # the database restarts at that moment
-        if not refusals:
-            refusals.append(closed.session_id)
+    async def close_once_refused(batch, now_ms):  # the database restarts at that moment
+        closes = [e for w in batch for e in w.effects if isinstance(e, SessionClosed)]
+        if closes and not refusals:
+            refusals.append(closes[0].session_id)
             raise ConnectionError("database unavailable")
-        return await real_close(closed, snapshot)
+        return await real_write(batch, now_ms)
 
-    site.repo.sessions.close_session = close_once_refused  # type: ignore[method-assign]
+    site.repo.effects.write = close_once_refused  # type: ignore[method-assign]
     await site.ms.choose(plug_id, Prompt.DISABLE_SOCKET, "d")
     await site.answer()  # the relay confirms OFF: the close is attempted and refused
     assert refusals and site.ms.plug(plug_id).state is State.ACCOUNT_NULL
@@ -120,16 +121,16 @@ async def test_store_outage_with_overlapping_applies_loses_no_effect(make_site: 
     await site.answer()
     await site.read()
 
-    real_transitions = site.repo.sites.record_transitions
+    real_write = site.repo.effects.write
     down = True
 
-    async def flaky_transitions(transitions):  # a slow, failing database
+    async def flaky_write(batch, now_ms):  # a slow, failing database
         await asyncio.sleep(0)
         if down:
             raise ConnectionError("database unavailable")
-        return await real_transitions(transitions)
+        return await real_write(batch, now_ms)
 
-    site.repo.sites.record_transitions = flaky_transitions  # type: ignore[method-assign]
+    site.repo.effects.write = flaky_write  # type: ignore[method-assign]
     await site.advance(2)
     # A reading that starts the charge and the driver's Disable race each other.
     await asyncio.gather(
@@ -162,14 +163,14 @@ async def test_a_plug_that_can_never_be_written_holds_up_no_other(make_site: Mak
         site.sockets[plug_id].power_w = 2300.0
     await site.enable(broken, "a")
     await site.answer()
-    real_transitions = site.repo.sites.record_transitions
+    real_write = site.repo.effects.write
 
-    async def refuse_broken(transitions):  # e.g. a row the database rejects for good
-        if any(t.plug_id == broken for t in transitions):
+    async def refuse_broken(batch, now_ms):  # e.g. a row the database rejects for good
+        if any(w.plug_id == broken for w in batch):
             raise ValueError("value too long for column")
-        return await real_transitions(transitions)
+        return await real_write(batch, now_ms)
 
-    site.repo.sites.record_transitions = refuse_broken  # type: ignore[method-assign]
+    site.repo.effects.write = refuse_broken  # type: ignore[method-assign]
     await site.advance(2)
     await site.read()  # the broken plug starts charging: its transition cannot be written
     assert site.ms.pending.waiting(broken) > 0

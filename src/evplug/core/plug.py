@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from evplug.core.actual import ActualState
@@ -862,7 +863,7 @@ class Plug:
     # -- persistence ---------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.SNAPSHOT_FIELDS}
+        return dict(zip(self.SNAPSHOT_FIELDS, _snapshot_values(self), strict=True))
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], settings: Settings | None = None) -> Plug:
@@ -917,3 +918,5 @@ _CREDIT_CHECKED = frozenset(s for s, edges in TRANSITIONS.items() if T.CREDIT_EX
 _TRIPPABLE = frozenset(s for s, edges in TRANSITIONS.items() if T.TRIPPED in edges)
 
 DEFAULT_SETTINGS = Settings()
+# One call for every field: checkpoints take tens of thousands of snapshots at a time.
+_snapshot_values = attrgetter(*Plug.SNAPSHOT_FIELDS)

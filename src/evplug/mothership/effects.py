@@ -1,8 +1,9 @@
-"""Carrying out what the state machine decided: commands on the bus, sessions and money stored.
+"""Carrying out what the state machines decided: sessions and money stored, commands on the bus.
 
-Effects of one step are applied in order and under one lock, so the store sees them in the order
-the plugs produced them. Store writes come before the command they enable (a session is on disk
-before its relay is asked to switch on).
+Effects are written in batches, many plugs' in one transaction, each plug's in the order it
+produced them; the commands follow once the batch is committed (a session is on disk before its
+relay is asked to switch on). A batch the store refuses is split until the plug whose effects it
+refuses is found: that plug's effects are reported and wait for retry, the others go through.
 """
 
 from __future__ import annotations
@@ -14,88 +15,83 @@ import structlog
 
 from evplug import metrics
 from evplug.bus.base import Bus
+from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack
 from evplug.core.plug import (
     Effect,
     MeterAnomaly,
-    Plug,
     SessionClosed,
-    SessionOpened,
     SwitchRelay,
     Transitioned,
 )
 from evplug.mothership.events import EventHook
+from evplug.store.effect_batches import PlugWrite, unavailable
 from evplug.store.repository import Repository
 
 log = structlog.get_logger(__name__)
 
 
 class EffectApplier:
-    def __init__(self, repo: Repository, bus: Bus, events: EventHook) -> None:
+    def __init__(self, repo: Repository, bus: Bus, events: EventHook, clock: Clock) -> None:
         self.repo = repo
         self.bus = bus
         self.events = events
-        # Held while effects are written; whoever else writes plug snapshots takes it too.
+        self.clock = clock
+        # Held while a batch's snapshots are taken and written, and by each checkpoint chunk:
+        # a snapshot taken before another must never land after it.
         self.lock = asyncio.Lock()
 
-    async def apply(self, site_id: str, plug: Plug, effects: Sequence[Effect]) -> None:
-        """Apply in order; on failure raise, having applied a prefix (every write is idempotent)."""
-        if not effects:
-            return
-        async with self.lock:
-            transitions = [e for e in effects if isinstance(e, Transitioned)]
-            await self.repo.sites.record_transitions(transitions)
-            snapshot = plug.snapshot()
-            wrote_snapshot = False
-            for effect in effects:
-                if isinstance(effect, SessionOpened):
-                    await self.repo.sessions.open_session(effect, snapshot)
-                    wrote_snapshot = True
-                elif isinstance(effect, SessionClosed):
-                    await self._close(effect, snapshot)
-                    wrote_snapshot = True
-            if transitions and not wrote_snapshot:
-                await self.repo.sites.save_plugs([snapshot], transitions[-1].at_ms)
-            # Commands last: the state that expects the answer is on disk before it can come.
-            for effect in effects:
-                if isinstance(effect, SwitchRelay):
-                    await self._send_command(site_id, effect)
+    async def write(
+        self, batch: Sequence[PlugWrite]
+    ) -> tuple[dict[str, Exception], dict[str, int]]:
+        """Write the batch (the caller holds ``lock``): the plugs refused, each with its error,
+        and the balance after each session this billed."""
+        refused: dict[str, Exception] = {}
+        balances: dict[str, int] = {}
+        await self._write(batch, refused, balances)
+        return refused, balances
+
+    async def _write(
+        self, batch: Sequence[PlugWrite], refused: dict[str, Exception], balances: dict[str, int]
+    ) -> None:
+        try:
+            balances.update(await self.repo.effects.write(batch, self.clock.now_ms()))
+        except Exception as exc:
+            if len(batch) > 1 and not unavailable(exc):
+                half = len(batch) // 2
+                await self._write(batch[:half], refused, balances)
+                await self._write(batch[half:], refused, balances)
+                return
+            for write in batch:
+                refused[write.plug_id] = exc
+            if len(batch) == 1 and not unavailable(exc):
+                log.error(
+                    "effects.refused",
+                    plug_id=batch[0].plug_id,
+                    effects=[repr(e) for e in batch[0].effects],
+                    error=f"{type(exc).__name__}: {exc}",
+                    fix="the store refuses this plug's effects (the rest of its batch went"
+                    " through): they are kept and retried; correct the data or the schema",
+                )
+
+    async def send(self, site_id: str, effects: Sequence[Effect]) -> None:
+        """Send the commands among ``effects``, once what they follow from is on disk."""
+        for effect in effects:
+            if isinstance(effect, SwitchRelay):
+                await self._send_command(site_id, effect)
+
+    def applied(self, effects: Sequence[Effect], balances: dict[str, int]) -> None:
+        """Count, log and announce effects that are on disk and sent."""
         for effect in effects:
             if isinstance(effect, Transitioned):
                 metrics.TRANSITIONS.labels(effect.to_state.value).inc()
             elif isinstance(effect, MeterAnomaly):
                 _meter_anomaly(effect)
+            elif isinstance(effect, SessionClosed):
+                _closed(effect, balances.get(effect.session_id))
             self.events.emit(effect)
-
-    async def _close(self, effect: SessionClosed, snapshot: dict[str, object]) -> None:
-        balance = await self.repo.sessions.close_session(effect, snapshot)
-        billed = balance is not None
-        if billed:
-            metrics.SESSIONS_CLOSED.labels(effect.reason).inc()
-        if balance is not None and balance < 0:
-            # Delivered energy is owed in full; the credit check should have stopped it sooner.
-            owed = min(-balance, effect.cost_cents)
-            metrics.DEBT_CENTS.inc(owed)
-            log.error(
-                "session.debt",
-                session_id=effect.session_id,
-                user_id=effect.user_id,
-                debt_cents=owed,
-                balance_cents=balance,
-                fix="the driver owes this: they cannot start again until they top up;"
-                " check why the credit check did not stop the session in time",
-            )
-        log.info(
-            "session.closed",
-            session_id=effect.session_id,
-            plug_id=effect.plug_id,
-            kwh=round(effect.energy_wh / 1000, 3),
-            cents=effect.cost_cents,
-            reason=effect.reason,
-            billed=billed,
-        )
 
     async def _send_command(self, site_id: str, effect: SwitchRelay) -> None:
         request = pb.LocalStateRequest(
@@ -119,4 +115,32 @@ def _meter_anomaly(anomaly: MeterAnomaly) -> None:
         discarded_wh=round(anomaly.discarded_wh, 3),
         fix="energy the relay reported but could not have delivered was not billed; a relay"
         " that does this often needs checking",
+    )
+
+
+def _closed(effect: SessionClosed, balance: int | None) -> None:
+    billed = balance is not None
+    if billed:
+        metrics.SESSIONS_CLOSED.labels(effect.reason).inc()
+    if balance is not None and balance < 0:
+        # Delivered energy is owed in full; the credit check should have stopped it sooner.
+        owed = min(-balance, effect.cost_cents)
+        metrics.DEBT_CENTS.inc(owed)
+        log.error(
+            "session.debt",
+            session_id=effect.session_id,
+            user_id=effect.user_id,
+            debt_cents=owed,
+            balance_cents=balance,
+            fix="the driver owes this: they cannot start again until they top up;"
+            " check why the credit check did not stop the session in time",
+        )
+    log.info(
+        "session.closed",
+        session_id=effect.session_id,
+        plug_id=effect.plug_id,
+        kwh=round(effect.energy_wh / 1000, 3),
+        cents=effect.cost_cents,
+        reason=effect.reason,
+        billed=billed,
     )

@@ -1,13 +1,15 @@
 """The mothership's bus handlers: telemetry, relay answers and device announcements.
 
 A message is acked only once what it caused is on disk: telemetry after its readings are
-flushed and its effects applied, a relay's answer after its effects are applied. One whose
-effects must wait stays unacked, so the bus delivers it again after its ack wait. A message that
+flushed and its effects applied, a relay's answer after its effects are applied. Telemetry never
+waits for its effects: they go to the next batch, and its ack follows them. One whose effects
+must wait stays unacked, so the bus delivers it again after its ack wait. A message that
 can never be understood is acked at once, counted and logged: it would otherwise come back forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -40,9 +42,10 @@ M = TypeVar("M", bound=ProtoMessage)
 MAX_MODEL_CHARS = 100
 MAX_ADDRESS_CHARS = 200
 
-# Both return True when the message that caused the effects may be acked.
-ApplyMany = Callable[[Sequence[Effect]], Awaitable[bool]]
+# Each tells True when the message that caused the effects may be acked.
+SubmitMany = Callable[[Sequence[Effect]], list[asyncio.Future[bool]]]
 Apply = Callable[[Plug, list[Effect]], Awaitable[bool]]
+Run = Callable[[Awaitable[None]], None]
 
 
 class BusHandlers:
@@ -53,16 +56,18 @@ class BusHandlers:
         bus: Bus,
         clock: Clock,
         apply: Apply,
-        apply_many: ApplyMany,
+        submit_many: SubmitMany,
         max_clock_ahead_ms: int,
         accounts: Accounts,
+        run: Run,
     ) -> None:
         self.registry = registry
         self.sink = sink
         self.bus = bus
         self.clock = clock
         self.apply = apply
-        self.apply_many = apply_many
+        self.submit_many = submit_many
+        self.run = run
         self.max_clock_ahead_ms = max_clock_ahead_ms
         self.accounts = accounts
         self._warned: set[str] = set()
@@ -83,11 +88,16 @@ class BusHandlers:
             await msg.ack()
             return
         self.registry.note_currents(rows)
-        settled = await self.apply_many(effects)
+        settled = self.submit_many(effects)
         await self.accounts.readings({row[0] for row in rows})
-        if settled:
-            await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
-        # else it stays unacked: redelivered, its readings are written then (effects are kept).
+
+        async def ack_once_settled() -> None:
+            if all(f.done() for f in settled):
+                await _ack_if_all(msg, settled)
+            else:
+                self.run(_ack_if_all(msg, settled))
+
+        await self.sink.add(rows, ack_once_settled, key=msg.msg_id or None)
 
     async def on_response(self, msg: Message) -> None:
         site_id = subjects.site_of(msg.subject)
@@ -161,6 +171,13 @@ class BusHandlers:
             return
         await self.accounts.balance_changed(change.user_id)
         log.info("session.credit_changed", user_id=change.user_id, key=change.ledger_key)
+        await msg.ack()
+
+
+async def _ack_if_all(msg: Message, settled: list[asyncio.Future[bool]]) -> None:
+    """Ack once every effect is applied; one that waits for retry keeps the message unacked, so
+    it is redelivered (its readings are ignored as repeats, its effects are kept meanwhile)."""
+    if all(await asyncio.gather(*settled)):
         await msg.ack()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from sys import intern
 
 import structlog
 
@@ -21,6 +21,10 @@ from evplug.store.repository import Repository
 from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
+
+
+# Ids many plugs or indexes share (a relay's channels, a driver's sessions, the index keys).
+_SHARED_IDS = ("plug_id", "fuze_id", "user_id")
 
 
 class UnknownPlug(LookupError):
@@ -131,9 +135,14 @@ class PlugRegistry:
                     fix=f"a car on it is expected to draw {default_draw_a} A until it has"
                     " charged once: correct its limit in the site config",
                 )
-        for record in await self.repo.sites.load_plugs():
-            snapshot = dict(record.snapshot) or {"plug_id": record.id, "fuze_id": record.fuze_id}
-            self.add(Plug.restore(snapshot, self.plug_settings), record.site_id)
+        async for part in self.repo.sites.plug_snapshots():
+            for record in part:
+                snapshot = record.snapshot or {"plug_id": record.id, "fuze_id": record.fuze_id}
+                # One string for each id however many plugs and indexes hold it.
+                for key in _SHARED_IDS:
+                    if key in snapshot:
+                        snapshot[key] = intern(snapshot[key])
+                self.add(Plug.restore(snapshot, self.plug_settings), intern(record.site_id))
         log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
 
     async def register(self, site_id: str, device: pb.Device) -> bool:
@@ -171,7 +180,3 @@ class PlugRegistry:
 
     def plugs_in_session(self) -> list[str]:
         return list(self._user_of_plug)
-
-    def session_snapshots(self) -> list[dict[str, Any]]:
-        """Snapshots of the plugs with an open session, whose meters move between transitions."""
-        return [self.plugs[plug_id].snapshot() for plug_id in self._user_of_plug]

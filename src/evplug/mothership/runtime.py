@@ -26,6 +26,7 @@ from evplug.core.plug import Effect, Plug, Prompt, Settings, State
 from evplug.mothership.accounts import Accounts
 from evplug.mothership.actions import DriverActions
 from evplug.mothership.admission import CircuitAdmission, LoadSettings
+from evplug.mothership.checkpoint import Checkpoints
 from evplug.mothership.driver_requests import DriverRequests
 from evplug.mothership.effects import EffectApplier
 from evplug.mothership.events import EventHook
@@ -78,10 +79,11 @@ class Mothership:
         self.name = name
         self.events = EventHook()
         self.registry = PlugRegistry(repo, config.plug_settings, config.default_circuit_limit_a)
-        self.effects = EffectApplier(repo, bus, self.events)
+        self.effects = EffectApplier(repo, bus, self.events, clock)
         self.pending = PendingEffects(
             self.effects, clock, lambda plug: self.registry.site_of[plug.plug_id]
         )
+        self.checkpoints = Checkpoints(self.registry, self.pending, self.effects, repo, clock)
         self.admission = CircuitAdmission(self.registry, clock, self.apply, config.load)
         self.actions = DriverActions(
             self.registry,
@@ -98,9 +100,10 @@ class Mothership:
             bus,
             clock,
             self.apply,
-            self.apply_many,
+            self.submit_many,
             config.max_clock_ahead_ms,
             self.accounts,
+            self._run,
         )
         self.status: StatusPublisher | None = None  # once started: it needs the bus's store
         self._subscriptions: list[Subscription] = []
@@ -130,7 +133,7 @@ class Mothership:
             self.admission.outlook,
         )
         self.events.attach(status.on_event)
-        await status.publish_all()
+        status.publish_all()
         requests = DriverRequests(self.registry, self.actions, status)
         self._subscriptions.append(
             await self.bus.serve(
@@ -189,6 +192,7 @@ class Mothership:
                 await work
         await self.accounts.drain()
         self._subscriptions, self._tasks = [], []
+        await self.pending.idle()
         try:
             await self.sink.flush()
         except BusError as exc:
@@ -204,12 +208,8 @@ class Mothership:
                 log.warning("mothership.status_not_flushed", error=str(exc))
 
     async def checkpoint(self) -> None:
-        """Save the meters of plugs with an open session (transitions are saved as they happen)."""
-        # Under the effects lock: a snapshot taken before a session closed must not land after.
-        async with self.effects.lock:
-            snapshots = self.registry.session_snapshots()
-            if snapshots:
-                await self.repo.sites.save_plugs(snapshots, self.clock.now_ms())
+        """Save the meters of plugs in session that moved (transitions are saved with effects)."""
+        await self.checkpoints.run()
 
     # -- effects -----------------------------------------------------------------------------
 
@@ -220,34 +220,53 @@ class Mothership:
         stuck (its effects stay queued and retried; holding the message would pin the stream).
         """
         self.registry.track(plug)
-        applied = await self.pending.apply(plug, effects)
+        if not effects:  # a change with no effects to carry its snapshot (a credit change)
+            self.checkpoints.touched(plug.plug_id)
+        settled = await self.pending.apply(plug, effects)
         if plug.state is State.IN_QUEUE:
             await self.admission.admit(self.registry.site_of[plug.plug_id])
-        return applied or self.pending.stuck(plug.plug_id)
+        return settled
 
-    async def apply_many(self, effects: Sequence[Effect]) -> bool:
-        """Apply a chunk's effects, grouped by plug in their order; True if none must wait."""
+    def submit_many(self, effects: Sequence[Effect]) -> list[asyncio.Future[bool]]:
+        """Queue a chunk's effects, grouped by plug in their order, without waiting for them.
+
+        Each future tells, as ``apply`` does, whether one plug's effects may be acked.
+        """
         by_plug: dict[str, list[Effect]] = {}
         for effect in effects:
             by_plug.setdefault(effect.plug_id, []).append(effect)
-        plugs = [self.registry.plugs[plug_id] for plug_id in by_plug]
-        for plug in plugs:
+        futures = []
+        queued_sites = set()
+        for plug_id, plug_effects in by_plug.items():
+            plug = self.registry.plugs[plug_id]
             self.registry.track(plug)
-        settled = True
-        for plug in plugs:
-            settled = await self.apply(plug, by_plug[plug.plug_id]) and settled
-        return settled
+            futures.append(self.pending.submit(plug, plug_effects))
+            if plug.state is State.IN_QUEUE:
+                queued_sites.add(self.registry.site_of[plug_id])
+        for site_id in queued_sites:  # a relay found off puts its plug back in the queue
+            self._run(self._admit_after(site_id, futures))
+        return futures
+
+    async def _admit_after(self, site_id: str, futures: list[asyncio.Future[bool]]) -> None:
+        await asyncio.gather(*futures)
+        await self.admission.admit(site_id)
+
+    def _run(self, work: Awaitable[None]) -> None:
+        """Run ``work`` on its own; ``stop`` lets it end."""
+        future = asyncio.ensure_future(work)
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
 
     # -- time --------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Retry what waits, move timed states on, manage each site's load; each plug alone."""
+        """Retry what waits, move timed states on (effects batched), manage each site's load."""
         await self.pending.retry_due()
         now = self.clock.now_ms()
-        for plug_id in list(self.registry.active):
-            plug = self.registry.plugs[plug_id]
-            if plug.state is not State.IN_QUEUE:
-                await self.apply(plug, plug.tick(now))
+        plugs = [self.registry.plugs[plug_id] for plug_id in self.registry.active]
+        stepped = [(p, p.tick(now)) for p in plugs if p.state is not State.IN_QUEUE]
+        # Queued together, so they share batches; each plug's still in its order.
+        await asyncio.gather(*(self.apply(plug, effects) for plug, effects in stepped if effects))
         for site_id in self.registry.sites_drawing():
             await self.admission.manage(site_id)
 
@@ -256,8 +275,7 @@ class Mothership:
         while True:
             await self.clock.sleep(seconds)
             future = asyncio.ensure_future(work())
-            self._in_flight.add(future)
-            future.add_done_callback(self._in_flight.discard)
+            self._run(future)
             try:
                 await asyncio.shield(future)
             except asyncio.CancelledError:

@@ -3,11 +3,17 @@
 The web never holds a plug: it watches this store. A plug's status is put when it changes — a
 transition at once (at the next flush), the meter of a running session at most once per flush
 interval — so a site's readings every two seconds do not become a write per reading.
+
+A flush never walks every plug on the loop that reads telemetry: it builds at most ``page_plugs``
+statuses beyond those of transitions. Running meters are refreshed a page at a time, in turn,
+and so is the status of every plug after a start, site by site.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
 
@@ -24,6 +30,9 @@ from evplug.store.repository import Repository
 
 log = structlog.get_logger(__name__)
 
+# Statuses built in one flush besides those of transitions, and per page of a site.
+PAGE_PLUGS = 2_000
+
 
 class StatusPublisher:
     def __init__(
@@ -33,14 +42,19 @@ class StatusPublisher:
         store: KeyValue,
         clock: Clock,
         outlook: Callable[[Plug], Outlook | None] = lambda plug: None,
+        page_plugs: int = PAGE_PLUGS,
     ) -> None:
         self.registry = registry
         self.outlook = outlook
         self.repo = repo
         self.store = store
         self.clock = clock
+        self.page_plugs = page_plugs
         self._dirty: set[str] = set()
-        self._published: dict[str, bytes] = {}
+        # A hash of what was last put for each plug (its time aside): an unchanged one is not put.
+        self._published: dict[str, int] = {}
+        self._republish: deque[str] = deque()  # plugs still to put after a start, site by site
+        self._meters: Iterator[str] = iter(())  # the running sessions not yet refreshed this turn
         self._last_end_reason: dict[str, str] = {}
         self._terms: dict[str, tuple[int, str]] = {}  # site -> (price, currency)
 
@@ -53,22 +67,47 @@ class StatusPublisher:
         elif isinstance(effect, SessionOpened):
             self._last_end_reason.pop(effect.plug_id, None)
 
-    async def publish_all(self) -> None:
-        """Put every plug's status, e.g. at start-up, so the store holds every plug."""
-        self._dirty.update(self.registry.plugs)
-        await self.flush()
+    def publish_all(self) -> None:
+        """Put every plug's status again, e.g. after a start, a page per flush, site by site."""
+        self._republish = deque(
+            itertools.chain.from_iterable(
+                self.registry.site_plugs[site] for site in sorted(self.registry.site_plugs)
+            )
+        )
 
     async def flush(self) -> None:
-        """Put the status of every plug that changed, and of every running session's meter."""
+        """Put the status of every plug that changed, and a page of the rest that may have: the
+        running sessions' meters in turn, and what remains to put after a start."""
         dirty, self._dirty = self._dirty, set()
-        dirty.update(self.registry.plugs_in_session())
+        budget = self.page_plugs
+        while budget > 0 and self._republish:
+            dirty.add(self._republish.popleft())
+            budget -= 1
+        for plug_id in self._next_meters(budget):
+            dirty.add(plug_id)
         await self._put(self.registry.plugs[p] for p in dirty if p in self.registry.plugs)
+
+    def _next_meters(self, count: int) -> list[str]:
+        """The next ``count`` plugs in session, in turn: each meter is refreshed in its turn."""
+        taken = list(itertools.islice(self._meters, count))
+        if len(taken) < count:
+            self._meters = iter(self.registry.plugs_in_session())
+            seen = set(taken)
+            more = itertools.islice(self._meters, count - len(taken))
+            taken += [p for p in more if p not in seen]
+        return taken
+
+    async def site_page(self, site_id: str, page: int, size: int) -> list[pb.PlugStatus]:
+        """The statuses of one page of a site's plugs, in plug id order (page 0 first)."""
+        plugs = self.registry.site_plugs.get(site_id, {})
+        ids = sorted(plugs)[page * size : (page + 1) * size]
+        return [await self.build(plugs[plug_id]) for plug_id in ids]
 
     async def _put(self, plugs: Iterable[Plug]) -> None:
         for plug in plugs:
             status = await self.build(plug)
             status.timestamp_ms = 0  # compared without it: an unchanged plug is not put again
-            unchanged = status.SerializeToString(deterministic=True)
+            unchanged = hash(status.SerializeToString(deterministic=True))
             if self._published.get(plug.plug_id) == unchanged:
                 continue
             status.timestamp_ms = self.clock.now_ms()

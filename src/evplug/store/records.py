@@ -26,6 +26,16 @@ class PlugRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PlugSnapshot:
+    """What a start needs of a plug: where it is and its state machine's snapshot."""
+
+    id: str
+    site_id: str
+    fuze_id: str
+    snapshot: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class UserRecord:
     id: str
     name: str

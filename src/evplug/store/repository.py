@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from evplug.store.accounts import Accounts
+from evplug.store.effect_batches import EffectBatches
 from evplug.store.ledger import Ledger
 from evplug.store.payments import Payments
 from evplug.store.sessions import Sessions
@@ -28,3 +29,4 @@ class Repository:
         self.ledger = Ledger(sessions)
         self.sessions = Sessions(sessions)
         self.payments = Payments(sessions)
+        self.effects = EffectBatches(sessions)

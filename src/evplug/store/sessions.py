@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,17 +21,7 @@ class Sessions:
 
     async def open_session(self, opened: SessionOpened, snapshot: dict[str, Any]) -> None:
         async with self._sessions.begin() as db:
-            await db.execute(
-                insert_new(db, ChargingSession, "id").values(
-                    id=opened.session_id,
-                    plug_id=opened.plug_id,
-                    user_id=opened.user_id,
-                    started_ms=opened.started_ms,
-                    price_cents_per_kwh=opened.price_cents_per_kwh,
-                    energy_wh=0.0,
-                    end_reason="",
-                )
-            )
+            await insert_sessions(db, [opened])
             await save_snapshots(db, [snapshot], opened.started_ms)
 
     async def close_session(self, closed: SessionClosed, snapshot: dict[str, Any]) -> int | None:
@@ -40,34 +31,7 @@ class Sessions:
         """
         async with self._sessions.begin() as db:
             await save_snapshots(db, [snapshot], closed.ended_ms)
-            # Only an open session is closed: of two racing closes, the second waits for the
-            # first's row lock, then finds it closed.
-            closing = await db.execute(
-                update(ChargingSession)
-                .where(ChargingSession.id == closed.session_id, ChargingSession.ended_ms.is_(None))
-                .values(
-                    ended_ms=closed.ended_ms,
-                    energy_wh=closed.energy_wh,
-                    cost_cents=closed.cost_cents,
-                    end_reason=closed.reason,
-                )
-                .returning(ChargingSession.id)
-                .execution_options(synchronize_session=False)
-            )
-            if closing.scalar() is None:
-                if await db.get(ChargingSession, closed.session_id) is None:
-                    raise LookupError(f"session {closed.session_id} was never opened")
-                return None
-            charge = ledger.session_charge(
-                closed.user_id,
-                closed.session_id,
-                closed.cost_cents,
-                closed.ended_ms,
-                memo=f"{closed.energy_wh / 1000:.3f} kWh at {closed.plug_id}",
-            )
-            if not await post_entry(db, charge):
-                return None
-            return await db.scalar(select(User.balance_cents).where(User.id == closed.user_id))
+            return await close_and_bill(db, closed)
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self._sessions() as db:
@@ -133,3 +97,54 @@ def _session(row: ChargingSession) -> SessionRecord:
         row.cost_cents,
         row.end_reason,
     )
+
+
+async def insert_sessions(db: AsyncSession, opened: Sequence[SessionOpened]) -> None:
+    """Insert inside the caller's transaction; a session already stored (a retry) is kept."""
+    await db.execute(
+        insert_new(db, ChargingSession, "id"),
+        [
+            {
+                "id": o.session_id,
+                "plug_id": o.plug_id,
+                "user_id": o.user_id,
+                "started_ms": o.started_ms,
+                "price_cents_per_kwh": o.price_cents_per_kwh,
+                "energy_wh": 0.0,
+                "end_reason": "",
+            }
+            for o in opened
+        ],
+    )
+
+
+async def close_and_bill(db: AsyncSession, closed: SessionClosed) -> int | None:
+    """Close and bill inside the caller's transaction: the balance after, None if billed before."""
+    # Only an open session is closed: of two racing closes, the second waits for the
+    # first's row lock, then finds it closed.
+    closing = await db.execute(
+        update(ChargingSession)
+        .where(ChargingSession.id == closed.session_id, ChargingSession.ended_ms.is_(None))
+        .values(
+            ended_ms=closed.ended_ms,
+            energy_wh=closed.energy_wh,
+            cost_cents=closed.cost_cents,
+            end_reason=closed.reason,
+        )
+        .returning(ChargingSession.id)
+        .execution_options(synchronize_session=False)
+    )
+    if closing.scalar() is None:
+        if await db.get(ChargingSession, closed.session_id) is None:
+            raise LookupError(f"session {closed.session_id} was never opened")
+        return None
+    charge = ledger.session_charge(
+        closed.user_id,
+        closed.session_id,
+        closed.cost_cents,
+        closed.ended_ms,
+        memo=f"{closed.energy_wh / 1000:.3f} kWh at {closed.plug_id}",
+    )
+    if not await post_entry(db, charge):
+        return None
+    return await db.scalar(select(User.balance_cents).where(User.id == closed.user_id))

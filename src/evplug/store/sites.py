@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
 from evplug.store.models import Circuit, CircuitParent, PlugRow, Site, Transition
-from evplug.store.records import PlugRecord, SiteRecord
+from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
 from evplug.store.sql import insert_new, save_snapshots
 
 
@@ -82,6 +82,22 @@ class Sites:
             )
             return _plug(await db.get_one(PlugRow, plug_id))
 
+    async def plug_snapshots(self, part_rows: int = 5_000) -> AsyncIterator[list[PlugSnapshot]]:
+        """Every plug's site, fuze and snapshot, in parts of ``part_rows`` in id order: a start
+        reads them all without holding them all at once, nor a read open in between."""
+        query = select(PlugRow.id, PlugRow.site_id, PlugRow.fuze_id, PlugRow.snapshot)
+        after = ""
+        while True:
+            async with self._sessions() as db:
+                rows = await db.execute(
+                    query.where(PlugRow.id > after).order_by(PlugRow.id).limit(part_rows)
+                )
+                part = [PlugSnapshot(*row) for row in rows]
+            if not part:
+                return
+            yield part
+            after = part[-1].id
+
     async def load_plugs(self) -> list[PlugRecord]:
         async with self._sessions() as db:
             rows = (await db.scalars(select(PlugRow).order_by(PlugRow.id))).all()
@@ -100,20 +116,25 @@ class Sites:
         if not transitions:
             return
         async with self._sessions.begin() as db:
-            await db.execute(
-                insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
-                [
-                    {
-                        "plug_id": t.plug_id,
-                        "session_id": t.session_id,
-                        "from_state": str(t.from_state),
-                        "to_state": str(t.to_state),
-                        "trigger": str(t.trigger),
-                        "at_ms": t.at_ms,
-                    }
-                    for t in transitions
-                ],
-            )
+            await insert_transitions(db, transitions)
+
+
+async def insert_transitions(db: AsyncSession, transitions: Sequence[Transitioned]) -> None:
+    """Append inside the caller's transaction, one statement for them all; repeats are kept out."""
+    await db.execute(
+        insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
+        [
+            {
+                "plug_id": t.plug_id,
+                "session_id": t.session_id,
+                "from_state": str(t.from_state),
+                "to_state": str(t.to_state),
+                "trigger": str(t.trigger),
+                "at_ms": t.at_ms,
+            }
+            for t in transitions
+        ],
+    )
 
 
 def _site(row: Site) -> SiteRecord:
