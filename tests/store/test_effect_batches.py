@@ -14,7 +14,7 @@ DRAWING = Trigger.CAR_DRAWING
 
 async def test_a_batch_written_twice_is_applied_once(repo: Repository) -> None:
     await repo.sites.register_plug("q", "site", "f", "sim", Plug("q", "f").snapshot())
-    await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000, "pi_1", 1))
+    await repo.ledger.post(ledger.top_up("u", "pi_1", 1000, 1))
     charging = Plug("p", "f")
     charging.state = State.CHARGING
     batch = [
