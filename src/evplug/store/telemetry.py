@@ -2,7 +2,12 @@
 
 Like the original's InfluxDB writer: a bus message is acked only once its readings are on disk,
 so a crash between receipt and write means redelivery, never a lost reading. Repeated readings
-(a redelivered chunk) are ignored by the (plug_id, timestamp_ms) key.
+(a redelivered chunk) are ignored by the (timestamp_ms, plug_id) key. Each batch marks the
+minutes it wrote for their rollups (``rollups``), in the same transaction.
+
+On PostgreSQL a batch is COPYed into the day partitions (made here when missing); a batch that
+repeats a stored reading fails the COPY and goes through a staging table with ON CONFLICT instead.
+On SQLite it is one executemany of a plain INSERT.
 """
 
 from __future__ import annotations
@@ -12,17 +17,21 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from evplug import metrics
 from evplug.settings import TelemetrySettings
+from evplug.store import partitions
+from evplug.store.rollups import MARK, MINUTE_MS
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = TelemetrySettings()  # the settings hold each default once
 
 Row = tuple[Any, ...]  # values in the order of COLUMNS
 OnFlushed = Callable[[], Awaitable[None]]
+OnWritten = Callable[[list[Row]], None]
 
 COLUMNS = (
     "plug_id",
@@ -46,6 +55,7 @@ class SinkFull(RuntimeError):
 
 _REFUSED_BACKLOG = metrics.TELEMETRY_REFUSED.labels(reason="backlog")
 _REFUSED_OVERSIZE = metrics.TELEMETRY_REFUSED.labels(reason="oversize_batch")
+_STAGING = "readings_incoming"
 
 
 class ReadingSink:
@@ -55,7 +65,10 @@ class ReadingSink:
         max_rows: int = _DEFAULTS.batch_rows,
         max_delay_s: float = _DEFAULTS.batch_delay_s,
         max_buffered_rows: int = _DEFAULTS.max_buffered_rows,
+        on_written: OnWritten | None = None,
     ) -> None:
+        """``on_written`` is handed each batch once committed (the InfluxDB export); it must
+        not block."""
         self.engine = engine
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
@@ -65,7 +78,13 @@ class ReadingSink:
         self._buffered = 0
         self._unkeyed = itertools.count()
         self._lock = asyncio.Lock()
+        self.on_written = on_written
+        # Readings before this are past their retention: the upkeep moves it before it prunes.
+        self.keep_from_ms = 0
+        self._copy = engine.dialect.name == "postgresql"
+        self._partitions: set[int] = set()  # days known to have their partition
         self._statement = _insert_statement(engine.dialect.paramstyle)
+        self._mark = MARK.format(_PLACEHOLDERS[engine.dialect.paramstyle](1))
 
     @property
     def buffered(self) -> int:
@@ -112,11 +131,10 @@ class ReadingSink:
             if not batches:
                 return
             self._batches, buffered, self._buffered = {}, self._buffered, 0
-            rows = [row for batch, _ in batches.values() for row in batch]
+            rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
             try:
                 if rows:
-                    async with self.engine.begin() as conn:
-                        await conn.exec_driver_sql(self._statement, rows)
+                    await self._write(rows)
             except Exception:
                 # Keep them for the next attempt; their messages stay unacked meanwhile.
                 self._batches = batches | self._batches
@@ -125,9 +143,64 @@ class ReadingSink:
                 raise
             metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))
             metrics.TELEMETRY_FLUSHES.inc()
+        if rows and self.on_written is not None:
+            self.on_written(rows)
         acks = [ack for _, ack in batches.values() if ack is not None]
         for ack in acks:
             await ack()
+
+    def _unexpired(self, rows: list[Row]) -> list[Row]:
+        keep_from = self.keep_from_ms
+        kept = [row for row in rows if row[1] >= keep_from]
+        if len(kept) < len(rows):
+            # Their minutes' rollups are final and their raw days gone: writing them would
+            # bring a pruned day back.
+            metrics.TELEMETRY_EXPIRED.inc(len(rows) - len(kept))
+            log.warning(
+                "telemetry.expired_readings",
+                readings=len(rows) - len(kept),
+                older_than_ms=keep_from,
+                fix="raise telemetry.raw_retention_days to keep readings that arrive this late",
+            )
+        return kept
+
+    async def _write(self, rows: list[Row]) -> None:
+        minutes = {row[1] // MINUTE_MS for row in rows}
+        if self._copy:
+            await self._add_partitions({m * MINUTE_MS // partitions.DAY_MS for m in minutes})
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql(self._mark, [(m * MINUTE_MS,) for m in sorted(minutes)])
+            if self._copy:
+                await _copy(conn, rows)
+            else:
+                await conn.exec_driver_sql(self._statement, rows)
+
+    async def _add_partitions(self, days: set[int]) -> None:
+        missing = days - self._partitions
+        if missing:
+            async with self.engine.begin() as conn:
+                await partitions.create(conn, missing)
+            self._partitions |= missing
+
+
+async def _copy(conn: AsyncConnection, rows: list[Row]) -> None:
+    """COPY the rows in; if one is stored already, through a staging table that skips those."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(raw, asyncpg.Connection)
+    try:
+        async with raw.transaction():  # a savepoint: a failed COPY leaves the batch's marks
+            await raw.copy_records_to_table("readings", records=rows, columns=COLUMNS)
+        return
+    except asyncpg.UniqueViolationError:
+        pass
+    await raw.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE readings) ON COMMIT DELETE ROWS"
+    )
+    await raw.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
+    names = ", ".join(COLUMNS)
+    await raw.execute(
+        f"INSERT INTO readings ({names}) SELECT {names} FROM {_STAGING} ON CONFLICT DO NOTHING"
+    )
 
 
 def _insert_statement(paramstyle: str) -> str:
