@@ -77,7 +77,10 @@ class ReadingSink:
         self._batches: dict[object, tuple[list[Row], OnFlushed | None]] = {}
         self._buffered = 0
         self._unkeyed = itertools.count()
-        self._lock = asyncio.Lock()
+        # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
+        # of its steps too: waiters are served in turn, so a batch waits for one step at most
+        # (SQLite's own busy wait would let a step that follows at once go first, again and again).
+        self.write_lock = asyncio.Lock()
         self.on_written = on_written
         # Readings before this are past their retention: the upkeep moves it before it prunes.
         self.keep_from_ms = 0
@@ -126,7 +129,7 @@ class ReadingSink:
             await self.flush()
 
     async def flush(self) -> None:
-        async with self._lock:
+        async with self.write_lock:
             batches = self._batches
             if not batches:
                 return

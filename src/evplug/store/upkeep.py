@@ -10,11 +10,13 @@ most. Before any raw reading goes, the rollups of its minutes are brought up to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from evplug import metrics
 from evplug.settings import TelemetrySettings
@@ -56,10 +58,19 @@ class TelemetryUpkeep:
         self.horizon_ms = 0
         self._pruned = True  # all before the horizon is gone (until the horizon moves)
 
+    @contextlib.asynccontextmanager
+    async def _step(self) -> AsyncIterator[AsyncConnection]:
+        """One step's transaction; on SQLite in turn with the sink's batches."""
+        if self._postgres:  # MVCC: the sink's COPY and the upkeep do not wait for each other
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self.sink.write_lock, self.engine.begin() as conn:
+            yield conn
+
     async def run(self, now_ms: int) -> None:
         """One round: partitions ahead, prune (rolling up what it prunes first), roll up."""
-        if self._postgres:
-            await self.add_partitions(now_ms)
+        await self.add_partitions(now_ms)
         await self.prune(now_ms)
         await self.roll_up(now_ms - self.config.rollup_delay_ms)
 
@@ -107,6 +118,9 @@ class TelemetryUpkeep:
         return minute_of(oldest_kept)
 
     async def add_partitions(self, now_ms: int) -> None:
+        """PostgreSQL: today's partition and the next days' (SQLite has none)."""
+        if not self._postgres:
+            return
         today = partitions.day_of(now_ms)
         async with self.engine.begin() as conn:
             have = await partitions.existing(conn)
