@@ -19,7 +19,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/evplug demo
 
+# The real servers some tests start (InfluxDB 1.x): installed once, when missing.
 test: $(STAMP) lint
+	sh tools/install_os_packages.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

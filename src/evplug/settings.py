@@ -355,7 +355,7 @@ class InfluxSettings(_Group):
         "http://127.0.0.1:8086",
         description="InfluxDB's base URL (the export posts to /write on 1.x, /api/v2/write on 2.x)",
     )
-    version: Literal[1, 2] = Field(1, description="InfluxDB's major version, 1 or 2")
+    version: Whole = Field(1, ge=1, le=2, description="InfluxDB's major version")
     database: str = Field("evplug", description="1.x: the database written to")
     username: str | None = Field(None, description="1.x: user name, when authentication is on")
     password: str | None = Field(None, description="1.x: that user's password")
@@ -391,7 +391,9 @@ class InfluxSettings(_Group):
     @model_validator(mode="after")
     def _target(self) -> InfluxSettings:
         if self.enabled and self.version == 2 and not (self.org and self.token):
-            raise ValueError("InfluxDB 2.x needs influx.org and influx.token to write")
+            raise ValueError(
+                "set influx.org and influx.token: InfluxDB 2.x takes writes only with both"
+            )
         return self
 
 
@@ -619,8 +621,8 @@ def accepts(info: FieldInfo) -> str:
     if kind is bool:
         return "true or false"
     choices = get_args(kind)
-    if choices and all(isinstance(c, str | int) for c in choices):
-        return "one of " + ", ".join(map(str, choices))
+    if choices and all(isinstance(c, str) for c in choices):
+        return "one of " + ", ".join(choices)
     return "text"
 
 

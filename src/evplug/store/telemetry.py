@@ -6,13 +6,15 @@ so a crash between receipt and write means redelivery, never a lost reading. Rep
 minutes it wrote for their rollups (``rollups``), in the same transaction.
 
 On PostgreSQL a batch is COPYed into the day partitions (made here when missing); a batch that
-repeats a stored reading fails the COPY and goes through a staging table with ON CONFLICT instead.
-On SQLite it is one executemany of a plain INSERT.
+repeats a stored reading fails the COPY and goes again through a staging table with ON CONFLICT.
+On SQLite it is one executemany of a plain INSERT. A full buffer is written in the background
+while the next one fills.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -82,6 +84,7 @@ class ReadingSink:
         # (SQLite's own busy wait would let a step that follows at once go first, again and again).
         self.write_lock = asyncio.Lock()
         self.on_written = on_written
+        self._writing: asyncio.Task[None] | None = None
         # Readings before this are past their retention: the upkeep moves it before it prunes.
         self.keep_from_ms = 0
         self._copy = engine.dialect.name == "postgresql"
@@ -126,6 +129,20 @@ class ReadingSink:
         self._batches[key] = (rows, on_flushed)
         self._buffered += len(rows)
         if self._buffered >= self.max_rows:
+            await self._write_behind()
+
+    async def _write_behind(self) -> None:
+        """Write the full buffer in the background, once the batch before it is written.
+
+        The next batch fills while the database writes this one (on PostgreSQL another process,
+        on SQLite a thread): ingest waits only when it is a whole batch ahead.
+        """
+        if self._writing is not None:
+            await self._writing
+        self._writing = asyncio.create_task(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        with contextlib.suppress(Exception):  # logged by flush; the rows wait for the next
             await self.flush()
 
     async def flush(self) -> None:
@@ -168,15 +185,32 @@ class ReadingSink:
         return kept
 
     async def _write(self, rows: list[Row]) -> None:
-        minutes = {row[1] // MINUTE_MS for row in rows}
-        if self._copy:
-            await self._add_partitions({m * MINUTE_MS // partitions.DAY_MS for m in minutes})
-        async with self.engine.begin() as conn:
-            await conn.exec_driver_sql(self._mark, [(m * MINUTE_MS,) for m in sorted(minutes)])
-            if self._copy:
-                await _copy(conn, rows)
-            else:
+        minutes = sorted({row[1] // MINUTE_MS * MINUTE_MS for row in rows})
+        marks = [(minute,) for minute in minutes]
+        if not self._copy:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
                 await conn.exec_driver_sql(self._statement, rows)
+            return
+        await self._add_partitions({minute // partitions.DAY_MS for minute in minutes})
+        try:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
+                await _copy(conn, rows, "readings")
+        except asyncpg.UniqueViolationError:
+            # A repeat (a redelivered chunk): COPY has no ON CONFLICT, a staging table has.
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
+                await conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE readings)"
+                    " ON COMMIT DELETE ROWS"
+                )
+                await _copy(conn, rows, _STAGING)
+                names = ", ".join(COLUMNS)
+                await conn.exec_driver_sql(
+                    f"INSERT INTO readings ({names}) SELECT {names} FROM {_STAGING}"
+                    " ON CONFLICT DO NOTHING"
+                )
 
     async def _add_partitions(self, days: set[int]) -> None:
         missing = days - self._partitions
@@ -186,24 +220,11 @@ class ReadingSink:
             self._partitions |= missing
 
 
-async def _copy(conn: AsyncConnection, rows: list[Row]) -> None:
-    """COPY the rows in; if one is stored already, through a staging table that skips those."""
+async def _copy(conn: AsyncConnection, rows: list[Row], table: str) -> None:
+    """COPY (binary) in the connection's transaction."""
     raw = (await conn.get_raw_connection()).driver_connection
     assert isinstance(raw, asyncpg.Connection)
-    try:
-        async with raw.transaction():  # a savepoint: a failed COPY leaves the batch's marks
-            await raw.copy_records_to_table("readings", records=rows, columns=COLUMNS)
-        return
-    except asyncpg.UniqueViolationError:
-        pass
-    await raw.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE readings) ON COMMIT DELETE ROWS"
-    )
-    await raw.copy_records_to_table(_STAGING, records=rows, columns=COLUMNS)
-    names = ", ".join(COLUMNS)
-    await raw.execute(
-        f"INSERT INTO readings ({names}) SELECT {names} FROM {_STAGING} ON CONFLICT DO NOTHING"
-    )
+    await raw.copy_records_to_table(table, records=rows, columns=COLUMNS)
 
 
 def _insert_statement(paramstyle: str) -> str:
