@@ -178,18 +178,18 @@ def mothership_config(settings: Settings) -> MothershipConfig:
     )
 
 
+def upkeep_config(settings: Settings) -> UpkeepConfig:
+    telemetry = settings.telemetry
+    return UpkeepConfig(
+        retention_ms=round(telemetry.raw_retention_days * 86_400_000),
+        rollup_delay_ms=round(telemetry.rollup_delay_s * 1000),
+        prune_step_rows=telemetry.prune_step_rows,
+    )
+
+
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
     """The mothership, with the telemetry upkeep and (if enabled) the InfluxDB export."""
-    telemetry = settings.telemetry
-    upkeep = TelemetryUpkeep(
-        store.repo.engine,
-        store.sink,
-        UpkeepConfig(
-            retention_ms=round(telemetry.raw_retention_days * 86_400_000),
-            rollup_delay_ms=round(telemetry.rollup_delay_s * 1000),
-            prune_step_rows=telemetry.prune_step_rows,
-        ),
-    )
+    upkeep = TelemetryUpkeep(store.repo.engine, store.sink, upkeep_config(settings))
 
     async def upkeep_now() -> None:
         await upkeep.run(clock.now_ms())
@@ -200,7 +200,9 @@ def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) ->
         store.sink,
         clock,
         mothership_config(settings),
-        background=[Background("telemetry_upkeep", telemetry.upkeep_interval_s, upkeep_now)],
+        background=[
+            Background("telemetry_upkeep", settings.telemetry.upkeep_interval_s, upkeep_now)
+        ],
     )
     influx = settings.influx
     if influx.enabled:

@@ -34,6 +34,7 @@ _DEFAULTS = TelemetrySettings()  # the settings hold each default once
 Row = tuple[Any, ...]  # values in the order of COLUMNS
 OnFlushed = Callable[[], Awaitable[None]]
 OnWritten = Callable[[list[Row]], None]
+Batch = tuple[list[Row], OnFlushed | None]
 
 COLUMNS = (
     "plug_id",
@@ -76,7 +77,7 @@ class ReadingSink:
         self.max_delay_s = max_delay_s
         self.max_buffered_rows = max_buffered_rows
         # One batch per bus message: a redelivered message replaces its batch, never adds to it.
-        self._batches: dict[object, tuple[list[Row], OnFlushed | None]] = {}
+        self._batches: dict[object, Batch] = {}
         self._buffered = 0
         self._unkeyed = itertools.count()
         # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
@@ -139,26 +140,36 @@ class ReadingSink:
         """
         if self._writing is not None:
             await self._writing
-        self._writing = asyncio.create_task(self._flush_in_background())
+        batches = self._take()
+        self._writing = asyncio.create_task(self._commit_in_background(batches))
 
-    async def _flush_in_background(self) -> None:
-        with contextlib.suppress(Exception):  # logged by flush; the rows wait for the next
-            await self.flush()
+    async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
+        with contextlib.suppress(Exception):  # logged; the rows wait for the next flush
+            await self._commit(batches)
 
     async def flush(self) -> None:
+        """Write everything buffered; when it returns, all rows added before are committed."""
+        if self._writing is not None:
+            await self._writing
+        await self._commit(self._take())
+
+    def _take(self) -> dict[object, Batch]:
+        batches, self._batches, self._buffered = self._batches, {}, 0
+        return batches
+
+    async def _commit(self, batches: dict[object, Batch]) -> None:
+        if not batches:
+            return
+        rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
         async with self.write_lock:
-            batches = self._batches
-            if not batches:
-                return
-            self._batches, buffered, self._buffered = {}, self._buffered, 0
-            rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
             try:
                 if rows:
                     await self._write(rows)
             except Exception:
-                # Keep them for the next attempt; their messages stay unacked meanwhile.
+                # Keep them for the next attempt; their messages stay unacked meanwhile. A
+                # redelivery buffered since replaces its batch.
                 self._batches = batches | self._batches
-                self._buffered += buffered
+                self._buffered = sum(len(batch) for batch, _ in self._batches.values())
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
             metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))

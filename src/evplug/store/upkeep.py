@@ -75,7 +75,7 @@ class TelemetryUpkeep:
         await self.roll_up(now_ms - self.config.rollup_delay_ms)
 
     async def roll_up(self, before_ms: int) -> bool:
-        """Recompute the marked minutes before ``before_ms``; False if steps remain."""
+        """Recompute the marked minutes before ``before_ms``; False if some may remain."""
         for _ in range(self.config.max_steps):
             async with self.engine.begin() as conn:
                 if (
@@ -86,7 +86,7 @@ class TelemetryUpkeep:
                         )
                     ).scalar_one()
                 ):
-                    return True  # another mothership's upkeep is at it
+                    return False  # another mothership's upkeep is at it: not done here
                 done = await recompute_due(
                     conn, before_ms, self.horizon_ms, self.config.rollup_step_minutes
                 )
