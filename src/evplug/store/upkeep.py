@@ -30,6 +30,7 @@ _DAY_MS = partitions.DAY_MS
 # Upkeep on one database at a time: two motherships recomputing one minute from different
 # snapshots could leave the older result last.
 _UPKEEP_LOCK = 0x657670_726F6C  # "evp" "rol"
+_LOCK = text(f"SELECT pg_try_advisory_xact_lock({_UPKEEP_LOCK})")
 _PRUNE_SQLITE = text(
     "DELETE FROM readings WHERE rowid IN"
     " (SELECT rowid FROM readings WHERE timestamp_ms < :cutoff LIMIT :rows)"
@@ -77,15 +78,8 @@ class TelemetryUpkeep:
     async def roll_up(self, before_ms: int) -> bool:
         """Recompute the marked minutes before ``before_ms``; False if some may remain."""
         for _ in range(self.config.max_steps):
-            async with self.engine.begin() as conn:
-                if (
-                    self._postgres
-                    and not (
-                        await conn.exec_driver_sql(
-                            f"SELECT pg_try_advisory_xact_lock({_UPKEEP_LOCK})"
-                        )
-                    ).scalar_one()
-                ):
+            async with self._step() as conn:
+                if self._postgres and not await _upkeep_lock(conn):
                     return False  # another mothership's upkeep is at it: not done here
                 done = await recompute_due(
                     conn, before_ms, self.horizon_ms, self.config.rollup_step_minutes
@@ -151,7 +145,7 @@ class TelemetryUpkeep:
         """Delete in steps; False when the run's steps ran out first (the next run goes on)."""
         step = self.config.prune_step_rows
         for _ in range(self.config.max_steps):
-            async with self.engine.begin() as conn:
+            async with self._step() as conn:
                 deleted = (
                     await conn.execute(_PRUNE_SQLITE, {"cutoff": cutoff, "rows": step})
                 ).rowcount
@@ -160,3 +154,8 @@ class TelemetryUpkeep:
                 return True
             await asyncio.sleep(0)  # a waiting batch goes in before the next step
         return False
+
+
+async def _upkeep_lock(conn: AsyncConnection) -> bool:
+    """PostgreSQL: this transaction's hold on the upkeep, if no other has it."""
+    return bool((await conn.execute(_LOCK)).scalar_one())
