@@ -100,3 +100,15 @@ async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
         "plug_id": "p1", "timestamp_ms": 1000, "actual_state": 1, "current_a": 10.0,
         "voltage_v": 240.0, "power_factor": 0.99, "active_power_w": 2376.0, "energy_wh": None,
     }  # fmt: skip
+
+
+async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
+    engine: AsyncEngine,
+) -> None:
+    sink, acks = ReadingSink(engine, max_rows=10), Acks()
+    await sink.add(rows(10), acks, key="a")  # full: its write starts, the caller goes on
+    assert acks.count == 0 and sink.buffered == 0
+    await sink.add(rows(20, start=10), acks, key="b")  # a batch ahead: waits for the first
+    assert acks.count == 1
+    await sink.flush()  # waits for what is being written, then writes the rest
+    assert acks.count == 2 and await stored(engine) == 20
