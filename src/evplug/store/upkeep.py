@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from evplug import metrics
@@ -30,6 +30,8 @@ _DAY_MS = partitions.DAY_MS
 # Upkeep on one database at a time: two motherships recomputing one minute from different
 # snapshots could leave the older result last.
 _UPKEEP_LOCK = 0x657670_726F6C  # "evp" "rol"
+_ANY_DUE = text("SELECT 1 FROM rollups_due WHERE minute_ms < :before LIMIT 1")
+_ANY_OLD = text("SELECT 1 FROM readings WHERE timestamp_ms < :before LIMIT 1")
 _LOCK = text(f"SELECT pg_try_advisory_xact_lock({_UPKEEP_LOCK})")
 _PRUNE_SQLITE = text(
     "DELETE FROM readings WHERE rowid IN"
@@ -69,6 +71,11 @@ class TelemetryUpkeep:
         async with self.sink.write_lock, self.engine.begin() as conn:
             yield conn
 
+    async def _any(self, query: TextClause, before_ms: int) -> bool:
+        """A read outside any step: an idle upkeep never takes the writer's turn."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query, {"before": before_ms})).first() is not None
+
     async def run(self, now_ms: int) -> None:
         """One round: partitions ahead, prune (rolling up what it prunes first), roll up."""
         await self.add_partitions(now_ms)
@@ -78,6 +85,8 @@ class TelemetryUpkeep:
     async def roll_up(self, before_ms: int) -> bool:
         """Recompute the marked minutes before ``before_ms``; False if some may remain."""
         for _ in range(self.config.max_steps):
+            if not await self._any(_ANY_DUE, before_ms):
+                return True
             async with self._step() as conn:
                 if self._postgres and not await _upkeep_lock(conn):
                     return False  # another mothership's upkeep is at it: not done here
@@ -145,6 +154,8 @@ class TelemetryUpkeep:
         """Delete in steps; False when the run's steps ran out first (the next run goes on)."""
         step = self.config.prune_step_rows
         for _ in range(self.config.max_steps):
+            if not await self._any(_ANY_OLD, cutoff):
+                return True
             async with self._step() as conn:
                 deleted = (
                     await conn.execute(_PRUNE_SQLITE, {"cutoff": cutoff, "rows": step})
