@@ -14,7 +14,6 @@ while the next one fills.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -144,8 +143,12 @@ class ReadingSink:
         self._writing = asyncio.create_task(self._commit_in_background(batches))
 
     async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
-        with contextlib.suppress(Exception):  # logged; the rows wait for the next flush
+        try:
             await self._commit(batches)
+        except Exception as exc:
+            # Unwritten rows wait for the next flush; committed ones whose acks failed come
+            # back from the bus and are ignored as repeats.
+            log.warning("telemetry.background_write_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def flush(self) -> None:
         """Write everything buffered; when it returns, all rows added before are committed."""
