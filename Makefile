@@ -19,6 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/evplug demo
 
+# What the tests start or drive (InfluxDB 1.x, Chromium, an OIDC provider): installed once, when missing.
 test: $(STAMP) lint
 	sh tools/install_os_packages.sh
 	tools/install_test_tools.sh

@@ -32,10 +32,11 @@ from ingest import (
     INGESTED,
     SITE,
     WRITTEN,
+    SqliteStores,
     charging_plug,
     end_to_end,
-    fresh_store,
     make_chunks,
+    open_store,
     plug_ids,
 )
 
@@ -46,7 +47,9 @@ from evplug.clock import FakeClock, SystemClock
 from evplug.contracts import subjects
 from evplug.mothership.runtime import Mothership
 from evplug.relay.manager import RelayManager
+from evplug.store.database import make_engine
 from evplug.store.repository import Repository
+from evplug.store.telemetry import ReadingSink
 
 SENDING = "sending"
 
@@ -71,7 +74,10 @@ async def through_broker(
     """Readings per second from the relay process's first publish until all are in the store."""
     ids = plug_ids(args.plugs)
     total = args.plugs * args.rounds
-    repo, sink = await fresh_store(directory)
+    stores = SqliteStores(directory)
+    await stores.prepare(ids, 0)
+    engine = make_engine(stores.empty())
+    repo, sink = Repository(engine), ReadingSink(engine)
     bus = await connect_nats(broker.url, credentials=broker.credentials())
     clock = FakeClock()
     mothership = Mothership(bus, repo, sink, clock)
@@ -136,7 +142,10 @@ async def readings_stored(repo: Repository) -> int:
 
 async def in_process(ids: list[str], chunks: list[bytes]) -> float:
     with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
-        return await end_to_end(ids, chunks, Path(tmp))
+        stores = SqliteStores(Path(tmp))
+        await stores.prepare(ids, 0)
+        async with open_store(stores, aged=False) as store:
+            return await end_to_end(ids, chunks, store)
 
 
 def through_a_broker(args: argparse.Namespace, size: int) -> float:

@@ -22,6 +22,7 @@ from evplug.relay.site_config import SiteConfig
 from evplug.settings import Settings, SettingsError
 from evplug.store import schema
 from evplug.store.telemetry import ReadingSink
+from evplug.store.upkeep import UpkeepConfig
 
 
 async def test_the_memory_bus_from_its_url() -> None:
@@ -102,7 +103,33 @@ def test_default_settings_make_the_default_parts() -> None:
     assert assembly.mothership_config(Settings()) == MothershipConfig()
     telemetry = Settings().telemetry
     sink = ReadingSink.__init__.__defaults__
-    assert sink == (telemetry.batch_rows, telemetry.batch_delay_s, telemetry.max_buffered_rows)
+    assert sink == (
+        telemetry.batch_rows,
+        telemetry.batch_delay_s,
+        telemetry.max_buffered_rows,
+        None,
+    )
+    assert UpkeepConfig() == assembly.upkeep_config(Settings())
+
+
+async def test_the_mothership_keeps_up_the_telemetry_and_exports_to_influx_when_enabled(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    plain = Settings(data_dir=tmp_path, telemetry={"raw_retention_days": 2})
+    exporting = Settings(data_dir=tmp_path, influx={"enabled": True})
+    for settings, names in [
+        (plain, ["telemetry_upkeep"]),
+        (exporting, ["telemetry_upkeep", "influx_export"]),
+    ]:
+        store = await assembly.make_store(settings)
+        try:
+            mothership = assembly.make_mothership(settings, MemoryBus(clock), store, clock)
+            assert [b.name for b in mothership.background] == names
+            assert (store.sink.on_written is not None) == (settings is exporting)
+        finally:
+            await store.repo.engine.dispose()
+    assert assembly.upkeep_config(plain).retention_ms == 2 * 86_400_000
 
 
 def test_the_mothership_config_comes_from_the_settings() -> None:

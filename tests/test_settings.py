@@ -224,3 +224,17 @@ def test_the_readme_configuration_table_is_generated_from_the_model() -> None:
     assert gen.rewrite(readme) == readme, "README.md's settings table is stale: make config-table"
     for name, _ in fields():
         assert f"`{env_name(name)}`" in readme
+
+
+def test_the_influx_export_is_off_by_default_and_2x_needs_its_org_and_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().influx.enabled is False
+    monkeypatch.setenv("EVPLUG_INFLUX__ENABLED", "true")
+    monkeypatch.setenv("EVPLUG_INFLUX__VERSION", "2")
+    with pytest.raises(SettingsError, match=r"set influx.org and influx.token"):
+        load_settings()
+    monkeypatch.setenv("EVPLUG_INFLUX__ORG", "acme")
+    monkeypatch.setenv("EVPLUG_INFLUX__TOKEN", "t0k3n")
+    influx = load_settings().influx
+    assert (influx.version, influx.org, influx.token) == (2, "acme", "t0k3n")

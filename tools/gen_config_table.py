@@ -15,6 +15,8 @@ END = "<!-- end of settings table -->"
 def _default(value: object) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, int | float) and not isinstance(value, bool):
         return figure(value)
     return f"`{value}`"

@@ -31,7 +31,7 @@ from evplug.devices.registry import create_driver
 from evplug.devices.simulated import SimulatedDevice
 from evplug.mothership.admission import LoadSettings
 from evplug.mothership.registry import circuit_key
-from evplug.mothership.runtime import Mothership, MothershipConfig
+from evplug.mothership.runtime import Background, Mothership, MothershipConfig
 from evplug.payments.auto_top_up import AutoTopUps
 from evplug.payments.demo import DemoProvider
 from evplug.payments.events import PaymentEvents
@@ -48,9 +48,11 @@ from evplug.relay.site_config import AUTO, SiteConfig, SiteConfigError, load_sit
 from evplug.settings import Settings, SettingsError
 from evplug.store import schema
 from evplug.store.database import driver_url, make_engine
+from evplug.store.influx import InfluxExport, InfluxTarget
 from evplug.store.records import LedgerMismatch
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
+from evplug.store.upkeep import TelemetryUpkeep, UpkeepConfig
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -200,11 +202,26 @@ def mothership_config(settings: Settings) -> MothershipConfig:
     )
 
 
+def upkeep_config(settings: Settings) -> UpkeepConfig:
+    telemetry = settings.telemetry
+    return UpkeepConfig(
+        retention_ms=round(telemetry.raw_retention_days * 86_400_000),
+        rollup_delay_ms=round(telemetry.rollup_delay_s * 1000),
+        prune_step_rows=telemetry.prune_step_rows,
+    )
+
+
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
+    """The mothership, with the telemetry upkeep and (if enabled) the InfluxDB export."""
     provider = make_payments(settings, store.repo, clock)
     top_ups = AutoTopUps(provider, PaymentEvents(store.repo, clock), clock)
     guests = GuestHolds(provider, store.repo, clock)
-    return Mothership(
+    upkeep = TelemetryUpkeep(store.repo.engine, store.sink, upkeep_config(settings))
+
+    async def upkeep_now() -> None:
+        await upkeep.run(clock.now_ms())
+
+    mothership = Mothership(
         bus,
         store.repo,
         store.sink,
@@ -212,7 +229,26 @@ def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) ->
         mothership_config(settings),
         top_ups=top_ups,
         guests=guests,
+        background=[
+            Background("telemetry_upkeep", settings.telemetry.upkeep_interval_s, upkeep_now)
+        ],
     )
+    influx = settings.influx
+    if influx.enabled:
+        export = InfluxExport(
+            InfluxTarget.from_settings(influx),
+            mothership.registry.site_of.get,
+            clock,
+            batch_points=influx.batch_points,
+            max_queued_points=influx.max_queued_points,
+            max_backoff_s=influx.max_backoff_s,
+        )
+        store.sink.on_written = export.offer_readings
+        mothership.events.attach(export.offer_effect)
+        mothership.background.append(
+            Background("influx_export", influx.flush_interval_s, export.flush, export.close)
+        )
+    return mothership
 
 
 def load_site(path: Path) -> SiteConfig:

@@ -141,6 +141,41 @@ TELEMETRY_REFUSED = _counter(
     " reason: backlog (too many readings wait), oversize_batch (larger than the whole buffer).",
     "reason",
 )
+TELEMETRY_EXPIRED = _counter(
+    "telemetry_expired",
+    "Readings that arrived older than the raw retention (telemetry.raw_retention_days): not"
+    " written, as their day is pruned; logged as telemetry.expired_readings.",
+)
+TELEMETRY_ROLLUP_MINUTES = _counter(
+    "telemetry_rollup_minutes", "Minutes whose per-plug rollups were recomputed from raw readings."
+)
+TELEMETRY_ROLLUPS_LATE = _counter(
+    "telemetry_rollups_late",
+    "Minutes marked for a rollup after their raw readings were pruned: their rollup is left as"
+    " it was (logged as telemetry.late_rollups).",
+)
+TELEMETRY_PRUNED = _counter(
+    "telemetry_pruned",
+    "Raw readings removed past their retention, by how: rows (SQLite, in small deletes),"
+    " partitions (PostgreSQL, a day's partition dropped whole).",
+    "unit",
+)
+
+# -- InfluxDB export ------------------------------------------------------------------------
+
+INFLUX_POINTS_WRITTEN = _counter(
+    "influx_points_written", "Points InfluxDB accepted, by measurement.", "measurement"
+)
+INFLUX_POINTS_DROPPED = _counter(
+    "influx_points_dropped",
+    "Points not exported, by reason: queue_full (InfluxDB slower than ingest, or away, for"
+    " longer than the queue holds), rejected (InfluxDB refused the batch: 4xx).",
+    "reason",
+)
+INFLUX_WRITE_FAILURES = _counter(
+    "influx_write_failures",
+    "Batches InfluxDB did not take at once (unreachable, 5xx, timeout): retried with backoff.",
+)
 
 
 _SUFFIXES = ("_total", "_count", "_sum", "_bucket", "_created", "")

@@ -404,6 +404,83 @@ class TelemetrySettings(_Group):
         le=10_000_000,
         description="past this many readings waiting for the database, new ones are refused",
     )
+    raw_retention_days: Number = Field(
+        30,
+        ge=1,
+        le=36_500,
+        description="raw readings are kept this long (days); per-minute rollups are kept for good",
+    )
+    upkeep_interval_s: Number = Field(
+        10.0,
+        ge=0.1,
+        le=3600,
+        description="how often (s) rollups are recomputed, old readings pruned and PostgreSQL's"
+        " day partitions made ahead",
+    )
+    rollup_delay_s: Number = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="a minute is rolled up once it has been over this long (s), so it is rolled"
+        " up once, not at every batch (late readings roll it up again)",
+    )
+    prune_step_rows: Whole = Field(
+        5000,
+        ge=100,
+        le=1_000_000,
+        description="SQLite: old readings are deleted this many at a time, so a write never"
+        " waits long for the pruning",
+    )
+
+
+class InfluxSettings(_Group):
+    enabled: bool = Field(
+        False, description="export readings, transitions and sessions to InfluxDB as well"
+    )
+    url: str = Field(
+        "http://127.0.0.1:8086",
+        description="InfluxDB's base URL (the export posts to /write on 1.x, /api/v2/write on 2.x)",
+    )
+    version: Whole = Field(1, ge=1, le=2, description="InfluxDB's major version")
+    database: str = Field("evplug", description="1.x: the database written to")
+    username: str | None = Field(None, description="1.x: user name, when authentication is on")
+    password: str | None = Field(None, description="1.x: that user's password")
+    bucket: str = Field("evplug", description="2.x: the bucket written to")
+    org: str = Field("", description="2.x: the organisation that owns the bucket")
+    token: str | None = Field(None, description="2.x: an API token allowed to write the bucket")
+    batch_points: Whole = Field(
+        5000, ge=1, le=100_000, description="points sent to InfluxDB in one request, at most"
+    )
+    max_queued_points: Whole = Field(
+        200_000,
+        ge=1,
+        le=10_000_000,
+        description="points waiting for InfluxDB; past this new ones are dropped (counted)",
+    )
+    flush_interval_s: Number = Field(
+        1.0, ge=0.01, le=600, description="how often (s) queued points are sent"
+    )
+    max_backoff_s: Number = Field(
+        60.0,
+        ge=0.1,
+        le=3600,
+        description="a failing InfluxDB is retried after 0.5 s, then doubling up to this (s)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8086")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _target(self) -> InfluxSettings:
+        if self.enabled and self.version == 2 and not (self.org and self.token):
+            raise ValueError(
+                "set influx.org and influx.token: InfluxDB 2.x takes writes only with both"
+            )
+        return self
 
 
 class AuthSettings(_Group):
@@ -533,6 +610,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     mail: MailSettings = MailSettings()
     oidc: OidcSettings = OidcSettings()
+    influx: InfluxSettings = InfluxSettings()
     log: LogSettings = LogSettings()
     stripe: StripeSettings = StripeSettings()
 
@@ -730,6 +808,8 @@ def accepts(info: FieldInfo) -> str:
         if low is None or high is None:
             return noun
         return f"{noun} {figure(low)}..{figure(high)}"
+    if kind is bool:
+        return "true or false"
     choices = get_args(kind)
     if choices and all(isinstance(c, str) for c in choices):
         return "one of " + ", ".join(choices)

@@ -10,15 +10,20 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from evplug.store import schema
+from evplug.store import partitions, schema
 from evplug.store.database import driver_url, make_engine
-from evplug.store.models import Base
+from evplug.store.models import Base, described
+from evplug.store.telemetry import ReadingSink
+from evplug.store.upkeep import TelemetryUpkeep
 
 
 async def test_the_migrations_build_exactly_what_the_models_describe(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         diff = await conn.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"include_object": described}),
+                Base.metadata,
+            )
         )
     assert diff == [], "the models changed without a migration: add one under store/migrations"
 
@@ -84,3 +89,31 @@ async def test_two_upgrades_at_once_both_end_at_head(
     finally:
         await other.dispose()
     assert revisions == [schema.head()] * 2
+
+
+async def test_readings_from_before_the_rollups_are_kept_partitioned_and_rolled_up(
+    bare_engine: AsyncEngine,
+) -> None:
+    day = 19_675 * partitions.DAY_MS  # a UTC midnight
+    times = (day + 1_000, day + 61_000, day + partitions.DAY_MS + 5)
+    await schema.upgrade(bare_engine, "0004")
+    async with bare_engine.begin() as conn:
+        for at_ms in times:
+            await conn.exec_driver_sql(
+                "INSERT INTO readings (plug_id, timestamp_ms, actual_state, current_a, voltage_v,"
+                f" power_factor, active_power_w, energy_wh) VALUES ('p', {at_ms}, 1, 1, 240, 1,"
+                " 240, 1)"
+            )
+    await schema.upgrade(bare_engine)
+    async with bare_engine.connect() as conn:
+        kept = await conn.exec_driver_sql("SELECT timestamp_ms FROM readings ORDER BY 1")
+        assert [at for (at,) in kept] == list(times)
+        if bare_engine.dialect.name == "postgresql":
+            days = await partitions.existing(conn)
+            assert sorted(days) == [19_675, 19_676]
+    await TelemetryUpkeep(bare_engine, ReadingSink(bare_engine)).roll_up(
+        before_ms=times[-1] + 60_000
+    )
+    async with bare_engine.connect() as conn:
+        rolled = await conn.exec_driver_sql("SELECT minute_ms, readings FROM reading_rollups")
+        assert sorted(rolled.all()) == [(day, 1), (day + 60_000, 1), (day + partitions.DAY_MS, 1)]

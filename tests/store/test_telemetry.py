@@ -111,13 +111,15 @@ async def test_a_batch_larger_than_the_whole_buffer_is_not_blamed_on_the_databas
 async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
     bare_engine: AsyncEngine,
 ) -> None:
+    partitioned = " PARTITION BY RANGE (timestamp_ms)" * (bare_engine.dialect.name != "sqlite")
     async with bare_engine.begin() as conn:  # the columns in another order than the rows'
         await conn.exec_driver_sql(
             "CREATE TABLE readings (energy_wh FLOAT, active_power_w FLOAT NOT NULL,"
             " power_factor FLOAT NOT NULL, voltage_v FLOAT NOT NULL, current_a FLOAT NOT NULL,"
             " actual_state INTEGER NOT NULL, timestamp_ms BIGINT NOT NULL,"
-            " plug_id VARCHAR(128) NOT NULL, PRIMARY KEY (timestamp_ms, plug_id))"
+            f" plug_id VARCHAR(128) NOT NULL, PRIMARY KEY (timestamp_ms, plug_id)){partitioned}"
         )
+        await conn.exec_driver_sql("CREATE TABLE rollups_due (id INTEGER, minute_ms BIGINT)")
     sink = ReadingSink(bare_engine, max_rows=1000)
     await sink.add([("p1", 1000, 1, 10.0, 240.0, 0.99, 2376.0, None)])
     await sink.add([("p1", 1000, 1, 99.0, 99.0, 0.5, 1.0, 1.0)])  # the same key again: ignored
@@ -128,3 +130,15 @@ async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
         "plug_id": "p1", "timestamp_ms": 1000, "actual_state": 1, "current_a": 10.0,
         "voltage_v": 240.0, "power_factor": 0.99, "active_power_w": 2376.0, "energy_wh": None,
     }  # fmt: skip
+
+
+async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
+    engine: AsyncEngine,
+) -> None:
+    sink, acks = ReadingSink(engine, max_rows=10), Acks()
+    await sink.add(rows(10), acks, key="a")  # full: its write starts, the caller goes on
+    assert acks.count == 0 and sink.buffered == 0
+    await sink.add(rows(20, start=10), acks, key="b")  # a batch ahead: waits for the first
+    assert acks.count == 1
+    await sink.flush()  # waits for what is being written, then writes the rest
+    assert acks.count == 2 and await stored(engine) == 20

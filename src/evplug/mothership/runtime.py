@@ -59,6 +59,20 @@ class MothershipConfig:
     default_circuit_limit_a: float = DEFAULT_CIRCUIT_LIMIT_A
 
 
+@dataclass(frozen=True, slots=True)
+class Background:
+    """Work the mothership runs beside its own loops (telemetry upkeep, the InfluxDB export).
+
+    ``work`` runs every ``every_s``; ``finish``, if any, once when the mothership stops, after
+    its last telemetry flush.
+    """
+
+    name: str
+    every_s: float
+    work: Callable[[], Awaitable[None]]
+    finish: Callable[[], Awaitable[None]] | None = None
+
+
 class Mothership:
     def __init__(
         self,
@@ -70,6 +84,7 @@ class Mothership:
         name: str = "mothership",
         top_ups: AutoTopUps | None = None,
         guests: GuestHolds | None = None,
+        background: Sequence[Background] = (),
     ) -> None:
         self.bus = bus
         self.repo = repo
@@ -77,6 +92,7 @@ class Mothership:
         self.clock = clock
         self.config = config = config or MothershipConfig()
         self.name = name
+        self.background = list(background)
         self.events = EventHook()
         self.registry = PlugRegistry(repo, config.plug_settings, config.default_circuit_limit_a)
         self.effects = EffectApplier(repo, bus, self.events, clock)
@@ -175,6 +191,7 @@ class Mothership:
                 self._every(self.config.checkpoint_s, self.checkpoint, "checkpoint")
             ),
             asyncio.create_task(self._every(self.config.status_interval_s, status.flush, "status")),
+            *(asyncio.create_task(self._every(b.every_s, b.work, b.name)) for b in self.background),
         ]
         log.info("mothership.started", plugs=len(self.plugs))
 
@@ -198,6 +215,12 @@ class Mothership:
         except BusError as exc:
             # The readings are committed; their messages come back and are ignored as repeats.
             log.warning("mothership.acks_not_sent", error=str(exc))
+        for finishing in self.background:
+            if finishing.finish is not None:
+                try:
+                    await finishing.finish()
+                except Exception:
+                    log.exception("mothership.finish_failed", work=finishing.name)
         await self.checkpoint()
         if self.status is not None:
             try:

@@ -2,7 +2,13 @@
 
 Like the original's InfluxDB writer: a bus message is acked only once its readings are on disk,
 so a crash between receipt and write means redelivery, never a lost reading. Repeated readings
-(a redelivered chunk) are ignored by the (plug_id, timestamp_ms) key.
+(a redelivered chunk) are ignored by the (timestamp_ms, plug_id) key. Each batch marks the
+minutes it wrote for their rollups (``rollups``), in the same transaction.
+
+On PostgreSQL a batch is COPYed into the day partitions (made here when missing); a batch that
+repeats a stored reading fails the COPY and goes again through a staging table with ON CONFLICT.
+On SQLite it is one executemany of a plain INSERT. A full buffer is written in the background
+while the next one fills.
 """
 
 from __future__ import annotations
@@ -12,17 +18,22 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from evplug import metrics
 from evplug.settings import TelemetrySettings
+from evplug.store import partitions
+from evplug.store.rollups import MARK, MINUTE_MS
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = TelemetrySettings()  # the settings hold each default once
 
 Row = tuple[Any, ...]  # values in the order of COLUMNS
 OnFlushed = Callable[[], Awaitable[None]]
+OnWritten = Callable[[list[Row]], None]
+Batch = tuple[list[Row], OnFlushed | None]
 
 COLUMNS = (
     "plug_id",
@@ -46,6 +57,7 @@ class SinkFull(RuntimeError):
 
 _REFUSED_BACKLOG = metrics.TELEMETRY_REFUSED.labels(reason="backlog")
 _REFUSED_OVERSIZE = metrics.TELEMETRY_REFUSED.labels(reason="oversize_batch")
+_STAGING = "readings_incoming"
 
 
 class ReadingSink:
@@ -55,17 +67,30 @@ class ReadingSink:
         max_rows: int = _DEFAULTS.batch_rows,
         max_delay_s: float = _DEFAULTS.batch_delay_s,
         max_buffered_rows: int = _DEFAULTS.max_buffered_rows,
+        on_written: OnWritten | None = None,
     ) -> None:
+        """``on_written`` is handed each batch once committed (the InfluxDB export); it must
+        not block."""
         self.engine = engine
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.max_buffered_rows = max_buffered_rows
         # One batch per bus message: a redelivered message replaces its batch, never adds to it.
-        self._batches: dict[object, tuple[list[Row], OnFlushed | None]] = {}
+        self._batches: dict[object, Batch] = {}
         self._buffered = 0
         self._unkeyed = itertools.count()
-        self._lock = asyncio.Lock()
+        # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
+        # of its steps too: waiters are served in turn, so a batch waits for one step at most
+        # (SQLite's own busy wait would let a step that follows at once go first, again and again).
+        self.write_lock = asyncio.Lock()
+        self.on_written = on_written
+        self._writing: asyncio.Task[None] | None = None
+        # Readings before this are past their retention: the upkeep moves it before it prunes.
+        self.keep_from_ms = 0
+        self._copy = engine.dialect.name == "postgresql"
+        self._partitions: set[int] = set()  # days known to have their partition
         self._statement = _insert_statement(engine.dialect.paramstyle)
+        self._mark = MARK.format(_PLACEHOLDERS[engine.dialect.paramstyle](1))
 
     @property
     def buffered(self) -> int:
@@ -104,27 +129,56 @@ class ReadingSink:
         self._batches[key] = (rows, on_flushed)
         self._buffered += len(rows)
         if self._buffered >= self.max_rows:
-            await self.flush()
+            await self._write_behind()
+
+    async def _write_behind(self) -> None:
+        """Write the full buffer in the background, once the batch before it is written.
+
+        The next batch fills while the database writes this one (on PostgreSQL another process,
+        on SQLite a thread): ingest waits only when it is a whole batch ahead.
+        """
+        if self._writing is not None:
+            await self._writing
+        batches = self._take()
+        self._writing = asyncio.create_task(self._commit_in_background(batches))
+
+    async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
+        try:
+            await self._commit(batches)
+        except Exception as exc:
+            # Unwritten rows wait for the next flush; committed ones whose acks failed come
+            # back from the bus and are ignored as repeats.
+            log.warning("telemetry.background_write_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def flush(self) -> None:
-        async with self._lock:
-            batches = self._batches
-            if not batches:
-                return
-            self._batches, buffered, self._buffered = {}, self._buffered, 0
-            rows = [row for batch, _ in batches.values() for row in batch]
+        """Write everything buffered; when it returns, all rows added before are committed."""
+        if self._writing is not None:
+            await self._writing
+        await self._commit(self._take())
+
+    def _take(self) -> dict[object, Batch]:
+        batches, self._batches, self._buffered = self._batches, {}, 0
+        return batches
+
+    async def _commit(self, batches: dict[object, Batch]) -> None:
+        if not batches:
+            return
+        rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
+        async with self.write_lock:
             try:
                 if rows:
-                    async with self.engine.begin() as conn:
-                        await conn.exec_driver_sql(self._statement, rows)
+                    await self._write(rows)
             except Exception:
-                # Keep them for the next attempt; their messages stay unacked meanwhile.
+                # Keep them for the next attempt; their messages stay unacked meanwhile. A
+                # redelivery buffered since replaces its batch.
                 self._batches = batches | self._batches
-                self._buffered += buffered
+                self._buffered = sum(len(batch) for batch, _ in self._batches.values())
                 log.exception("telemetry.flush_failed", rows=len(rows))
                 raise
             metrics.TELEMETRY_ROWS_WRITTEN.inc(len(rows))
             metrics.TELEMETRY_FLUSHES.inc()
+        if rows and self.on_written is not None:
+            self.on_written(rows)
         acks = [ack for _, ack in batches.values() if ack is not None]
         # All in flight together: one round trip to the broker per batch, not one per message.
         # A failed ack leaves its message to come back (a repeat, ignored); the others still go.
@@ -132,6 +186,63 @@ class ReadingSink:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    def _unexpired(self, rows: list[Row]) -> list[Row]:
+        keep_from = self.keep_from_ms
+        kept = [row for row in rows if row[1] >= keep_from]
+        if len(kept) < len(rows):
+            # Their minutes' rollups are final and their raw days gone: writing them would
+            # bring a pruned day back.
+            metrics.TELEMETRY_EXPIRED.inc(len(rows) - len(kept))
+            log.warning(
+                "telemetry.expired_readings",
+                readings=len(rows) - len(kept),
+                older_than_ms=keep_from,
+                fix="raise telemetry.raw_retention_days to keep readings that arrive this late",
+            )
+        return kept
+
+    async def _write(self, rows: list[Row]) -> None:
+        minutes = sorted({row[1] // MINUTE_MS * MINUTE_MS for row in rows})
+        marks = [(minute,) for minute in minutes]
+        if not self._copy:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
+                await conn.exec_driver_sql(self._statement, rows)
+            return
+        await self._add_partitions({minute // partitions.DAY_MS for minute in minutes})
+        try:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
+                await _copy(conn, rows, "readings")
+        except asyncpg.UniqueViolationError:
+            # A repeat (a redelivered chunk): COPY has no ON CONFLICT, a staging table has.
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql(self._mark, marks)
+                await conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE readings)"
+                    " ON COMMIT DELETE ROWS"
+                )
+                await _copy(conn, rows, _STAGING)
+                names = ", ".join(COLUMNS)
+                await conn.exec_driver_sql(
+                    f"INSERT INTO readings ({names}) SELECT {names} FROM {_STAGING}"
+                    " ON CONFLICT DO NOTHING"
+                )
+
+    async def _add_partitions(self, days: set[int]) -> None:
+        missing = days - self._partitions
+        if missing:
+            async with self.engine.begin() as conn:
+                await partitions.create(conn, missing)
+            self._partitions |= missing
+
+
+async def _copy(conn: AsyncConnection, rows: list[Row], table: str) -> None:
+    """COPY (binary) in the connection's transaction."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(raw, asyncpg.Connection)
+    await raw.copy_records_to_table(table, records=rows, columns=COLUMNS)
 
 
 def _insert_statement(paramstyle: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from evplug.store.models import Base
+from evplug.store.models import Base, described
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -15,6 +15,7 @@ if connection is None:
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
+    include_object=described,
     # SQLite alters a table by copying it: batch mode does that for every ALTER.
     render_as_batch=connection.dialect.name == "sqlite",
     transaction_per_migration=True,
