@@ -55,6 +55,7 @@ class EntryRecord:
     idempotency_key: str
     created_ms: int
     memo: str
+    actor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,6 @@ class TokenRecord:
     user_id: str | None
     payload: str
     expires_ms: int
-    actor: str
 
 
 @dataclass(frozen=True, slots=True)
