@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from evplug.core.plug import Prompt
 from evplug.web.auth import CurrentUserId, optional_principal
-from evplug.web.driver_api import Ops
+from evplug.web.driver_api import MONEY_PAGE, Ops
 from evplug.web.driver_ops import DriverError, dollars_to_cents
 from evplug.web.pages import render
 
@@ -143,9 +143,8 @@ def create_router() -> APIRouter:
         user_id: CurrentUserId,
         amount: Annotated[str, Form(max_length=20)],
     ) -> Response:
-        back = str(request.base_url).rstrip("/") + "/money"
         try:
-            redirect = await ops.top_up(user_id, dollars_to_cents(amount), back)
+            redirect = await ops.top_up(user_id, dollars_to_cents(amount), MONEY_PAGE)
         except DriverError as exc:
             context = {"money": await ops.money(user_id), "error": exc.message}
             return await render(request, "money.html", context, exc.status)
@@ -153,9 +152,8 @@ def create_router() -> APIRouter:
 
     @router.post("/money/payment-methods", response_class=HTMLResponse)
     async def payment_methods(request: Request, ops: Ops, user_id: CurrentUserId) -> Response:
-        back = str(request.base_url).rstrip("/") + "/money"
         try:
-            redirect = await ops.manage_payment_methods(user_id, back)
+            redirect = await ops.manage_payment_methods(user_id, MONEY_PAGE)
         except DriverError as exc:
             context = {"money": await ops.money(user_id), "error": exc.message}
             return await render(request, "money.html", context, exc.status)
