@@ -150,6 +150,24 @@ def create_router() -> APIRouter:
             return await render(request, "money.html", context, exc.status)
         return RedirectResponse(redirect.url, status_code=303)
 
+    @router.post("/money/auto-top-up", response_class=HTMLResponse)
+    async def auto_top_up(
+        request: Request,
+        ops: Ops,
+        user_id: CurrentUserId,
+        threshold: Annotated[str, Form(max_length=20)],
+        amount: Annotated[str, Form(max_length=20)],
+        on: Annotated[str, Form(max_length=5)] = "",
+    ) -> Response:
+        try:
+            await ops.set_auto_top_up(
+                user_id, on == "on", dollars_to_cents(threshold), dollars_to_cents(amount)
+            )
+        except DriverError as exc:
+            context = {"money": await ops.money(user_id), "error": exc.message}
+            return await render(request, "money.html", context, exc.status)
+        return RedirectResponse(MONEY_PAGE, status_code=303)
+
     @router.post("/money/payment-methods", response_class=HTMLResponse)
     async def payment_methods(request: Request, ops: Ops, user_id: CurrentUserId) -> Response:
         try:
