@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from evplug.core.plug import State
 from evplug.web.mail import LogMailer
-from tests.web.conftest import client_for, make_web_app, sign_in
+from tests.conftest import wait_for
+from tests.web.conftest import client_for, every_plug_live, make_web_app, sign_in
 from tests.web.test_driver_pages import driver
 
 pytestmark = pytest.mark.integration
@@ -92,3 +94,34 @@ async def test_a_failing_sign_up_hook_is_logged_and_the_driver_still_signs_up(
         await app.state.accounts.service.welcomed()
     assert calls == [(user_id, "early@example.com")]
     assert await system.repo.payments.customer(user_id) is None  # made at the first top-up
+
+
+async def test_a_visitor_pays_by_card_and_follows_the_session_on_the_plug_page(
+    demo_system,
+) -> None:
+    system = await demo_system()
+    await system.start()
+    plug_id = system.simulated[0].info.plug_id(0)
+    app = make_web_app(system)
+    async with app.router.lifespan_context(app), client_for(app) as visitor:
+        await every_plug_live(app, system)
+        page = await visitor.get(f"/plug/{plug_id}")
+        assert page.status_code == 200
+        assert "Pay by card" in page.text and "Sign in to charge" in page.text
+        assert "Enable Socket" not in page.text
+        low = await visitor.post(f"/plug/{plug_id}/pay-by-card", data={"amount": "0.50"})
+        assert low.status_code == 422 and "hold at least" in low.text
+        started = await visitor.post(
+            f"/plug/{plug_id}/pay-by-card", data={"amount": "20", "email": "guest@example.com"}
+        )
+        checkout = started.headers["location"]
+        assert "demo — no money moves" in (await visitor.get(checkout)).text
+        paid = await visitor.post(checkout)
+        follow = paid.headers["location"]
+        hold_id = checkout.removeprefix("/pay/demo/").split("?")[0]
+        assert follow == f"/plug/{plug_id}?guest={hold_id}"
+        assert system.mothership.plug(plug_id).state is not State.ACCOUNT_NULL
+        await wait_for(lambda: app.state.live.statuses[plug_id].session_id != "")
+        shown = await visitor.get(follow)
+        assert 'id="figures"' in shown.text and "Pay by card" not in shown.text
+        assert "Enable Socket" not in shown.text and "Disable Socket" not in shown.text

@@ -25,6 +25,7 @@ from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
 from evplug.core.ledger import KEY_PREFIX, EntryKind
 from evplug.core.plug import Prompt
+from evplug.payments.events import guest_user_id
 from evplug.payments.provider import (
     GUEST_MIN_HOLD_CENTS,
     MIN_TOP_UP_CENTS,
@@ -193,7 +194,24 @@ class DriverOps:
     async def plug(self, user_id: str, plug_id: str) -> PlugView:
         return await self._view(user_id, self.status(plug_id), {})
 
-    async def _view(self, user_id: str, status: pb.PlugStatus, owners: dict[str, str]) -> PlugView:
+    async def visitor_plug(self, plug_id: str, hold_id: str = "") -> PlugView:
+        """The plug as a visitor without an account sees it; with the id of the card hold they
+        paid (the link the checkout sent them back with), their own session on it."""
+        status = self.status(plug_id)
+        guest = guest_user_id(hold_id) if hold_id else ""
+        try:
+            balance = await self.repo.ledger.balance(guest) if guest else 0
+        except UnknownUser:  # the hold is not authorized yet
+            guest, balance = "", 0
+        return await self._view(guest, status, {}, balance)
+
+    async def _view(
+        self,
+        user_id: str,
+        status: pb.PlugStatus,
+        owners: dict[str, str],
+        balance_cents: int | None = None,
+    ) -> PlugView:
         """``owners`` caches session id -> driver across the updates of one stream."""
         owner = owners.get(status.session_id)
         if status.session_id and owner is None:
@@ -206,7 +224,7 @@ class DriverOps:
             session_user_id=owner,
             user_id=user_id,
             site_name=site.name if site else status.site_id,
-            balance_cents=await self.balance(user_id),
+            balance_cents=await self.balance(user_id) if balance_cents is None else balance_cents,
             min_start_credit_cents=self.min_start_credit_cents,
         )
 

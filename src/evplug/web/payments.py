@@ -163,7 +163,10 @@ def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
         except DemoPaymentError as exc:
             raise HTTPException(404, str(exc)) from None
         await apply(event)
-        return RedirectResponse(local_path(return_to), status_code=303)
+        back = local_path(return_to)
+        if event["data"]["object"]["metadata"].get("purpose") == GUEST_HOLD:
+            back += ("&" if "?" in back else "?") + f"guest={quote(intent_id)}"
+        return RedirectResponse(back, status_code=303)
 
 
 def _page(title: str, body: str) -> str:
