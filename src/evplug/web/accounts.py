@@ -201,7 +201,7 @@ class AccountService:
         task.add_done_callback(self._welcomes.discard)
 
     async def welcomed(self) -> None:
-        """Wait until every new account's hook has run (for shutdown and tests)."""
+        """Wait until every new account's hook has run (at shutdown, and in tests)."""
         while self._welcomes:
             await asyncio.gather(*self._welcomes)
 

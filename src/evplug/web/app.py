@@ -76,6 +76,7 @@ def create_app(
             yield
         finally:
             await live.stop()
+            await app.state.accounts.service.welcomed()
 
     def current_live() -> LiveView:
         if live is None:
@@ -115,7 +116,6 @@ def create_app(
             PaymentEvents(repo, clock),
             bus,
             clock,
-            config.currency,
             text_sender(accounts.mailer),
             webhook_secret,
         )

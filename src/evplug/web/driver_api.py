@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from evplug.core.plug import Prompt
-from evplug.payments.provider import GUEST_MIN_HOLD_CENTS, MIN_TOP_UP_CENTS
+from evplug.payments.provider import GUEST_MIN_HOLD_CENTS, MAX_TOP_UP_CENTS, MIN_TOP_UP_CENTS
 from evplug.web.auth import Anyone, CurrentPrincipal, CurrentUserId
-from evplug.web.driver_ops import MAX_TOP_UP_CENTS, DriverOps
+from evplug.web.driver_ops import DriverOps
 
 # How long (ms) a browser waits before it reconnects a dropped event stream.
 SSE_RETRY_MS = 2_000

@@ -28,6 +28,7 @@ from evplug.core.plug import Prompt
 from evplug.payments.events import guest_user_id
 from evplug.payments.provider import (
     GUEST_MIN_HOLD_CENTS,
+    MAX_TOP_UP_CENTS,
     MIN_TOP_UP_CENTS,
     PaymentsError,
     PaymentsProvider,
@@ -49,8 +50,6 @@ _REPLY_STATUS = {
     Code.DRIVER_REPLY_CODE_BAD_REQUEST: 422,
 }
 PAGE_SIZE = 20
-# The most a single top-up may be: a typo of an extra zero or two is caught here.
-MAX_TOP_UP_CENTS = 100_000
 TOP_UP_PRESETS_CENTS = (1_000, 2_000, 5_000)
 # The original's auto top-up defaults: below $10, add $20.
 AUTO_TOP_UP_THRESHOLD_CENTS = 1_000

@@ -45,7 +45,6 @@ class PaymentsWeb:
     events: PaymentEvents
     bus: Bus
     clock: Clock
-    currency: str
     send_mail: SendMail  # the guest's receipt, when a hold is released
     webhook_secret: str | None = None
 
