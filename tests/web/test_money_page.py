@@ -125,3 +125,14 @@ async def test_a_visitor_pays_by_card_and_follows_the_session_on_the_plug_page(
         shown = await visitor.get(follow)
         assert 'id="figures"' in shown.text and "Pay by card" not in shown.text
         assert "Enable Socket" not in shown.text and "Disable Socket" not in shown.text
+
+
+async def test_the_money_operations_are_one_api_under_api_v1(demo_system) -> None:
+    system = await demo_system()
+    paths = make_web_app(system).openapi()["paths"]
+    for path in ("/api/v1/money", "/api/v1/top-ups", "/api/v1/payment-methods/portal"):
+        assert path in paths
+    assert "put" in paths["/api/v1/auto-top-up"]
+    assert "post" in paths["/api/v1/plugs/{plug_id}/guest-holds"]
+    assert [p for p in paths if p.startswith("/api/") and not p.startswith("/api/v1/")] == []
+    assert "/webhooks/stripe" in paths and not any(p.startswith("/pay/") for p in paths)

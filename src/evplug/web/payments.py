@@ -124,7 +124,7 @@ def payments_router(web: PaymentsWeb) -> APIRouter:
 
 
 def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
-    @router.get("/pay/demo/cards", response_class=HTMLResponse)
+    @router.get("/pay/demo/cards", response_class=HTMLResponse, include_in_schema=False)
     async def demo_cards(return_to: str = "/") -> str:
         back = html.escape(local_path(return_to))
         return _page(
@@ -133,7 +133,7 @@ def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
             f'<p><a href="{back}">Back</a></p>',
         )
 
-    @router.get("/pay/demo/{intent_id}", response_class=HTMLResponse)
+    @router.get("/pay/demo/{intent_id}", response_class=HTMLResponse, include_in_schema=False)
     async def demo_checkout(
         request: Request, intent_id: str, who: Anyone, return_to: str = "/"
     ) -> str:
@@ -155,7 +155,7 @@ def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
             f'<button type="submit">Pay {amount} (demo — no money moves)</button></form>',
         )
 
-    @router.post("/pay/demo/{intent_id}")
+    @router.post("/pay/demo/{intent_id}", include_in_schema=False)
     async def demo_pay(intent_id: str, who: Anyone, return_to: str = "/") -> RedirectResponse:
         try:
             event = await demo.pay(who.user_id if who else "", intent_id)
