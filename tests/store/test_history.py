@@ -62,7 +62,7 @@ async def test_a_sessions_power_readings_are_those_of_its_plug_while_it_ran(
 
 async def test_latest_transactions_come_newest_first(repo: Repository) -> None:
     for n in range(3):
-        await repo.ledger.post(ledger.Entry("u", ledger.EntryKind.TOP_UP, 1000 + n, f"pi_{n}", n))
+        await repo.ledger.post(ledger.top_up("u", f"pi_{n}", 1000 + n, n))
     latest = await repo.ledger.latest_entries("u", limit=2)
     assert [e.amount_cents for e in latest] == [1002, 1001]
     rest = await repo.ledger.latest_entries("u", limit=2, offset=2)
