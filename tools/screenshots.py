@@ -22,8 +22,9 @@ from playwright.async_api import Page, async_playwright
 
 from evplug import assembly
 from evplug.bus.broker import free_port
-from evplug.demo import DemoOptions, build
+from evplug.demo import DEMO_EMAIL, DEMO_PASSWORD, DemoOptions, build
 from evplug.settings import Settings
+from evplug.web.accounts_web import DemoCredentials
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -66,7 +67,11 @@ async def main(out: Path) -> None:
         system = await build(settings, options)
         await system.start()
         port = free_port()
-        app = assembly.make_web_app(settings, system.bus, system.store, None, options.speed)
+        # As `evplug demo` serves it: mails logged, their links on the page.
+        demo = DemoCredentials(DEMO_EMAIL, DEMO_PASSWORD)
+        app = assembly.make_web_app(
+            settings, system.bus, system.store, None, options.speed, demo=demo
+        )
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         serving = asyncio.create_task(server.serve())
         base = f"http://127.0.0.1:{port}"

@@ -58,7 +58,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from evplug.payments.provider import PaymentsProvider
+    from evplug.web.accounts import SignUpHook
     from evplug.web.accounts_web import AccountsConfig, DemoCredentials
+    from evplug.web.mail import Mailer
 
 _SQLITE = "sqlite:///"
 
@@ -213,9 +215,11 @@ def upkeep_config(settings: Settings) -> UpkeepConfig:
 
 def make_mothership(settings: Settings, bus: Bus, store: Store, clock: Clock) -> Mothership:
     """The mothership, with the telemetry upkeep and (if enabled) the InfluxDB export."""
+    from evplug.web.mail import text_sender
+
     provider = make_payments(settings, store.repo, clock)
     top_ups = AutoTopUps(provider, PaymentEvents(store.repo, clock), clock)
-    guests = GuestHolds(provider, store.repo, clock)
+    guests = GuestHolds(provider, store.repo, clock, text_sender(make_mailer(settings)))
     upkeep = TelemetryUpkeep(store.repo.engine, store.sink, upkeep_config(settings))
 
     async def upkeep_now() -> None:
@@ -399,69 +403,70 @@ def make_web_app(
     """
     from evplug.relay import status_page
     from evplug.web.app import DriverConfig, create_app
-    from evplug.web.payments import PaymentsWeb, payments_router
-    from evplug.web.receipts import receipts_router
 
     driver = DriverConfig(
         request_timeout_s=settings.web.request_timeout_s * time_factor,
         currency=settings.price.currency,
         min_start_credit_cents=settings.plug.min_start_credit_cents,
     )
-    clock = SystemClock()
-    provider = payments or make_payments(settings, store.repo, clock)
-    app = create_app(bus, store.repo, driver, accounts_config(settings, demo), provider)
-    payments_web = PaymentsWeb(
-        provider,
-        PaymentEvents(store.repo, clock),
-        bus,
-        clock,
-        settings.price.currency,
-        settings.stripe.webhook_secret,
-    )
-    app.include_router(payments_router(payments_web))
-    app.include_router(receipts_router(store.repo, settings.price.currency))
+    provider = payments or make_payments(settings, store.repo, SystemClock())
+    # A new driver's payments customer is made at sign-up (else at their first top-up).
+    accounts = accounts_config(settings, demo, on_sign_up=provider.ensure_customer)
+    app = create_app(bus, store.repo, driver, accounts, provider, settings.stripe.webhook_secret)
     if relay is not None:
         # On a site the Pi serves this page itself; in one process it rides along.
         app.mount("/relay", status_page.create_app(relay, settings.effective_public_url()))
     return app
 
 
-def accounts_config(settings: Settings, demo: DemoCredentials | None = None) -> AccountsConfig:
-    """Sessions, limits, mail and OIDC sign-in as the settings say."""
+def make_mailer(settings: Settings, demo: DemoCredentials | None = None) -> Mailer:
+    """Over SMTP when a server is set, else logged (and, in the demo, links shown on the page)."""
+    from evplug.web.mail import LogMailer, SmtpConfig, SmtpMailer
+
+    mail = settings.mail
+    if mail.smtp_host is None:
+        return LogMailer(shows_links=demo is not None)
+    return SmtpMailer(
+        SmtpConfig(
+            mail.smtp_host,
+            mail.smtp_port,
+            mail.from_address,
+            mail.smtp_user,
+            mail.smtp_password,
+            mail.smtp_tls,
+        )
+    )
+
+
+def accounts_config(
+    settings: Settings,
+    demo: DemoCredentials | None = None,
+    on_sign_up: SignUpHook | None = None,
+) -> AccountsConfig:
+    """Sessions, limits, mail and OIDC sign-in as the settings say; ``on_sign_up`` is told of
+    each new account."""
     from evplug.web.accounts import AccountLimits, AccountPolicy
     from evplug.web.accounts_web import AccountsConfig
     from evplug.web.auth import SessionPolicy
-    from evplug.web.mail import LogMailer, Mailer, SmtpConfig, SmtpMailer
     from evplug.web.oidc import OidcConfig
     from evplug.web.rate_limit import Limit
 
-    auth, mail, oidc = settings.auth, settings.mail, settings.oidc
+    auth, oidc = settings.auth, settings.oidc
     limits = AccountLimits(
         sign_in=Limit(auth.sign_in_attempts, 300.0),
         sign_up=Limit(auth.sign_up_attempts, 3600.0),
         mail=Limit(auth.mails_per_hour, 3600.0),
     )
     secure = {"auto": None, "always": True, "never": False}[auth.secure_cookies]
-    mailer: Mailer = LogMailer(shows_links=demo is not None)
-    if mail.smtp_host is not None:
-        mailer = SmtpMailer(
-            SmtpConfig(
-                mail.smtp_host,
-                mail.smtp_port,
-                mail.from_address,
-                mail.smtp_user,
-                mail.smtp_password,
-                mail.smtp_tls,
-            )
-        )
     return AccountsConfig(
         AccountPolicy(settings.effective_public_url(), limits=limits),
         SessionPolicy(secure, idle_s=auth.session_idle_days * 86400),
-        mailer,
+        make_mailer(settings, demo),
         demo,
         OidcConfig(oidc.issuer_url, oidc.client_id, oidc.client_secret, oidc.name)
         if oidc.issuer_url and oidc.client_id and oidc.client_secret
         else None,
+        on_sign_up=on_sign_up,
     )
 
 

@@ -199,6 +199,10 @@ def value(sample: str, **labels: str) -> float:
 MAILS_FAILED = _counter(
     "mails_failed", "Mails the SMTP server did not take (logged with the reason)."
 )
+SIGN_UP_HOOK_FAILED = _counter(
+    "sign_up_hook_failed",
+    "New accounts whose sign-up work (the payments customer) failed; it is retried when needed.",
+)
 AUTH_RATE_LIMITED = _counter(
     "auth_rate_limited",
     "Sign-in, sign-up and mail requests refused for coming too often, by what was limited.",

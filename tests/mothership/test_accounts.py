@@ -13,6 +13,7 @@ from evplug.payments.demo import DemoProvider
 from evplug.payments.events import PaymentEvents
 from evplug.payments.guest import GuestHolds
 from evplug.payments.provider import Charge
+from evplug.web.mail import LogMailer, text_sender
 from tests.mothership.conftest import MakeSite
 from tests.mothership.harness import Site
 
@@ -175,7 +176,7 @@ class HoldingProvider(DemoProvider):
 async def guest_with_hold(site: Site, cents: int) -> tuple[HoldingProvider, str, str]:
     """A guest's authorized hold on the site's first plug: (provider, hold id, guest id)."""
     provider = HoldingProvider(site.repo, site.clock)
-    site.ms.accounts.guests = GuestHolds(provider, site.repo, site.clock)
+    site.ms.accounts.guests = GuestHolds(provider, site.repo, site.clock, text_sender(LogMailer()))
     plug_id = site.plug_ids[0]
     redirect = await provider.start_guest_hold(plug_id, cents, "AUD", "g@example.invalid", "/")
     hold_id = redirect.url.removeprefix("/pay/demo/").split("?")[0]

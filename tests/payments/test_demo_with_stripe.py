@@ -36,7 +36,7 @@ async def test_the_demo_with_stripe_keys_makes_customers_and_refuses_forged_webh
         user = await system.repo.users.get_user(DEMO_DRIVER)
         assert sdk.v1.customers.retrieve(customer.customer_id).email == user.email
 
-        app = assembly.make_web_app(settings, system.bus, system.store, DEMO_DRIVER)
+        app = assembly.make_web_app(settings, system.bus, system.store)
         payload = json.dumps(event("evt_1", "payment_intent.succeeded", intent("pi_1", 9_000)))
         forged = sign(payload.encode(), "whsec_not_stripes", int(time.time()))
         before = await system.repo.ledger.balance(DEMO_DRIVER)

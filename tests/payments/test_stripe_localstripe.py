@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from fastapi import FastAPI
 
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
@@ -30,8 +29,9 @@ from evplug.payments.stripe_provider import StripeProvider
 from evplug.payments.stripe_webhooks import sign
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
-from evplug.web.payments import PaymentsWeb, payments_router
-from tests.web.conftest import client_for
+from evplug.web.app import create_app
+from evplug.web.mail import LogMailer, text_sender
+from tests.web.conftest import accounts_config, as_driver, client_for, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +51,13 @@ class Stripe:
         self.events = PaymentEvents(repo, self.clock)
         self.auto = AutoTopUps(self.provider, self.events, self.clock)
         self.sdk = stripe.StripeClient(KEY, base_addresses={"api": api_base})
-        self.app = FastAPI()
-        self.app.state.driver_id = "u"
         self.bus = MemoryBus(self.clock)
         self.started: list[str] = []
-        web = PaymentsWeb(self.provider, self.events, self.bus, self.clock, "AUD", SECRET)
-        self.app.include_router(payments_router(web))
+        self.mailer = LogMailer(shows_links=True)
+        accounts = accounts_config(
+            clock=self.clock, mailer=self.mailer, on_sign_up=self.provider.ensure_customer
+        )
+        self.app = create_app(self.bus, repo, None, accounts, self.provider, SECRET)
 
     def card(self, customer_id: str, number: str = CARD_OK) -> str:
         """A card saved on the customer, as Checkout's setup_future_usage leaves it."""
@@ -111,6 +112,16 @@ async def test_a_driver_gets_one_customer_with_their_email(site) -> None:
     customer = s.sdk.v1.customers.retrieve(first)
     assert customer.email == "driver@example.invalid"
     assert customer.metadata["user_id"] == "u"
+
+
+async def test_a_new_driver_gets_a_stripe_customer_with_their_email_at_sign_up(site) -> None:
+    s, client = site
+    user_id = await sign_in(client, "newcomer@example.com")
+    await s.app.state.accounts.service.welcomed()
+    customer = await s.repo.payments.customer(user_id)
+    assert customer is not None and customer.provider == "stripe"
+    on_stripe = s.sdk.v1.customers.retrieve(customer.customer_id)
+    assert (on_stripe.email, on_stripe.metadata["user_id"]) == ("newcomer@example.com", user_id)
 
 
 async def test_save_a_card_top_up_and_a_replayed_webhook_credits_once(site) -> None:
@@ -171,7 +182,8 @@ async def test_a_declined_off_session_charge_pauses_auto_top_up(site) -> None:
     assert auto.paused_reason == "auto top-up declined: Your card was declined. (card_declined)"
     assert (await s.auto.charge("u", "auto:u:3", "AUD")).status == "paused"  # not tried again
     assert await s.repo.ledger.ledger_sum("u") == 0
-    shown = (await client.get("/api/payments")).json()
+    as_driver(s.app, "u")
+    shown = (await client.get("/api/v1/money")).json()
     assert shown["auto_top_up"]["paused_reason"] == auto.paused_reason
 
 
@@ -186,7 +198,10 @@ async def test_a_guest_hold_is_captured_for_less_than_its_amount(site) -> None:
     guest = f"guest-{hold['id']}"
     assert s.started == [guest] and await s.repo.ledger.balance(guest) == 5_000
     # The session cost 12.34: exactly that is taken, the rest released.
-    assert await GuestHolds(s.provider, s.repo, s.clock).settle(guest, 1_234) == 1_234
+    assert (
+        await GuestHolds(s.provider, s.repo, s.clock, text_sender(s.mailer)).settle(guest, 1_234)
+        == 1_234
+    )
     captured = s.sdk.v1.payment_intents.retrieve(hold["id"]).to_dict()
     assert captured["status"] == "succeeded"
     (charge,) = captured["charges"]["data"]  # localstripe's shape: the charge in the intent

@@ -10,17 +10,19 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from evplug.assembly import credit_driver
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
 from evplug.demo import STARTING_CREDIT_CENTS, System
+from evplug.payments.demo import DemoProvider
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
 from evplug.web.accounts import AccountPolicy
 from evplug.web.accounts_web import AccountsConfig
 from evplug.web.app import DriverConfig, create_app
+from evplug.web.auth import Principal, Role, current_principal, optional_principal
 from evplug.web.csrf import CSRF_COOKIE, CSRF_HEADER
 from evplug.web.mail import LogMailer, Mail
 from tests.conftest import wait_for
@@ -61,11 +63,17 @@ def client_for(app: Any, base_url: str = PUBLIC_URL, csrf: bool = True) -> httpx
 
 
 DRIVER_EMAIL = "driver@example.com"
+DEMO = "demo"  # make_web_app's default provider, as in the embedded default
 
 
 def make_web_app(system: System, **config: Any) -> FastAPI:
-    """The web app of a running system, as the assembly builds it; accounts on a cheap hash."""
-    payments = config.pop("payments", None)
+    """The web app of a running system, as the assembly builds it (the demo provider unless
+    ``payments`` names another, a new driver's customer made at sign-up); cheap hashing."""
+    payments = config.pop("payments", DEMO)
+    if payments == DEMO:
+        payments = DemoProvider(system.repo, system.clock)
+    if payments is not None:
+        config.setdefault("on_sign_up", payments.ensure_customer)
     # The bus runs on the demo's sped-up clock: a request may take 5 s of real time.
     driver = DriverConfig(request_timeout_s=5.0 * system.clock.factor)
     return create_app(system.bus, system.repo, driver, accounts_config(**config), payments)
@@ -109,6 +117,24 @@ def accounts_config(**config: Any) -> AccountsConfig:
     config.setdefault("mailer", LogMailer(shows_links=True))
     policy = config.pop("policy", AccountPolicy(PUBLIC_URL, hasher=CHEAP_HASHER))
     return AccountsConfig(policy, **config)
+
+
+def as_driver(app: FastAPI, user_id: str | None) -> FastAPI:
+    """An app without accounts whose requests come from ``user_id`` (None: a visitor), for
+    routes tested on their own; the sign-in itself is tested with the accounts."""
+    principal = None if user_id is None else Principal(user_id, Role.DRIVER, True)
+
+    async def signed_in() -> Principal:
+        if principal is None:
+            raise HTTPException(401, "not signed in")
+        return principal
+
+    async def anyone() -> Principal | None:
+        return principal
+
+    app.dependency_overrides[current_principal] = signed_in
+    app.dependency_overrides[optional_principal] = anyone
+    return app
 
 
 def token_of(link: str) -> str:

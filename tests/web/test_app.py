@@ -125,7 +125,7 @@ async def test_a_driver_with_no_money_is_told_to_top_up_and_the_socket_stays_off
     assert plug.state is State.ACCOUNT_NULL
 
 
-async def test_without_sign_in_the_api_says_401_and_pages_go_to_sign_in(demo_system) -> None:
+async def test_without_sign_in_the_api_says_401_and_pages_offer_sign_in(demo_system) -> None:
     system = await demo_system()
     await system.start()
     plug_id = system.simulated[0].info.plug_id(0)
@@ -133,9 +133,13 @@ async def test_without_sign_in_the_api_says_401_and_pages_go_to_sign_in(demo_sys
     async with app.router.lifespan_context(app), client_for(app) as client:
         api = await client.get(f"/api/v1/plugs/{plug_id}")
         assert api.status_code == 401 and "sign in" in api.json()["detail"]
-        page = await client.get(f"/plug/{plug_id}")
-        assert page.status_code == 303
-        assert unquote(page.headers["location"]) == f"/signin?next=/plug/{plug_id}"
+        await every_plug_live(app, system)
+        page = await client.get(f"/plug/{plug_id}")  # a visitor: sign in, or pay by card
+        assert page.status_code == 200 and "Pay by card" in page.text
+        assert f"/signin?next=/plug/{plug_id}" in unquote(page.text)
+        money = await client.get("/money")
+        assert money.status_code == 303
+        assert unquote(money.headers["location"]) == "/signin?next=/money"
         welcome = await client.get("/")
         assert welcome.status_code == 200 and "Sign in" in welcome.text
 

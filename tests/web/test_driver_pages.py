@@ -16,7 +16,14 @@ from fastapi import FastAPI
 from evplug.assembly import System
 from evplug.core.plug import SessionClosed, SessionOpened
 from evplug.payments.provider import Redirect
-from tests.web.conftest import client_for, credit, every_plug_live, make_web_app, sign_in
+from tests.web.conftest import (
+    DEMO,
+    client_for,
+    credit,
+    every_plug_live,
+    make_web_app,
+    sign_in,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +56,7 @@ class RecordingProvider:
 
 @asynccontextmanager
 async def driver(
-    system: System, provider: RecordingProvider | None = None
+    system: System, provider: RecordingProvider | str | None = DEMO
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str, FastAPI]]:
     app = make_web_app(system, payments=provider)
     async with app.router.lifespan_context(app), client_for(app) as client:
@@ -110,7 +117,7 @@ async def test_top_up_hands_off_to_the_provider_for_the_chosen_amount(demo_syste
 async def test_without_a_provider_the_money_page_says_so(demo_system) -> None:
     system = await demo_system()
     await system.start()
-    async with driver(system) as (client, _, _):
+    async with driver(system, None) as (client, _, _):
         assert "Payments are not set up" in (await client.get("/money")).text
         refused = await client.post("/api/v1/top-ups", json={"amount_cents": 2_000})
         assert refused.status_code == 503 and "operator" in refused.json()["detail"]

@@ -51,11 +51,21 @@ async def test_verified_identity_links_to_the_account_with_that_email(
 
 
 async def test_a_new_verified_identity_gets_an_account(make_accounts_app, provider) -> None:
-    async with client_for(make_accounts_app(oidc=_config(provider))) as client:
+    signed_up: list[tuple[str, str]] = []
+
+    async def on_sign_up(user_id: str, email: str) -> None:
+        signed_up.append((user_id, email))
+
+    app = make_accounts_app(oidc=_config(provider), on_sign_up=on_sign_up)
+    async with client_for(app) as client:
         finished = await _oidc_sign_in(client, "new@example.com", "/")
         assert finished.status_code == 303
         me = (await client.get("/api/v1/auth/me")).json()
         assert me["email"] == "new@example.com" and me["role"] == "driver"
+        assert signed_up == [(me["user_id"], "new@example.com")]  # its payments customer
+        await client.post("/signout")
+        await _oidc_sign_in(client, "new@example.com", "/")
+        assert len(signed_up) == 1  # an account is new once
 
 
 async def test_an_unverified_identity_and_a_replayed_callback_are_refused(

@@ -1,4 +1,5 @@
-"""The money routes over ASGI: the Stripe webhook's signature, the demo checkout's ledger path."""
+"""The money routes over ASGI: the Stripe webhook's signature, the demo checkout's ledger path,
+the driver's money operations on /api/v1 handing off to it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from evplug.bus.base import Message
 from evplug.bus.memory import MemoryBus
@@ -18,13 +18,13 @@ from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
 from evplug.payments.demo import DemoProvider
-from evplug.payments.events import PaymentEvents
 from evplug.payments.stripe_webhooks import sign
 from evplug.store.repository import Repository
-from evplug.web.payments import PaymentsWeb, payments_router
+from evplug.web.app import create_app
+from evplug.web.mail import LogMailer
 from tests.payments.conftest import event, intent
 from tests.store.conftest import bare_engine, database_url, engine, repo
-from tests.web.conftest import client_for
+from tests.web.conftest import accounts_config, as_driver, client_for
 
 __all__ = ["bare_engine", "database_url", "engine", "repo"]
 
@@ -37,17 +37,11 @@ class Web:
         self.clock = FakeClock()
         self.bus = MemoryBus(self.clock)
         self.changes: list[pb.BalanceChanged] = []
-        web = PaymentsWeb(
-            DemoProvider(repo, self.clock),
-            PaymentEvents(repo, self.clock),
-            self.bus,
-            self.clock,
-            "AUD",
-            SECRET,
-        )
-        self.app = FastAPI()
-        self.app.state.driver_id = "u"
-        self.app.include_router(payments_router(web))
+        self.mailer = LogMailer()
+        accounts = accounts_config(clock=self.clock, mailer=self.mailer)
+        provider = DemoProvider(repo, self.clock)
+        self.app = create_app(self.bus, repo, None, accounts, provider, SECRET)
+        as_driver(self.app, "u")
 
     async def on_change(self, msg: Message) -> None:
         self.changes.append(unpack(msg.data, pb.BalanceChanged))
@@ -57,6 +51,7 @@ class Web:
 @pytest.fixture
 async def web(repo: Repository) -> AsyncIterator[tuple[Web, httpx.AsyncClient]]:
     site = Web(repo)
+    await repo.users.ensure_user("u", "Driver", "u@example.invalid")
     await site.bus.subscribe(subjects.BALANCE_CHANGED, "test", site.on_change)
     async with client_for(site.app) as client:
         yield site, client
@@ -110,18 +105,18 @@ async def test_a_signed_event_of_a_type_we_do_not_handle_is_acknowledged(web) ->
 
 async def test_the_demo_checkout_is_labelled_and_credits_through_the_ledger(web) -> None:
     site, client = web
-    small = await client.post("/api/top-ups", json={"amount_cents": 999})
+    small = await client.post("/api/v1/top-ups", json={"amount_cents": 999})
     assert small.status_code == 422
-    started = await client.post(
-        "/api/top-ups", json={"amount_cents": 1_500, "return_url": "https://evil.example/"}
-    )
-    url = started.json()["url"]
-    assert url.startswith("/pay/demo/demo_pi_") and url.endswith("?return_to=/")
+    started = await client.post("/api/v1/top-ups", json={"amount_cents": 1_500})
+    url = started.json()["redirect_url"]
+    assert url.startswith("/pay/demo/demo_pi_") and url.endswith("?return_to=/money")
     page = await client.get(url)
     assert page.status_code == 200 and "demo — no money moves" in page.text
     assert "15.00 AUD" in page.text
     paid = await client.post(url, follow_redirects=False)
-    assert paid.status_code == 303 and paid.headers["location"] == "/"
+    assert paid.status_code == 303 and paid.headers["location"] == "/money"
+    evil = await client.get(url.replace("/money", "https://evil.example/"))
+    assert 'action="?return_to=/"' in evil.text  # back only to a page of this site
     await client.post(url, follow_redirects=False)  # pressed twice: credited once
     assert await site.repo.ledger.balance("u") == 1_500
     (entry,) = await site.repo.ledger.entries("u")
@@ -151,13 +146,14 @@ async def test_a_guests_card_hold_starts_the_socket_or_is_released(web, answer: 
         return pack(pb.DriverReply(code=refused, reason="this socket is in use"))
 
     await site.bus.serve(subjects.for_site(subjects.DRIVER, "site"), mothership)
-    missing = await client.post("/api/plugs/nope/guest-holds", json={"amount_cents": 1_000})
+    as_driver(site.app, None)  # a visitor without an account
+    missing = await client.post("/api/v1/plugs/nope/guest-holds", json={"amount_cents": 1_000})
     assert missing.status_code == 404
     started = await client.post(
-        "/api/plugs/p/guest-holds", json={"amount_cents": 1_000, "email": "g@example.invalid"}
+        "/api/v1/plugs/p/guest-holds", json={"amount_cents": 1_000, "email": "g@example.invalid"}
     )
-    assert started.json()["follow"] == "/plugs/p"
-    url = started.json()["url"]
+    assert started.json()["follow_url"] == "/plug/p"
+    url = started.json()["redirect_url"]
     assert "demo — no money moves" in (await client.get(url)).text
     await client.post(url, follow_redirects=False)
     hold_id = url.removeprefix("/pay/demo/").split("?")[0]
@@ -167,5 +163,8 @@ async def test_a_guests_card_hold_starts_the_socket_or_is_released(web, answer: 
     balance = await site.repo.ledger.balance(f"guest-{hold_id}")
     if answer == "ok":
         assert balance == 1_000 and hold is not None and hold.captured_cents is None
-    else:  # not started: nothing taken, the hold released
+        assert not site.mailer.sent
+    else:  # not started: nothing taken, the hold released, the guest told by mail
         assert balance == 0 and hold is not None and hold.captured_cents == 0
+        (mail,) = site.mailer.sent
+        assert (mail.to, mail.subject) == ("g@example.invalid", "Your charging receipt")

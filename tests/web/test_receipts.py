@@ -10,14 +10,13 @@ from evplug.payments.receipts import money
 from evplug.store.repository import Repository
 from evplug.web.receipts import receipts_router
 from tests.store.conftest import bare_engine, database_url, engine, repo
-from tests.web.conftest import client_for
+from tests.web.conftest import as_driver, client_for
 
 __all__ = ["bare_engine", "database_url", "engine", "repo"]
 
 
 def app_for(repo: Repository, driver: str) -> FastAPI:
-    app = FastAPI()
-    app.state.driver_id = driver
+    app = as_driver(FastAPI(), driver)
     app.include_router(receipts_router(repo))
     return app
 

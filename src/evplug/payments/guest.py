@@ -8,12 +8,13 @@ released, each step a ledger entry, so the guest's account ends at zero.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 
 from evplug.clock import Clock
 from evplug.core import ledger
 from evplug.payments.events import hold_of_guest
-from evplug.payments.mail import send_mail
 from evplug.payments.provider import PaymentsProvider
 from evplug.store.repository import Repository
 
@@ -21,12 +22,18 @@ log = structlog.get_logger(__name__)
 
 RELEASED_BY = "evplug"
 
+# Sends one email (to, subject, text): the accounts' mailer, as the assembly wires it.
+SendMail = Callable[[str, str, str], Awaitable[None]]
+
 
 class GuestHolds:
-    def __init__(self, provider: PaymentsProvider, repo: Repository, clock: Clock) -> None:
+    def __init__(
+        self, provider: PaymentsProvider, repo: Repository, clock: Clock, send_mail: SendMail
+    ) -> None:
         self.provider = provider
         self.repo = repo
         self.clock = clock
+        self.send_mail = send_mail
 
     async def settle(self, user_id: str, cost_cents: int, receipt: str = "") -> int | None:
         """Capture what the guest's session cost (at most the hold), release the rest; the
@@ -65,5 +72,5 @@ class GuestHolds:
         await self.repo.payments.set_captured(payment_intent_id, taken, now_ms)
         log.info("guest.settled", payment_intent=payment_intent_id, captured_cents=taken)
         if intent is not None and intent.email:
-            await send_mail(intent.email, "Your charging receipt", receipt or f"Paid {taken}.")
+            await self.send_mail(intent.email, "Your charging receipt", receipt or f"Paid {taken}.")
         return taken

@@ -255,6 +255,13 @@ class Payments:
                 row.threshold_cents, row.amount_cents = threshold_cents, amount_cents
                 row.paused_reason, row.paused_ms = "", None
 
+    async def stop_auto_top_up(self, user_id: str) -> None:
+        """The driver switched auto top-up off: no row, no charge."""
+        async with self._sessions.begin() as db:
+            row = await db.get(AutoTopUp, user_id)
+            if row is not None:
+                await db.delete(row)
+
     async def auto_top_up(self, user_id: str) -> AutoTopUpRecord | None:
         async with self._sessions() as db:
             row = await db.get(AutoTopUp, user_id)

@@ -12,9 +12,11 @@ import asyncio
 import re
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -25,6 +27,11 @@ from evplug.store.records import AccountRecord
 from evplug.web.auth import hash_token
 from evplug.web.mail import Mail
 from evplug.web.rate_limit import Limit, RateLimiter
+
+log = structlog.get_logger(__name__)
+
+# Told of each new account (user id, email): the assembly makes its payments customer here.
+SignUpHook = Callable[[str, str], Awaitable[None]]
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256  # argon2 takes any length; a megabyte password should not cost us more
@@ -100,12 +107,19 @@ def safe_next(next_path: str | None) -> str:
 
 class AccountService:
     def __init__(
-        self, accounts: Accounts, clock: Clock, limiter: RateLimiter, policy: AccountPolicy
+        self,
+        accounts: Accounts,
+        clock: Clock,
+        limiter: RateLimiter,
+        policy: AccountPolicy,
+        on_sign_up: SignUpHook | None = None,
     ) -> None:
         self.accounts = accounts
         self.clock = clock
         self.limiter = limiter
         self.policy = policy
+        self.on_sign_up = on_sign_up
+        self._welcomes: set[asyncio.Task[None]] = set()
         # Verified against when the email has no password, so it takes as long as a real one.
         self._decoy_hash = policy.hasher.hash(secrets.token_urlsafe(16))
 
@@ -162,6 +176,35 @@ class AccountService:
             return None
         return taken.user_id, taken.payload
 
+    # -- new accounts ------------------------------------------------------------------------
+
+    async def welcome(self, user_id: str, email: str) -> None:
+        """Run the sign-up hook for a new account; a failure never undoes the account: it is
+        logged and counted, and the hook's work is redone when next needed (it is idempotent)."""
+        if self.on_sign_up is None:
+            return
+        try:
+            await self.on_sign_up(user_id, email)
+        except Exception as exc:
+            metrics.SIGN_UP_HOOK_FAILED.inc()
+            log.warning(
+                "accounts.sign_up_hook_failed",
+                user_id=user_id,
+                error=f"{type(exc).__name__}: {exc}",
+                fix="nothing to do: it is retried at the driver's first top-up",
+            )
+
+    def _welcome_later(self, user_id: str, email: str) -> None:
+        # After the answer: its time must not tell a new address from a known one.
+        task = asyncio.create_task(self.welcome(user_id, email))
+        self._welcomes.add(task)
+        task.add_done_callback(self._welcomes.discard)
+
+    async def welcomed(self) -> None:
+        """Wait until every new account's hook has run (at shutdown, and in tests)."""
+        while self._welcomes:
+            await asyncio.gather(*self._welcomes)
+
     # -- flows -------------------------------------------------------------------------------
 
     async def sign_up(self, email: str, password: str, ip: str, name: str = "") -> Mail:
@@ -191,6 +234,7 @@ class AccountService:
                 "If you forgot your password, reset it from the sign-in page.",
                 link,
             )
+        self._welcome_later(account.id, email)
         link = await self._link(Purpose.VERIFY, account.id, "/verify", life.verify_s)
         return verify_mail(email, link)
 

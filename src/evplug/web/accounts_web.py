@@ -9,7 +9,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 
 from evplug.clock import Clock, SystemClock
 from evplug.store.repository import Repository
-from evplug.web.accounts import AccountPolicy, AccountService, TooManyAttempts
+from evplug.web.accounts import AccountPolicy, AccountService, SignUpHook, TooManyAttempts
 from evplug.web.auth import Authenticator, SessionPolicy, install_auth
 from evplug.web.csrf import CsrfProtect
 from evplug.web.mail import LogMailer, Mail, Mailer
@@ -65,6 +65,8 @@ class AccountsConfig:
     demo: DemoCredentials | None = None
     oidc: OidcConfig | None = None  # sign-in with an OIDC issuer, when one is configured
     clock: Clock = field(default_factory=SystemClock)
+    # Each new account, by sign-up or by OIDC: the assembly makes its payments customer.
+    on_sign_up: SignUpHook | None = None
 
 
 def install_accounts(app: FastAPI, repo: Repository, config: AccountsConfig) -> None:
@@ -76,12 +78,19 @@ def install_accounts(app: FastAPI, repo: Repository, config: AccountsConfig) -> 
 
     auth = Authenticator(repo.accounts, config.clock, config.sessions)
     install_auth(app, auth)
-    service = AccountService(repo.accounts, config.clock, RateLimiter(config.clock), config.policy)
+    service = AccountService(
+        repo.accounts, config.clock, RateLimiter(config.clock), config.policy, config.on_sign_up
+    )
     oidc = None
     if config.oidc is not None:
         lifetime_s = config.policy.lifetimes.oidc_s
         oidc = OidcLogin(
-            config.oidc, config.policy.public_url, repo.accounts, config.clock, lifetime_s
+            config.oidc,
+            config.policy.public_url,
+            repo.accounts,
+            config.clock,
+            lifetime_s,
+            service.welcome,
         )
     app.state.accounts = AccountsWeb(service, config.mailer, config.demo, oidc)
     secure = config.sessions.secure_cookies

@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evplug import metrics
 from evplug.bus.base import Bus
+from evplug.clock import SystemClock
 from evplug.contracts import subjects
+from evplug.payments.events import PaymentEvents
 from evplug.payments.provider import PaymentsProvider
 from evplug.store.repository import Repository
 from evplug.web import driver_api, driver_pages
@@ -31,7 +33,10 @@ from evplug.web.auth import is_api
 from evplug.web.driver_ops import DriverError, DriverOps
 from evplug.web.limits import BodyLimit
 from evplug.web.live import LiveView
+from evplug.web.mail import text_sender
 from evplug.web.pages import render
+from evplug.web.payments import PaymentsWeb, payments_router
+from evplug.web.receipts import receipts_router
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +58,12 @@ def create_app(
     driver: DriverConfig | None = None,
     accounts: AccountsConfig | None = None,
     payments: PaymentsProvider | None = None,
+    webhook_secret: str | None = None,
 ) -> FastAPI:
+    """The app; with ``payments``, its money pages, the provider's pages, the Stripe webhook
+    (taken when ``webhook_secret`` is set) and the receipts."""
     config = driver or DriverConfig()
+    accounts = accounts or AccountsConfig(AccountPolicy(LOCAL_URL))
     live: LiveView | None = None
 
     @asynccontextmanager
@@ -67,6 +76,7 @@ def create_app(
             yield
         finally:
             await live.stop()
+            await app.state.accounts.service.welcomed()
 
     def current_live() -> LiveView:
         if live is None:
@@ -89,7 +99,7 @@ def create_app(
         min_start_credit_cents=config.min_start_credit_cents,
         request_timeout_s=config.request_timeout_s,
     )
-    install_accounts(app, repo, accounts or AccountsConfig(AccountPolicy(LOCAL_URL)))
+    install_accounts(app, repo, accounts)
     app.add_middleware(BodyLimit)  # after: the outermost, so it caps what CSRF reads too
     install_error_pages(app)
 
@@ -99,6 +109,18 @@ def create_app(
 
     app.include_router(driver_api.create_router())
     app.include_router(driver_pages.create_router())
+    if payments is not None:
+        clock = SystemClock()
+        payments_web = PaymentsWeb(
+            payments,
+            PaymentEvents(repo, clock),
+            bus,
+            clock,
+            text_sender(accounts.mailer),
+            webhook_secret,
+        )
+        app.include_router(payments_router(payments_web))
+        app.include_router(receipts_router(repo, config.currency))
     return app
 
 

@@ -177,7 +177,8 @@ def authenticator(request: Request) -> Authenticator:
 
 
 def is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    """A program's request (the JSON API, a provider's webhook): answered in JSON, not pages."""
+    return request.url.path.startswith(("/api/", "/webhooks/"))
 
 
 async def optional_principal(request: Request) -> Principal | None:
@@ -200,6 +201,8 @@ async def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+# Open to everyone, a visitor without an account included (a guest paying by card).
+Anyone = Annotated[Principal | None, Depends(optional_principal)]
 
 
 async def current_user_id(principal: CurrentPrincipal) -> str:

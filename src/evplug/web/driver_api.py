@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.sse import EventSourceResponse
 
 from evplug.core.plug import Prompt
-from evplug.payments.provider import MIN_TOP_UP_CENTS
-from evplug.web.auth import CurrentPrincipal, CurrentUserId
-from evplug.web.driver_ops import MAX_TOP_UP_CENTS, DriverOps
+from evplug.payments.provider import GUEST_MIN_HOLD_CENTS, MAX_TOP_UP_CENTS, MIN_TOP_UP_CENTS
+from evplug.web.auth import Anyone, CurrentPrincipal, CurrentUserId
+from evplug.web.driver_ops import DriverOps
 
 # How long (ms) a browser waits before it reconnects a dropped event stream.
 SSE_RETRY_MS = 2_000
+# Where a provider's page sends the driver back (providers make a path absolute as they need).
+MONEY_PAGE = "/money"
 
 
 def driver_ops(request: Request) -> DriverOps:
@@ -105,6 +107,28 @@ class TransactionOut(BaseModel):
     amount_cents: int
     amount: str
     memo: str
+    receipt_url: str = Field(description="its receipt page; empty for an entry without one")
+
+
+class AutoTopUpOut(BaseModel):
+    on: bool
+    threshold_cents: int
+    amount_cents: int
+    paused_reason: str = Field(description="why auto top-up is paused (empty while it works)")
+
+
+class AutoTopUpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: bool
+    threshold_cents: int = Field(ge=0, le=MAX_TOP_UP_CENTS)
+    amount_cents: int = Field(ge=MIN_TOP_UP_CENTS, le=MAX_TOP_UP_CENTS)
+
+
+class CardOut(BaseModel):
+    id: str
+    brand: str
+    last4: str
+    default: bool
 
 
 class MoneyOut(BaseModel):
@@ -113,7 +137,21 @@ class MoneyOut(BaseModel):
     currency: str
     min_top_up_cents: int
     payments: bool
+    provider: str = Field(description='the payments provider; "demo" moves no money')
+    auto_top_up: AutoTopUpOut
+    cards: list[CardOut]
     transactions: list[TransactionOut]
+
+
+class GuestHoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_cents: int = Field(ge=GUEST_MIN_HOLD_CENTS, le=MAX_TOP_UP_CENTS)
+    email: str = Field("", max_length=320, pattern=r"^$|^[^@\s]+@[^@\s]+$")
+
+
+class GuestHoldOut(BaseModel):
+    redirect_url: str = Field(description="the provider's page where the visitor pays")
+    follow_url: str = Field(description="the plug's page, to follow the session")
 
 
 class TopUpIn(BaseModel):
@@ -208,25 +246,42 @@ def create_router() -> APIRouter:
             currency=found.currency,
             min_top_up_cents=found.min_top_up_cents,
             payments=found.payments,
+            provider=found.provider,
+            auto_top_up=AutoTopUpOut.model_validate(found.auto_top_up, from_attributes=True),
+            cards=[CardOut.model_validate(c, from_attributes=True) for c in found.cards],
             transactions=[
                 TransactionOut.model_validate(t, from_attributes=True) for t in found.transactions
             ],
         )
+
+    @router.put("/auto-top-up")
+    async def set_auto_top_up(body: AutoTopUpIn, ops: Ops, user_id: CurrentUserId) -> AutoTopUpOut:
+        """Switch auto top-up on (a paused one resumes) or off; while a session runs, the card
+        is charged ``amount_cents`` when the balance falls below ``threshold_cents``."""
+        chosen = await ops.set_auto_top_up(
+            user_id, body.on, body.threshold_cents, body.amount_cents
+        )
+        return AutoTopUpOut.model_validate(chosen, from_attributes=True)
+
+    @router.post("/plugs/{plug_id}/guest-holds")
+    async def guest_hold(plug_id: str, body: GuestHoldIn, ops: Ops, _: Anyone) -> GuestHoldOut:
+        """Pay by card without an account: a hold for the most the visitor will spend; the
+        socket starts when the hold succeeds, exactly the cost is taken and the rest released."""
+        redirect = await ops.guest_hold(plug_id, body.amount_cents, body.email)
+        return GuestHoldOut(redirect_url=redirect.url, follow_url=f"/plug/{plug_id}")
 
     @router.post("/top-ups")
     async def top_up(
         body: TopUpIn, ops: Ops, request: Request, user_id: CurrentUserId
     ) -> RedirectOut:
         """Start a top-up: the provider's checkout comes back to the money page."""
-        back = str(request.base_url).rstrip("/") + "/money"
-        redirect = await ops.top_up(user_id, body.amount_cents, back)
+        redirect = await ops.top_up(user_id, body.amount_cents, MONEY_PAGE)
         return RedirectOut(redirect_url=redirect.url)
 
     @router.post("/payment-methods/portal")
     async def payment_methods(ops: Ops, request: Request, user_id: CurrentUserId) -> RedirectOut:
         """The provider's page where this driver manages their cards."""
-        back = str(request.base_url).rstrip("/") + "/money"
-        redirect = await ops.manage_payment_methods(user_id, back)
+        redirect = await ops.manage_payment_methods(user_id, MONEY_PAGE)
         return RedirectOut(redirect_url=redirect.url)
 
     return router

@@ -12,16 +12,28 @@ import contextlib
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import quote
 
 from evplug.bus.base import Bus, NoResponders, RequestTimeout
+from evplug.clock import Clock, SystemClock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
+from evplug.core.ledger import KEY_PREFIX, EntryKind
 from evplug.core.plug import Prompt
-from evplug.payments.provider import MIN_TOP_UP_CENTS, PaymentsProvider, Redirect
+from evplug.payments.events import guest_user_id
+from evplug.payments.provider import (
+    GUEST_MIN_HOLD_CENTS,
+    MAX_TOP_UP_CENTS,
+    MIN_TOP_UP_CENTS,
+    PaymentsError,
+    PaymentsProvider,
+    Redirect,
+)
 from evplug.store.records import EntryRecord, SessionRecord
 from evplug.store.repository import Repository
 from evplug.store.sql import UnknownUser
@@ -30,6 +42,7 @@ from evplug.web.chart import power_chart
 from evplug.web.live import LiveView
 from evplug.web.plug_view import PlugView, plug_view
 
+T = TypeVar("T")
 Code = pb.DriverReplyCode
 _REPLY_STATUS = {
     Code.DRIVER_REPLY_CODE_UNKNOWN_PLUG: 404,
@@ -37,9 +50,10 @@ _REPLY_STATUS = {
     Code.DRIVER_REPLY_CODE_BAD_REQUEST: 422,
 }
 PAGE_SIZE = 20
-# The most a single top-up may be: a typo of an extra zero or two is caught here.
-MAX_TOP_UP_CENTS = 100_000
 TOP_UP_PRESETS_CENTS = (1_000, 2_000, 5_000)
+# The original's auto top-up defaults: below $10, add $20.
+AUTO_TOP_UP_THRESHOLD_CENTS = 1_000
+AUTO_TOP_UP_AMOUNT_CENTS = 2_000
 # Below this the home page warns: the original's default auto top-up threshold.
 LOW_BALANCE_CENTS = 1_000
 CSV_COLUMNS = (
@@ -85,6 +99,25 @@ class Transaction:
     amount_cents: int
     amount: str
     memo: str
+    receipt_url: str  # its receipt page, or "" for an entry that has none
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopUp:
+    on: bool
+    threshold_cents: int
+    threshold: str
+    amount_cents: int
+    amount: str
+    paused_reason: str  # why it is paused (a declined card...); "" while it works
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    id: str
+    brand: str
+    last4: str
+    default: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +137,9 @@ class Money:
     min_top_up_cents: int
     min_top_up: str
     payments: bool  # a provider is configured
+    provider: str  # its name: "demo" takes no money
+    auto_top_up: AutoTopUp
+    cards: list[Card]
     transactions: list[Transaction]
 
 
@@ -119,7 +155,9 @@ class DriverOps:
         min_start_credit_cents: int,
         request_timeout_s: float,
         low_balance_cents: int = LOW_BALANCE_CENTS,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock or SystemClock()
         self.bus = bus
         self.repo = repo
         self._live = live
@@ -155,7 +193,24 @@ class DriverOps:
     async def plug(self, user_id: str, plug_id: str) -> PlugView:
         return await self._view(user_id, self.status(plug_id), {})
 
-    async def _view(self, user_id: str, status: pb.PlugStatus, owners: dict[str, str]) -> PlugView:
+    async def visitor_plug(self, plug_id: str, hold_id: str = "") -> PlugView:
+        """The plug as a visitor without an account sees it; with the id of the card hold they
+        paid (the link the checkout sent them back with), their own session on it."""
+        status = self.status(plug_id)
+        guest = guest_user_id(hold_id) if hold_id else ""
+        try:
+            balance = await self.repo.ledger.balance(guest) if guest else 0
+        except UnknownUser:  # the hold is not authorized yet
+            guest, balance = "", 0
+        return await self._view(guest, status, {}, balance)
+
+    async def _view(
+        self,
+        user_id: str,
+        status: pb.PlugStatus,
+        owners: dict[str, str],
+        balance_cents: int | None = None,
+    ) -> PlugView:
         """``owners`` caches session id -> driver across the updates of one stream."""
         owner = owners.get(status.session_id)
         if status.session_id and owner is None:
@@ -168,7 +223,7 @@ class DriverOps:
             session_user_id=owner,
             user_id=user_id,
             site_name=site.name if site else status.site_id,
-            balance_cents=await self.balance(user_id),
+            balance_cents=await self.balance(user_id) if balance_cents is None else balance_cents,
             min_start_credit_cents=self.min_start_credit_cents,
         )
 
@@ -305,6 +360,8 @@ class DriverOps:
     async def money(self, user_id: str, limit: int = 50) -> Money:
         balance = await self.balance(user_id)
         entries = await self.repo.ledger.latest_entries(user_id, limit=limit)
+        customer = await self.repo.payments.customer(user_id)
+        default_card = customer.default_payment_method if customer else ""
         return Money(
             balance_cents=balance,
             balance=words.money(balance, self.currency),
@@ -313,6 +370,12 @@ class DriverOps:
             min_top_up_cents=MIN_TOP_UP_CENTS,
             min_top_up=words.money(MIN_TOP_UP_CENTS, self.currency),
             payments=self.payments is not None,
+            provider=self.payments.name if self.payments is not None else "",
+            auto_top_up=await self.auto_top_up(user_id),
+            cards=[
+                Card(m.id, m.brand, m.last4, m.id == default_card)
+                for m in await self.repo.payments.methods(user_id)
+            ],
             transactions=[self._transaction(e) for e in entries],
         )
 
@@ -323,7 +386,45 @@ class DriverOps:
             amount_cents=entry.amount_cents,
             amount=words.money(entry.amount_cents, self.currency),
             memo=entry.memo,
+            receipt_url=receipt_url(entry.idempotency_key),
         )
+
+    async def auto_top_up(self, user_id: str) -> AutoTopUp:
+        """The driver's auto top-up; off, the original's defaults to switch it on with."""
+        found = await self.repo.payments.auto_top_up(user_id)
+        threshold = found.threshold_cents if found else AUTO_TOP_UP_THRESHOLD_CENTS
+        amount = found.amount_cents if found else AUTO_TOP_UP_AMOUNT_CENTS
+        return AutoTopUp(
+            on=found is not None,
+            threshold_cents=threshold,
+            threshold=words.money(threshold, self.currency),
+            amount_cents=amount,
+            amount=words.money(amount, self.currency),
+            paused_reason=found.paused_reason if found else "",
+        )
+
+    async def set_auto_top_up(
+        self, user_id: str, on: bool, threshold_cents: int, amount_cents: int
+    ) -> AutoTopUp:
+        """Switch auto top-up on (a paused one resumes) with these amounts, or off."""
+        if on:
+            if not 0 <= threshold_cents <= MAX_TOP_UP_CENTS:
+                high = words.money(MAX_TOP_UP_CENTS, self.currency)
+                raise DriverError(422, f"the threshold must be between $0 and {high}")
+            if not MIN_TOP_UP_CENTS <= amount_cents <= MAX_TOP_UP_CENTS:
+                low = words.money(MIN_TOP_UP_CENTS, self.currency)
+                high = words.money(MAX_TOP_UP_CENTS, self.currency)
+                raise DriverError(422, f"auto top up at least {low} and at most {high}")
+            self._provider()
+            await self.repo.payments.set_auto_top_up(user_id, threshold_cents, amount_cents)
+        else:
+            await self.repo.payments.stop_auto_top_up(user_id)
+        # The mothership reads the new settings for the sessions under way.
+        change = pb.BalanceChanged(
+            user_id=user_id, ledger_key="auto-top-up-settings", timestamp_ms=self.clock.now_ms()
+        )
+        await self.bus.publish(subjects.BALANCE_CHANGED, pack(change))
+        return await self.auto_top_up(user_id)
 
     def _provider(self) -> PaymentsProvider:
         if self.payments is None:
@@ -337,16 +438,54 @@ class DriverOps:
             low = words.money(MIN_TOP_UP_CENTS, self.currency)
             high = words.money(MAX_TOP_UP_CENTS, self.currency)
             raise DriverError(422, f"top up at least {low} and at most {high}")
-        provider = self._provider()
-        account = await self.repo.users.get_user(user_id)
-        await provider.ensure_customer(user_id, account.email)
-        return await provider.start_top_up(user_id, amount_cents, self.currency, return_url)
+        provider = await self._customer(user_id)
+        return await _handed_off(
+            provider.start_top_up(user_id, amount_cents, self.currency, return_url)
+        )
 
     async def manage_payment_methods(self, user_id: str, return_url: str) -> Redirect:
+        provider = await self._customer(user_id)
+        return await _handed_off(provider.manage_payment_methods(user_id, return_url))
+
+    async def _customer(self, user_id: str) -> PaymentsProvider:
+        """The provider, with this driver's customer made (again, if sign-up could not)."""
         provider = self._provider()
         account = await self.repo.users.get_user(user_id)
-        await provider.ensure_customer(user_id, account.email)
-        return await provider.manage_payment_methods(user_id, return_url)
+        await _handed_off(provider.ensure_customer(user_id, account.email))
+        return provider
+
+    async def guest_hold(self, plug_id: str, amount_cents: int, email: str) -> Redirect:
+        """Pay by card without an account: a hold for the most the visitor wants to spend,
+        at the provider; the session follows on the plug's page."""
+        if not GUEST_MIN_HOLD_CENTS <= amount_cents <= MAX_TOP_UP_CENTS:
+            low = words.money(GUEST_MIN_HOLD_CENTS, self.currency)
+            high = words.money(MAX_TOP_UP_CENTS, self.currency)
+            raise DriverError(422, f"hold at least {low} and at most {high}")
+        provider = self._provider()
+        site_id = await self.repo.sites.site_of_plug(plug_id)
+        if site_id is None:
+            raise DriverError(404, f"no plug {plug_id!r}: check the code on the socket's label")
+        site = await self.repo.sites.get_site(site_id)
+        currency = site.currency if site else self.currency
+        follow = f"/plug/{plug_id}"
+        return await _handed_off(
+            provider.start_guest_hold(plug_id, amount_cents, currency, email, follow)
+        )
+
+
+async def _handed_off(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except PaymentsError as exc:
+        raise DriverError(502, f"the payments provider refused: {exc}; try again later") from None
+
+
+def receipt_url(ledger_key: str) -> str:
+    """The receipt page of a ledger entry: top-ups and sessions have one."""
+    for kind, path in ((EntryKind.TOP_UP, "top-ups"), (EntryKind.SESSION_CHARGE, "sessions")):
+        if ledger_key.startswith(KEY_PREFIX[kind]):
+            return f"/receipts/{path}/{quote(ledger_key.removeprefix(KEY_PREFIX[kind]))}"
+    return ""
 
 
 def when(ms: int) -> str:

@@ -8,6 +8,7 @@ A refusal is shown on the page it came from, in words, with the status it deserv
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 from urllib.parse import quote
 
@@ -15,8 +16,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from evplug.core.plug import Prompt
-from evplug.web.auth import CurrentUserId, optional_principal
-from evplug.web.driver_api import Ops
+from evplug.web.auth import Anyone, CurrentUserId, optional_principal, sign_in_url
+from evplug.web.driver_api import MONEY_PAGE, Ops
 from evplug.web.driver_ops import DriverError, dollars_to_cents
 from evplug.web.pages import render
 
@@ -35,6 +36,9 @@ MANIFEST = {
         {"src": "/static/icon-512.png", "sizes": "512x512", "type": "image/png"},
     ],
 }
+
+
+GUEST_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+")
 
 
 def plug_path(plug_id: str) -> str:
@@ -77,12 +81,52 @@ def create_router() -> APIRouter:
         return RedirectResponse(plug_path(plug_id), status_code=301)
 
     @router.get("/plug/{plug_id}", response_class=HTMLResponse)
-    async def plug(request: Request, plug_id: str, ops: Ops, user_id: CurrentUserId) -> Response:
+    async def plug(
+        request: Request,
+        plug_id: str,
+        ops: Ops,
+        who: Anyone,
+        guest: Annotated[str, Query(max_length=100)] = "",
+    ) -> Response:
+        """A driver's plug page; a visitor sees it without controls, offered sign-in or "Pay by
+        card", and, back from paying (``guest``: the card hold's id), follows the session."""
         try:
-            view = await ops.plug(user_id, plug_id)
+            if who is None:
+                view = await ops.visitor_plug(plug_id, guest)
+                context = {"plug": view, "guest": guest, "next": sign_in_url(plug_path(plug_id))}
+                return await render(request, "plug_visitor.html", context)
+            view = await ops.plug(who.user_id, plug_id)
         except DriverError as exc:
             return await render(request, "problem.html", {"error": exc.message}, exc.status)
         return await render(request, "plug.html", {"plug": view})
+
+    @router.post("/plug/{plug_id}/pay-by-card", response_class=HTMLResponse)
+    async def pay_by_card(
+        request: Request,
+        plug_id: str,
+        ops: Ops,
+        _: Anyone,
+        amount: Annotated[str, Form(max_length=20)],
+        email: Annotated[str, Form(max_length=320)] = "",
+    ) -> Response:
+        try:
+            email = email.strip()
+            if email and not GUEST_EMAIL.fullmatch(email):
+                raise DriverError(422, f"{email[:80]!r} is not an email address: leave it empty")
+            redirect = await ops.guest_hold(plug_id, dollars_to_cents(amount), email)
+        except DriverError as exc:
+            try:
+                view = await ops.visitor_plug(plug_id)
+            except DriverError:
+                return await render(request, "problem.html", {"error": exc.message}, exc.status)
+            context = {
+                "plug": view,
+                "guest": "",
+                "next": sign_in_url(plug_path(plug_id)),
+                "error": exc.message,
+            }
+            return await render(request, "plug_visitor.html", context, exc.status)
+        return RedirectResponse(redirect.url, status_code=303)
 
     @router.post("/plug/{plug_id}", response_class=HTMLResponse)
     async def choose(
@@ -143,19 +187,35 @@ def create_router() -> APIRouter:
         user_id: CurrentUserId,
         amount: Annotated[str, Form(max_length=20)],
     ) -> Response:
-        back = str(request.base_url).rstrip("/") + "/money"
         try:
-            redirect = await ops.top_up(user_id, dollars_to_cents(amount), back)
+            redirect = await ops.top_up(user_id, dollars_to_cents(amount), MONEY_PAGE)
         except DriverError as exc:
             context = {"money": await ops.money(user_id), "error": exc.message}
             return await render(request, "money.html", context, exc.status)
         return RedirectResponse(redirect.url, status_code=303)
 
+    @router.post("/money/auto-top-up", response_class=HTMLResponse)
+    async def auto_top_up(
+        request: Request,
+        ops: Ops,
+        user_id: CurrentUserId,
+        threshold: Annotated[str, Form(max_length=20)],
+        amount: Annotated[str, Form(max_length=20)],
+        on: Annotated[str, Form(max_length=5)] = "",
+    ) -> Response:
+        try:
+            await ops.set_auto_top_up(
+                user_id, on == "on", dollars_to_cents(threshold), dollars_to_cents(amount)
+            )
+        except DriverError as exc:
+            context = {"money": await ops.money(user_id), "error": exc.message}
+            return await render(request, "money.html", context, exc.status)
+        return RedirectResponse(MONEY_PAGE, status_code=303)
+
     @router.post("/money/payment-methods", response_class=HTMLResponse)
     async def payment_methods(request: Request, ops: Ops, user_id: CurrentUserId) -> Response:
-        back = str(request.base_url).rstrip("/") + "/money"
         try:
-            redirect = await ops.manage_payment_methods(user_id, back)
+            redirect = await ops.manage_payment_methods(user_id, MONEY_PAGE)
         except DriverError as exc:
             context = {"money": await ops.money(user_id), "error": exc.message}
             return await render(request, "money.html", context, exc.status)

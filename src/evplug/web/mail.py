@@ -8,6 +8,7 @@ Anywhere else a page showing the link would hand any account to whoever asks for
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal, Protocol
@@ -48,6 +49,15 @@ class LogMailer:
             subject=mail.subject,
             link=mail.link,
         )
+
+
+def text_sender(mailer: Mailer) -> Callable[[str, str, str], Awaitable[None]]:
+    """``send(to, subject, text)`` through ``mailer``: for those who mail without a link."""
+
+    async def send(to: str, subject: str, text: str) -> None:
+        await mailer.send(Mail(to, subject, text))
+
+    return send
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from joserfc.jwk import KeySet
 
 from evplug.clock import Clock
 from evplug.store.accounts import Accounts, EmailTaken
-from evplug.web.accounts import Purpose, safe_next
+from evplug.web.accounts import Purpose, SignUpHook, safe_next
 from evplug.web.auth import hash_token
 
 with warnings.catch_warnings():
@@ -60,8 +60,10 @@ class OidcLogin:
         accounts: Accounts,
         clock: Clock,
         lifetime_s: float,
+        on_new_account: SignUpHook | None = None,
     ) -> None:
         self.config = config
+        self.on_new_account = on_new_account
         self.redirect_uri = public_url + CALLBACK_PATH
         self.accounts = accounts
         self.clock = clock
@@ -178,6 +180,9 @@ class OidcLogin:
             except EmailTaken:  # made a moment ago by a second callback
                 account = await self.accounts.by_email(email)
                 assert account is not None
+            else:
+                if self.on_new_account is not None:
+                    await self.on_new_account(account.id, email)
         elif not account.email_verified:
             await self.accounts.claim(account.id)
         log.info("oidc.signed_in", user_id=account.id, issuer=self.config.issuer_url)

@@ -1,4 +1,5 @@
-"""Money routes: top-ups, card management, the Stripe webhook and the demo checkout.
+"""The provider's side of money: the Stripe webhook and the demo checkout pages (the driver's
+money operations are on /api/v1, in ``driver_api``).
 
 The webhook applies a signed event through the payment events (once by event id, a credit once
 by payment intent) and tells the mothership of each balance it changed, on the bus.
@@ -9,13 +10,12 @@ from __future__ import annotations
 import html
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from evplug import metrics
 from evplug.bus.base import Bus, NoResponders, RequestTimeout
@@ -25,21 +25,17 @@ from evplug.contracts import subjects
 from evplug.contracts.wire import pack, unpack
 from evplug.core.plug import Prompt
 from evplug.payments.demo import DemoPaymentError, DemoProvider
-from evplug.payments.events import PaymentEventError, PaymentEvents, Processed
-from evplug.payments.guest import GuestHolds
+from evplug.payments.events import GUEST_HOLD, PaymentEventError, PaymentEvents, Processed
+from evplug.payments.guest import GuestHolds, SendMail
 from evplug.payments.provider import (
-    GUEST_MIN_HOLD_CENTS,
-    MAX_TOP_UP_CENTS,
-    MIN_TOP_UP_CENTS,
-    PaymentsError,
     PaymentsProvider,
 )
 from evplug.payments.stripe_webhooks import BadSignature, verify_event
-from evplug.web.auth import current_user_id
+from evplug.web.auth import Anyone
+from evplug.web.csrf import csrf_input
 
 log = structlog.get_logger(__name__)
 
-Driver = Annotated[str, Depends(current_user_id)]
 GUEST_START_TIMEOUT_S = 5.0
 
 
@@ -49,31 +45,8 @@ class PaymentsWeb:
     events: PaymentEvents
     bus: Bus
     clock: Clock
-    currency: str
+    send_mail: SendMail  # the guest's receipt, when a hold is released
     webhook_secret: str | None = None
-
-
-class TopUp(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount_cents: int = Field(ge=MIN_TOP_UP_CENTS, le=MAX_TOP_UP_CENTS)
-    return_url: str = "/"
-
-
-class GuestHold(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount_cents: int = Field(ge=GUEST_MIN_HOLD_CENTS, le=MAX_TOP_UP_CENTS)
-    email: str = Field("", max_length=320, pattern=r"^$|^[^@\s]+@[^@\s]+$")
-
-
-class ReturnTo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    return_url: str = "/"
-
-
-class AutoTopUpChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    threshold_cents: int = Field(ge=0, le=MAX_TOP_UP_CENTS)
-    amount_cents: int = Field(ge=MIN_TOP_UP_CENTS, le=MAX_TOP_UP_CENTS)
 
 
 def local_path(url: str) -> str:
@@ -120,7 +93,7 @@ async def start_guest_session(
 def payments_router(web: PaymentsWeb) -> APIRouter:
     router = APIRouter()
 
-    guests = GuestHolds(web.provider, web.events.repo, web.clock)
+    guests = GuestHolds(web.provider, web.events.repo, web.clock, web.send_mail)
 
     async def apply(event: dict[str, Any]) -> Processed:
         processed = await web.events.process(event)
@@ -145,84 +118,13 @@ def payments_router(web: PaymentsWeb) -> APIRouter:
             raise HTTPException(400, f"webhook refused: {exc}") from None
         return {"received": True, "applied": processed.first_time, "outcome": processed.outcome}
 
-    @router.post("/api/top-ups")
-    async def start_top_up(choice: TopUp, user_id: Driver) -> dict[str, str]:
-        try:
-            redirect = await web.provider.start_top_up(
-                user_id, choice.amount_cents, web.currency, local_path(choice.return_url)
-            )
-        except PaymentsError as exc:
-            raise HTTPException(502, str(exc)) from None
-        return {"url": redirect.url}
-
-    @router.post("/api/payment-methods")
-    async def manage_cards(choice: ReturnTo, user_id: Driver) -> dict[str, str]:
-        try:
-            redirect = await web.provider.manage_payment_methods(
-                user_id, local_path(choice.return_url)
-            )
-        except PaymentsError as exc:
-            raise HTTPException(502, str(exc)) from None
-        return {"url": redirect.url}
-
-    @router.post("/api/plugs/{plug_id}/guest-holds")
-    async def start_guest_hold(plug_id: str, hold: GuestHold) -> dict[str, str]:
-        """Pay by card without an account: a hold for the most the guest wants to spend."""
-        repo = web.events.repo
-        site_id = await repo.sites.site_of_plug(plug_id)
-        if site_id is None:
-            raise HTTPException(404, f"no plug {plug_id!r}: check the code on the socket")
-        site = await repo.sites.get_site(site_id)
-        currency = site.currency if site else web.currency
-        try:
-            redirect = await web.provider.start_guest_hold(
-                plug_id, hold.amount_cents, currency, hold.email, f"/plugs/{plug_id}"
-            )
-        except PaymentsError as exc:
-            raise HTTPException(502, str(exc)) from None
-        return {"url": redirect.url, "follow": f"/plugs/{plug_id}"}
-
-    @router.get("/api/payments")
-    async def payments_status(user_id: Driver) -> dict[str, Any]:
-        """What the money page shows: cards, auto top-up and why it is paused, if it is."""
-        repo = web.events.repo
-        customer = await repo.payments.customer(user_id)
-        auto = await repo.payments.auto_top_up(user_id)
-        return {
-            "provider": web.provider.name,
-            "default_card": customer.default_payment_method if customer else "",
-            "cards": [
-                {"id": m.id, "brand": m.brand, "last4": m.last4}
-                for m in await repo.payments.methods(user_id)
-            ],
-            "auto_top_up": None
-            if auto is None
-            else {
-                "threshold_cents": auto.threshold_cents,
-                "amount_cents": auto.amount_cents,
-                "paused_reason": auto.paused_reason,
-            },
-        }
-
-    @router.put("/api/auto-top-up")
-    async def set_auto_top_up(choice: AutoTopUpChoice, user_id: Driver) -> dict[str, Any]:
-        await web.events.repo.payments.set_auto_top_up(
-            user_id, choice.threshold_cents, choice.amount_cents
-        )
-        # The mothership reads the new settings for the sessions under way.
-        change = pb.BalanceChanged(
-            user_id=user_id, ledger_key="auto-top-up-settings", timestamp_ms=web.clock.now_ms()
-        )
-        await web.bus.publish(subjects.BALANCE_CHANGED, pack(change))
-        return await payments_status(user_id)
-
     if isinstance(web.provider, DemoProvider):
         _demo_checkout(router, web.provider, apply)
     return router
 
 
 def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
-    @router.get("/pay/demo/cards", response_class=HTMLResponse)
+    @router.get("/pay/demo/cards", response_class=HTMLResponse, include_in_schema=False)
     async def demo_cards(return_to: str = "/") -> str:
         back = html.escape(local_path(return_to))
         return _page(
@@ -231,29 +133,39 @@ def _demo_checkout(router: APIRouter, demo: DemoProvider, apply: Any) -> None:
             f'<p><a href="{back}">Back</a></p>',
         )
 
-    @router.get("/pay/demo/{intent_id}", response_class=HTMLResponse)
-    async def demo_checkout(intent_id: str, user_id: Driver, return_to: str = "/") -> str:
+    @router.get("/pay/demo/{intent_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def demo_checkout(
+        request: Request, intent_id: str, who: Anyone, return_to: str = "/"
+    ) -> str:
+        """A driver's own top-up, or a guest's card hold (open to whoever has its link)."""
         try:
-            intent = await demo.checkout(user_id, intent_id)
+            intent = await demo.checkout(who.user_id if who else "", intent_id)
         except DemoPaymentError as exc:
             raise HTTPException(404, str(exc)) from None
         amount = f"{intent.amount_cents / 100:.2f} {intent.currency.upper()}"
         back = html.escape(quote(local_path(return_to)))
+        hold = intent.purpose == GUEST_HOLD
+        title, what = (
+            ("Pay by card (demo)", "Hold at most") if hold else ("Top up (demo)", "Top up")
+        )
         return _page(
-            "Top up (demo)",
-            f"<p>Top up <strong>{amount}</strong>.</p>"
-            f'<form method="post" action="?return_to={back}">'
+            title,
+            f"<p>{what} <strong>{amount}</strong>.</p>"
+            f'<form method="post" action="?return_to={back}">{csrf_input(request)}'
             f'<button type="submit">Pay {amount} (demo — no money moves)</button></form>',
         )
 
-    @router.post("/pay/demo/{intent_id}")
-    async def demo_pay(intent_id: str, user_id: Driver, return_to: str = "/") -> RedirectResponse:
+    @router.post("/pay/demo/{intent_id}", include_in_schema=False)
+    async def demo_pay(intent_id: str, who: Anyone, return_to: str = "/") -> RedirectResponse:
         try:
-            event = await demo.pay(user_id, intent_id)
+            event = await demo.pay(who.user_id if who else "", intent_id)
         except DemoPaymentError as exc:
             raise HTTPException(404, str(exc)) from None
         await apply(event)
-        return RedirectResponse(local_path(return_to), status_code=303)
+        back = local_path(return_to)
+        if event["data"]["object"]["metadata"].get("purpose") == GUEST_HOLD:
+            back += ("&" if "?" in back else "?") + f"guest={quote(intent_id)}"
+        return RedirectResponse(back, status_code=303)
 
 
 def _page(title: str, body: str) -> str:

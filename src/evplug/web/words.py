@@ -39,7 +39,7 @@ END_WORDS: dict[str, str] = {
     "tripped": "Stopped: the socket tripped",
     "relay_not_responding": "Stopped: the socket did not respond",
     "relay_switched_off": "Stopped: the socket was switched off at the socket",
-    "unsupervised_too_long": "Stopped: the site lost its connection for too long",
+    "unsupervised_too_long": "Stopped: the socket lost touch with the server, for safety",
 }
 
 RELAY_NOT_RESPONDING = "Not responding: the socket is offline, try again in a minute"

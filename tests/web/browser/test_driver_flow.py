@@ -1,9 +1,9 @@
 """A driver's whole journey in a real browser on a phone-sized screen: sign up, verify by the
-mailed link, money on the balance, open a socket by its QR URL, Enable Socket, watch the power
-rise without a reload, Disable Socket, find the session billed in the history.
+mailed link, top up $20 through the money page and the demo provider's checkout, open a socket
+by its QR URL, Enable Socket, watch the power rise without a reload, Disable Socket, find the
+session billed in the history and its receipt.
 
-The balance is credited by posting to the ledger directly: the demo payments provider (the
-payments work) is not on this branch yet, and a stand-in has no place in a browser test.
+The other journeys credit the ledger directly: they are about the socket, not the money.
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ async def test_sign_up_charge_stop_and_find_the_session_billed(served, phone: Ph
     context = await phone(site.url)
     page = await context.new_page()
     user_id = await sign_up(page, site, "ana@example.com")
-    await credit(site.system, user_id, 2_000)
     await page.goto("/money")
+    await expect(page.locator("#balance")).to_have_text("$0.00")
+    await page.get_by_role("button", name="Top up $20.00").click()
+    await expect(page.get_by_text("demo — no money moves").first).to_be_visible()
+    await page.get_by_role("button", name=re.compile(r"^Pay 20\.00 AUD")).click()
+    await expect(page.get_by_role("heading", name="Money")).to_be_visible()
     await expect(page.locator("#balance")).to_have_text("$20.00")
+    assert await site.system.repo.ledger.balance(user_id) == 2_000
 
     await page.goto(f"/plug/{plug_id}")  # what the socket's QR code carries
     await expect(page.locator("#words")).to_have_text("Available")
@@ -91,6 +96,8 @@ async def test_sign_up_charge_stop_and_find_the_session_billed(served, phone: Ph
     assert balance == 2_000 - session.cost_cents
     await expect(page.locator("#balance")).to_have_text(words.money(balance))
     await row_link_shows_the_chart(page)
+    await page.get_by_role("link", name="Receipt").click()
+    await expect(page.get_by_text(f"{session.cost_cents / 100:.2f} AUD").first).to_be_visible()
 
 
 async def row_link_shows_the_chart(page: Page) -> None:
