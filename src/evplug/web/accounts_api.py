@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from evplug.web.accounts import AccountError, TooManyAttempts
-from evplug.web.accounts_web import AccountsWeb, accounts_web, client_ip, too_many
+from evplug.web.accounts import AccountError
+from evplug.web.accounts_web import AccountsWeb, accounts_web, client_ip
 from evplug.web.auth import CurrentPrincipal, authenticator, start_session
 
 router = APIRouter(prefix="/api/v1/auth", tags=["accounts"])
@@ -84,12 +84,7 @@ def _bad_link() -> HTTPException:
 async def sign_up(body: SignUp, request: Request, web: Web, bg: BackgroundTasks) -> dict[str, Any]:
     """Creates an unverified account and mails a verification link (or, for an address that has
     an account, a sign-in link): the answer is the same either way."""
-    try:
-        mail = await web.service.sign_up(body.email, body.password, client_ip(request), body.name)
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    mail = await web.service.sign_up(body.email, body.password, client_ip(request), body.name)
     return _sent(web.deliver(bg, mail))
 
 
@@ -106,10 +101,7 @@ async def verify(body: TokenOnly, request: Request, response: Response, web: Web
 async def resend_verification(
     who: CurrentPrincipal, request: Request, web: Web, bg: BackgroundTasks
 ) -> dict[str, Any]:
-    try:
-        mail = await web.service.resend_verification(who.user_id, client_ip(request))
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    mail = await web.service.resend_verification(who.user_id, client_ip(request))
     return _sent(web.deliver(bg, mail))
 
 
@@ -117,10 +109,7 @@ async def resend_verification(
 async def sign_in(
     body: Credentials, request: Request, response: Response, web: Web
 ) -> dict[str, Any]:
-    try:
-        user_id = await web.service.sign_in(body.email, body.password, client_ip(request))
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    user_id = await web.service.sign_in(body.email, body.password, client_ip(request))
     if user_id is None:
         raise HTTPException(401, "wrong email or password: try again, or reset the password")
     await start_session(request, response, user_id)
@@ -131,12 +120,7 @@ async def sign_in(
 async def send_sign_in_link(
     body: EmailOnly, request: Request, web: Web, bg: BackgroundTasks
 ) -> dict[str, Any]:
-    try:
-        mail = await web.service.send_sign_in_link(body.email, client_ip(request), body.next)
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    mail = await web.service.send_sign_in_link(body.email, client_ip(request), body.next)
     return _sent(web.deliver(bg, mail))
 
 
@@ -165,12 +149,7 @@ async def me(_: CurrentPrincipal, request: Request) -> dict[str, Any]:
 async def forgot_password(
     body: EmailOnly, request: Request, web: Web, bg: BackgroundTasks
 ) -> dict[str, Any]:
-    try:
-        mail = await web.service.request_reset(body.email, client_ip(request))
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    mail = await web.service.request_reset(body.email, client_ip(request))
     return _sent(web.deliver(bg, mail))
 
 
@@ -179,10 +158,7 @@ async def reset_password(
     body: NewPassword, request: Request, response: Response, web: Web
 ) -> dict[str, Any]:
     """Sets the new password, signs every device out, and signs this one in."""
-    try:
-        user_id = await web.service.reset_password(body.token, body.password)
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
+    user_id = await web.service.reset_password(body.token, body.password)
     if user_id is None:
         raise _bad_link()
     await start_session(request, response, user_id)
@@ -192,12 +168,9 @@ async def reset_password(
 @router.post("/password/change", status_code=204)
 async def change_password(body: PasswordChange, who: CurrentPrincipal, web: Web) -> None:
     """Other devices are signed out; this one stays signed in."""
-    try:
-        await web.service.change_password(
-            who.user_id, body.current_password, body.new_password, who.session_id
-        )
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
+    await web.service.change_password(
+        who.user_id, body.current_password, body.new_password, who.session_id
+    )
 
 
 @router.post("/email/change", status_code=202)
@@ -205,14 +178,9 @@ async def change_email(
     body: EmailChange, who: CurrentPrincipal, request: Request, web: Web, bg: BackgroundTasks
 ) -> dict[str, Any]:
     """Mails a confirmation link to the new address; the change happens when it is opened."""
-    try:
-        mail = await web.service.request_email_change(
-            who.user_id, body.new_email, body.password, client_ip(request)
-        )
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
-    except TooManyAttempts as exc:
-        raise too_many(exc) from None
+    mail = await web.service.request_email_change(
+        who.user_id, body.new_email, body.password, client_ip(request)
+    )
     return _sent(web.deliver(bg, mail))
 
 

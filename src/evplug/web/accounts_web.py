@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 
 from evplug.clock import Clock, SystemClock
 from evplug.store.repository import Repository
-from evplug.web.accounts import AccountPolicy, AccountService, SignUpHook, TooManyAttempts
+from evplug.web.accounts import AccountPolicy, AccountService, SignUpHook
 from evplug.web.auth import Authenticator, SessionPolicy, install_auth
 from evplug.web.csrf import CsrfProtect
 from evplug.web.mail import LogMailer, Mail, Mailer
@@ -45,14 +45,6 @@ def accounts_web(request: Request) -> AccountsWeb:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def too_many(exc: TooManyAttempts) -> HTTPException:
-    return HTTPException(
-        429,
-        f"too many attempts: wait {exc.retry_after_s:.0f} s and try again",
-        headers={"Retry-After": str(round(exc.retry_after_s))},
-    )
 
 
 @dataclass(frozen=True, slots=True)

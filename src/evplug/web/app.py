@@ -27,7 +27,7 @@ from evplug.payments.events import PaymentEvents
 from evplug.payments.provider import PaymentsProvider
 from evplug.store.repository import Repository
 from evplug.web import driver_api, driver_pages
-from evplug.web.accounts import AccountPolicy
+from evplug.web.accounts import AccountError, AccountPolicy, TooManyAttempts
 from evplug.web.accounts_web import AccountsConfig, install_accounts
 from evplug.web.auth import is_api
 from evplug.web.driver_ops import DriverError, DriverOps
@@ -130,6 +130,15 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(DriverError)
     async def _refused(request: Request, exc: DriverError) -> Response:
         return await _problem(request, exc.status, exc.message)
+
+    @app.exception_handler(AccountError)
+    async def _account_refused(request: Request, exc: AccountError) -> Response:
+        return await _problem(request, 422, str(exc))
+
+    @app.exception_handler(TooManyAttempts)
+    async def _too_many(request: Request, exc: TooManyAttempts) -> Response:
+        wait = f"too many attempts: wait {exc.retry_after_s:.0f} s and try again"
+        return await _problem(request, 429, wait, {"Retry-After": str(round(exc.retry_after_s))})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
