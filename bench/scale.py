@@ -123,7 +123,11 @@ def build_store(path: Path, plugs: int, sessions: float) -> list[str]:
         " VALUES (?, ?, ?, '', 'shelly', ?, ?, 0)",
         rows,
     )
-    db.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", users)
+    db.executemany(
+        "INSERT INTO users (id, name, email, balance_cents, email_verified, role, created_ms)"
+        " VALUES (?, ?, ?, ?, 1, 'driver', 0)",
+        users,
+    )
     db.executemany(
         "INSERT INTO sessions (id, plug_id, user_id, started_ms, price_cents_per_kwh, energy_wh,"
         " end_reason) VALUES (?, ?, ?, ?, ?, 0, '')",
