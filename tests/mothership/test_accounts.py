@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from evplug.clock import settle
 from evplug.core.plug import Prompt, State
 from evplug.mothership.accounts import Accounts
@@ -15,7 +17,7 @@ from evplug.payments.guest import GuestHolds
 from evplug.payments.provider import Charge
 from evplug.web.mail import LogMailer, text_sender
 from tests.mothership.conftest import MakeSite
-from tests.mothership.harness import Site
+from tests.mothership.harness import Site, restart
 
 
 class CountingProvider(DemoProvider):
@@ -230,3 +232,39 @@ async def test_a_guest_who_stops_early_pays_exactly_the_cost_and_the_rest_is_rel
     assert await site.repo.ledger.balance(guest) == 0
     hold = await site.repo.payments.intent(hold_id)
     assert hold is not None and (hold.status, hold.captured_cents) == ("captured", cost)
+
+
+async def test_telemetry_is_stored_and_acked_while_a_balance_read_is_slow(
+    make_site: MakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sharing a balance out may read the store; the telemetry handler never waits for it."""
+    site = await make_site()
+    await site.add_driver("d", credit_cents=100)
+    await start_both(site, "d")
+    for _ in range(5):
+        await site.advance(60)
+        await site.read(60)
+        await site.answer()
+    first, second = site.plug_ids
+    assert {site.ms.plug(p).state for p in site.plug_ids} == {State.CHARGING}
+    site = await restart(site)  # a new mothership: it has read no balance yet
+    shared_before = site.ms.plug(second).credit_cents
+    reading = asyncio.Event()
+    slow = asyncio.Event()
+    real_balance = site.repo.ledger.balance
+
+    async def slow_read(*_: object) -> dict[str, int]:
+        reading.set()
+        await slow.wait()
+        return {"d": await real_balance("d")}
+
+    monkeypatch.setattr(site.repo.ledger, "balances", slow_read, raising=False)
+    monkeypatch.setattr(site.repo.ledger, "balance", slow_read)
+    await site.advance(60)
+    message = await asyncio.wait_for(site.read(60), timeout=5)
+    assert message.acked and reading.is_set()
+    assert site.ms.plug(second).credit_cents == shared_before  # not yet shared out anew
+    slow.set()
+    await site.ms.accounts.drain()
+    cost = site.ms.plug(first).session_cost_cents
+    assert site.ms.plug(second).credit_cents == 100 - cost < shared_before

@@ -122,3 +122,15 @@ async def test_what_the_store_hands_out_is_plain_and_detached(repo: Repository) 
         assert dataclasses.is_dataclass(value) and type(value).__module__ == "evplug.store.records"
         with pytest.raises(dataclasses.FrozenInstanceError):
             value.id = "changed"  # type: ignore[union-attr,misc]
+
+
+async def test_many_drivers_balances_are_read_together(repo: Repository) -> None:
+    drivers = [f"d{n:04}" for n in range(1_200)]  # more than one read's worth of ids
+    for n, user_id in enumerate(drivers[:3]):
+        await repo.users.ensure_user(user_id, user_id, f"{user_id}@example.invalid")
+        await repo.ledger.post(ledger.top_up(user_id, f"pi_{user_id}", 100 * (n + 1), 1))
+    for user_id in drivers[3:]:
+        await repo.users.ensure_user(user_id, user_id, f"{user_id}@example.invalid")
+    balances = await repo.ledger.balances([*drivers, "nobody"])
+    assert len(balances) == len(drivers) and "nobody" not in balances
+    assert [balances[u] for u in drivers[:4]] == [100, 200, 300, 0]

@@ -10,8 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug.bus.base import BusError
+from evplug.core.plug import Plug
 from evplug.metrics import value
-from evplug.store.database import create_schema
+from evplug.store.database import create_schema, make_engine, sqlite_turn, sqlite_url
+from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink, SinkFull
 
 WRITTEN = "evplug_telemetry_rows_written_total"
@@ -142,3 +144,36 @@ async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
     assert acks.count == 1
     await sink.flush()  # waits for what is being written, then writes the rest
     assert acks.count == 2 and await stored(engine) == 20
+
+
+async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path) -> None:
+    """Telemetry, effect batches and checkpoints wait for the writer before them in order,
+    not in SQLite's busy handler, whose sleeps let a late comer go first."""
+    engine = make_engine(sqlite_url(tmp_path / "turns.sqlite3"))
+    await create_schema(engine)
+    repo, sink = Repository(engine), ReadingSink(engine, max_rows=1000)
+    await repo.sites.ensure_site("site", "Site", 30, "AUD")
+    await repo.sites.register_plug("p", "site", "f", "sim", Plug("p", "f").snapshot())
+    finished: list[str] = []
+
+    async def write(name: str, work: Awaitable[object]) -> None:
+        await work
+        finished.append(name)
+
+    turn = sqlite_turn(engine)
+    assert turn is not None and sqlite_turn(engine) is turn
+    await sink.add(rows(10))
+    async with turn:
+        writes = [
+            asyncio.create_task(write("telemetry", sink.flush())),
+            asyncio.create_task(write("effects", repo.effects.write([], 1))),
+            asyncio.create_task(
+                write("checkpoint", repo.sites.save_plugs([Plug("p", "f").snapshot()], 1))
+            ),
+        ]
+        await asyncio.sleep(0.2)  # a real wait: the writers are in threads of their own
+        assert finished == []
+    await asyncio.gather(*writes)
+    assert finished == ["telemetry", "effects", "checkpoint"]
+    assert await stored(engine) == 10
+    await engine.dispose()

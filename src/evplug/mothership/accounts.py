@@ -57,10 +57,13 @@ class Accounts:
         # changes only by a close (seen here as an event) or a posting (a BalanceChanged).
         self._balances: dict[str, int] = {}
         self._auto: dict[str, AutoTopUpRecord | None] = {}
+        self._forgotten = 0  # balances dropped from the cache, ever: a read racing one is stale
+        self._due: set[str] = set()  # accounts whose sessions read since they were shared out
+        self._sharing: asyncio.Future[None] | None = None
 
     def on_event(self, effect: object) -> None:
         if isinstance(effect, SessionClosed):
-            self._balances.pop(effect.user_id, None)
+            self._forget(effect.user_id)
             if self.guests is not None and hold_of_guest(effect.user_id):
                 self._background(self._settle_guest(effect))
 
@@ -82,35 +85,76 @@ class Accounts:
 
     async def balance_changed(self, user_id: str) -> None:
         """A posting (or new auto top-up settings): read them again, share the balance anew."""
-        self._balances.pop(user_id, None)
+        self._forget(user_id)
         self._auto.pop(user_id, None)
         await self.check(user_id)
 
-    async def readings(self, plug_ids: Iterable[str]) -> None:
-        """Readings came for these plugs: their accounts' sessions share the balance anew."""
-        users = {self.registry.plugs[p].user_id for p in plug_ids if p in self.registry.plugs}
-        for user_id in sorted(u for u in users if u):
-            await self.check(user_id)
+    def _forget(self, user_id: str) -> None:
+        self._balances.pop(user_id, None)
+        self._forgotten += 1
+
+    def readings(self, plug_ids: Iterable[str]) -> None:
+        """Readings came for these plugs: their accounts' sessions share the balance anew.
+
+        Soon, not now: the telemetry handler never waits for it (a balance may have to be read
+        from the store). One task at a time works through every account that is due, so a burst
+        of readings asks once per account, and its balances are read in bulk.
+        """
+        plugs = self.registry.plugs
+        self._due.update(user for p in plug_ids if p in plugs and (user := plugs[p].user_id))
+        self._share_soon()
+
+    def _share_soon(self) -> None:
+        if self._due and self._sharing is None:
+            self._sharing = asyncio.ensure_future(self._share_due())
+
+    async def _share_due(self) -> None:
+        try:
+            while self._due:
+                due, self._due = sorted(self._due), set()
+                try:
+                    await self._check_all(due)
+                except Exception:
+                    # The next readings of these plugs make them due again.
+                    log.exception("session.credit_share_failed", accounts=len(due))
+        finally:
+            self._sharing = None
 
     async def check(self, user_id: str) -> None:
-        plugs = self.registry.plugs_of_user(user_id)
-        if not plugs:
-            self._balances.pop(user_id, None)
-            self._auto.pop(user_id, None)
-            return
-        balance = self._balances.get(user_id)
-        if balance is None:
-            balance = self._balances[user_id] = await self.repo.ledger.balance(user_id)
-        now_ms = self.clock.now_ms()
-        # Read together, after the await: the sessions' accruals as of one moment.
-        plugs = self.registry.plugs_of_user(user_id)
-        sessions = [open_session(p) for p in plugs]
-        credits = credit.session_credits(balance, sessions)
-        for plug in plugs:
-            limit = credits[plug.plug_id]
-            if plug.session_id and plug.user_id == user_id and plug.credit_cents != limit:
-                await self.apply(plug, plug.credit_changed(limit, now_ms))
-        await self._top_up_if_due(user_id, balance, sessions)
+        await self._check_all([user_id])
+
+    async def _check_all(self, user_ids: list[str]) -> None:
+        for user_id in user_ids:
+            if not self.registry.plugs_of_user(user_id):
+                self._balances.pop(user_id, None)
+                self._auto.pop(user_id, None)
+        unread = [u for u in user_ids if u not in self._balances]
+        if unread:
+            forgotten = self._forgotten
+            read = await self.repo.ledger.balances(unread)
+            if self._forgotten != forgotten:
+                # A posting or a close landed meanwhile: this read may predate it. Ask again.
+                read = {}
+                self._due.update(unread)
+                self._share_soon()
+            for user_id in unread:
+                # Kept only while the driver has sessions (one may have closed meanwhile).
+                if user_id in read and self.registry.plugs_of_user(user_id):
+                    self._balances[user_id] = read[user_id]
+        for user_id in user_ids:
+            balance = self._balances.get(user_id)
+            if balance is None:
+                continue
+            now_ms = self.clock.now_ms()
+            # Read together, after the last await: the sessions' accruals as of one moment.
+            plugs = self.registry.plugs_of_user(user_id)
+            sessions = [open_session(p) for p in plugs]
+            credits = credit.session_credits(balance, sessions)
+            for plug in plugs:
+                limit = credits[plug.plug_id]
+                if plug.session_id and plug.user_id == user_id and plug.credit_cents != limit:
+                    await self.apply(plug, plug.credit_changed(limit, now_ms))
+            await self._top_up_if_due(user_id, balance, sessions)
 
     async def _top_up_if_due(
         self, user_id: str, balance: int, sessions: list[credit.OpenSession]
@@ -150,6 +194,8 @@ class Accounts:
 
     async def drain(self) -> None:
         """Let the charges under way finish (stopping must not cut one off half recorded)."""
+        if self._sharing is not None:
+            await self._sharing
         for task in list(self._charging):
             with contextlib.suppress(Exception):
                 await task

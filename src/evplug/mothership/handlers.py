@@ -89,7 +89,7 @@ class BusHandlers:
             return
         self.registry.note_currents(rows)
         settled = self.submit_many(effects)
-        await self.accounts.readings({row[0] for row in rows})
+        self.accounts.readings(row[0] for row in rows)
 
         async def ack_once_settled() -> None:
             if all(f.done() for f in settled):

@@ -3,11 +3,15 @@ PostgreSQL through asyncpg."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from evplug.store import schema
@@ -33,6 +37,34 @@ def make_engine(url: str) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# The turn lock of each SQLite engine, for the event loop it was made on.
+_TURNS: WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    WeakKeyDictionary()
+)
+
+
+def sqlite_turn(engine: AsyncEngine) -> asyncio.Lock | None:
+    """On SQLite, the lock this process's writers take turns by; None on PostgreSQL.
+
+    SQLite has one writer at a time, and a writer that finds the file locked waits in its busy
+    handler, which sleeps in steps of up to 100 ms and lets whoever tries next go first: a
+    telemetry batch and a batch of effects would each wait out the other's sleeps. Taking turns
+    on one lock, in order, the next writer starts the moment the last commits.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    loop = asyncio.get_running_loop()
+    held = _TURNS.get(engine.sync_engine)
+    if held is None or held[0] is not loop:
+        held = _TURNS[engine.sync_engine] = (loop, asyncio.Lock())
+    return held[1]
+
+
+def write_turn(engine: AsyncEngine) -> AbstractAsyncContextManager[object]:
+    """Hold while writing: the SQLite writers' turn (``sqlite_turn``), nothing on PostgreSQL."""
+    return sqlite_turn(engine) or contextlib.nullcontext()
 
 
 def _json_text(value: Any) -> str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Effect, SessionClosed, SessionOpened, Transitioned
+from evplug.store.database import write_turn
 from evplug.store.sessions import close_and_bill, insert_sessions
 from evplug.store.sites import insert_transitions
 from evplug.store.sql import save_snapshots
@@ -40,8 +41,9 @@ class PlugWrite:
 
 
 class EffectBatches:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> None:
         self._sessions = sessions
+        self._engine = engine
 
     async def write(self, batch: Sequence[PlugWrite], now_ms: int) -> dict[str, int]:
         """Write every plug's effects and snapshot in one transaction, all or nothing.
@@ -53,7 +55,7 @@ class EffectBatches:
         transitions = [e for e in effects if isinstance(e, Transitioned)]
         opened = [e for e in effects if isinstance(e, SessionOpened)]
         balances: dict[str, int] = {}
-        async with self._sessions.begin() as db:
+        async with write_turn(self._engine), self._sessions.begin() as db:
             if transitions:
                 await insert_transitions(db, transitions)
             if opened:

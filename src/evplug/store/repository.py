@@ -23,10 +23,10 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.sites = Sites(sessions)
+        self.sites = Sites(sessions, engine)
         self.users = Users(sessions)
         self.accounts = Accounts(sessions)
         self.ledger = Ledger(sessions)
         self.sessions = Sessions(sessions)
         self.payments = Payments(sessions)
-        self.effects = EffectBatches(sessions)
+        self.effects = EffectBatches(sessions, engine)

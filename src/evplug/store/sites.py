@@ -6,17 +6,19 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
+from evplug.store.database import write_turn
 from evplug.store.models import Circuit, CircuitParent, PlugRow, Site, Transition
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
 from evplug.store.sql import insert_new, save_snapshots
 
 
 class Sites:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> None:
         self._sessions = sessions
+        self._engine = engine
 
     async def ensure_site(
         self, site_id: str, name: str, price_cents_per_kwh: int, currency: str
@@ -108,7 +110,7 @@ class Sites:
             return await db.scalar(select(PlugRow.site_id).where(PlugRow.id == plug_id))
 
     async def save_plugs(self, snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
-        async with self._sessions.begin() as db:
+        async with write_turn(self._engine), self._sessions.begin() as db:
             await save_snapshots(db, snapshots, now_ms)
 
     async def record_transitions(self, transitions: Sequence[Transitioned]) -> None:

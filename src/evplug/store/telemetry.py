@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from evplug import metrics
 from evplug.settings import TelemetrySettings
 from evplug.store import partitions
+from evplug.store.database import sqlite_turn
 from evplug.store.rollups import MARK, MINUTE_MS
 
 log = structlog.get_logger(__name__)
@@ -82,7 +83,7 @@ class ReadingSink:
         # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
         # of its steps too: waiters are served in turn, so a batch waits for one step at most
         # (SQLite's own busy wait would let a step that follows at once go first, again and again).
-        self.write_lock = asyncio.Lock()
+        self._own_lock = asyncio.Lock()
         self.on_written = on_written
         self._writing: asyncio.Task[None] | None = None
         # Readings before this are past their retention: the upkeep moves it before it prunes.
@@ -91,6 +92,12 @@ class ReadingSink:
         self._partitions: set[int] = set()  # days known to have their partition
         self._statement = _insert_statement(engine.dialect.paramstyle)
         self._mark = MARK.format(_PLACEHOLDERS[engine.dialect.paramstyle](1))
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """Held while a batch is written (see ``__init__``); on SQLite, the turn every writer of
+        this process takes (``database.sqlite_turn``)."""
+        return sqlite_turn(self.engine) or self._own_lock
 
     @property
     def buffered(self) -> int:
