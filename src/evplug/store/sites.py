@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
 from evplug.store.database import write_turn
-from evplug.store.models import Circuit, CircuitParent, PlugRow, Site, Transition
+from evplug.store.models import Circuit, CircuitParent, PlugRow, Site
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
-from evplug.store.sql import insert_new, save_snapshots
+from evplug.store.sql import driver_insert, insert_new, save_snapshots
 
 
 class Sites:
@@ -121,19 +121,23 @@ class Sites:
             await insert_transitions(db, transitions)
 
 
+_TRANSITION_COLUMNS = ("plug_id", "session_id", "from_state", "to_state", "trigger", "at_ms")
+
+
 async def insert_transitions(db: AsyncSession, transitions: Sequence[Transitioned]) -> None:
     """Append inside the caller's transaction, one statement for them all; repeats are kept out."""
-    await db.execute(
-        insert_new(db, Transition, "plug_id", "at_ms", "from_state", "to_state"),
+    conn = await db.connection()
+    await conn.exec_driver_sql(
+        driver_insert(conn.dialect.paramstyle, "transitions", _TRANSITION_COLUMNS),
         [
-            {
-                "plug_id": t.plug_id,
-                "session_id": t.session_id,
-                "from_state": str(t.from_state),
-                "to_state": str(t.to_state),
-                "trigger": str(t.trigger),
-                "at_ms": t.at_ms,
-            }
+            (
+                t.plug_id,
+                t.session_id,
+                t.from_state.value,
+                t.to_state.value,
+                t.trigger.value,
+                t.at_ms,
+            )
             for t in transitions
         ],
     )

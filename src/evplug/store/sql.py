@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -15,6 +15,23 @@ from evplug.store.models import Base, LedgerEntry, PlugRow, User
 
 class UnknownUser(LookupError):
     pass
+
+
+_PLACEHOLDERS = {  # the drivers' own parameter styles
+    "qmark": lambda n: "?",
+    "numeric_dollar": lambda n: f"${n}",
+}
+
+
+def driver_insert(paramstyle: str, table: str, columns: Sequence[str]) -> str:
+    """A raw INSERT that keeps out rows whose key is stored, in the driver's parameter style.
+
+    For rows written by the thousand: the driver takes them as tuples, with no SQL compiled and
+    no parameters processed per row.
+    """
+    values = ", ".join(_PLACEHOLDERS[paramstyle](n) for n in range(1, len(columns) + 1))
+    names = ", ".join(columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
 
 def insert_new(db: AsyncSession, model: type[Base], *key: str) -> postgresql.Insert | sqlite.Insert:
