@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy import select
 
 from evplug.contracts import evplug_pb2 as pb
-from evplug.core.plug import Prompt, SessionClosed, State
+from evplug.core.plug import Prompt, SessionClosed, State, SwitchRelay
 from evplug.mothership.admission import LoadSettings
 from evplug.store.effect_batches import PlugWrite
 from evplug.store.models import Transition
@@ -77,6 +77,29 @@ async def test_a_batch_of_many_plugs_keeps_each_plugs_order(make_site: MakeSite)
         assert path[-len(emitted) :] == emitted
     assert site.ms.plug(site.plug_ids[0]).state is State.ACCOUNT_NULL
     assert all(site.ms.plug(p).state is State.CHARGING for p in site.plug_ids[1:])
+
+
+async def test_a_batchs_commands_are_in_flight_together(make_site: MakeSite) -> None:
+    """On a broker each publish waits for its ack: a batch's plugs must not wait in turn."""
+    site = await make_site(plugs=4)
+    in_flight, all_in_flight = 0, asyncio.Event()
+    real_publish = site.bus.publish
+
+    async def publish(subject: str, data: bytes, msg_id: str = "") -> bool:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == len(site.plug_ids):
+            all_in_flight.set()
+        await asyncio.wait_for(all_in_flight.wait(), timeout=5)
+        return await real_publish(subject, data, msg_id)
+
+    site.bus.publish = publish  # type: ignore[method-assign]
+    settled = [
+        site.ms.pending.submit(site.ms.plug(p), [SwitchRelay(p, f"{p}#on", True, 1)])
+        for p in site.plug_ids
+    ]
+    assert all(await asyncio.gather(*settled))
+    assert sorted(c.request_id for c in site.commands) == sorted(f"{p}#on" for p in site.plug_ids)
 
 
 async def test_a_crash_between_batches_applies_every_effect_once(make_site: MakeSite) -> None:
