@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evplug.core.actual import ActualState
-from evplug.core.plug import Plug, Settings, State
+from evplug.core.plug import Effect, Plug, Settings, State
 from tests.core.test_plug_properties import events, run
 
 
@@ -73,3 +76,31 @@ def test_a_plug_restored_from_the_stores_json_is_the_same_plug(sequence: list[tu
     original = Plug("p", "f")
     run(original, sequence)
     assert every_slot(Plug.restore(stored(original))) == every_slot(original)
+
+
+# A first reading, then a car charging: most of what a meter does happens in a session.
+CHARGING = [
+    ("reading", 2000, ActualState.OFF, 0.0, "up"),
+    ("enable", 5000),
+    ("admit",),
+    ("answer", True, ActualState.ON, True),
+    ("reading", 2000, ActualState.ON, 2000.0, "up"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), events)
+def test_a_step_without_effects_changes_only_the_meter(charging: bool, events: list) -> None:
+    # What a checkpoint relies on: between the batches that carry effects (and the whole
+    # snapshot), the meter is all that can have moved.
+    plug = Plug("p", "f")
+
+    def unmetered(snapshot: dict) -> dict:
+        return {k: v for k, v in snapshot.items() if k not in Plug.METER_FIELDS}
+
+    def check(before: dict, effects: Sequence[Effect]) -> None:
+        if not effects:
+            assert unmetered(plug.snapshot()) == unmetered(before)
+
+    run(plug, CHARGING + events if charging else events, check)
+    assert plug.meter() == {k: plug.snapshot()[k] for k in Plug.METER_FIELDS}

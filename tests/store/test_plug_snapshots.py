@@ -51,3 +51,26 @@ async def test_saving_no_snapshots_changes_nothing(repo: Repository) -> None:
     before = await repo.sites.load_plugs()
     await repo.sites.save_plugs([], 50)
     assert await repo.sites.load_plugs() == before
+
+
+async def test_a_meter_is_read_with_its_snapshot_until_a_whole_snapshot_replaces_it(
+    repo: Repository,
+) -> None:
+    plug = varied(1)
+    plug.plug_id = "p"
+    await repo.sites.save_plugs([plug.snapshot()], 50)
+    plug.energy_wh, plug.last_counter_wh, plug.credit_cents = 7.5, None, 120
+    await repo.sites.save_meters({"p": plug.meter()}, 60)  # a checkpoint
+
+    async def read() -> tuple[dict, dict]:
+        (part,) = [part async for part in repo.sites.plug_snapshots()]
+        (record,) = await repo.sites.load_plugs()
+        return part[0].snapshot, record.snapshot
+
+    for snapshot in await read():
+        assert Plug.restore(snapshot).snapshot() == plug.snapshot()
+
+    plug.energy_wh = 6.0  # the batch of a later transition: its snapshot is the whole truth
+    await repo.sites.save_plugs([plug.snapshot()], 70)
+    for snapshot in await read():
+        assert snapshot == orjson.loads(orjson.dumps(plug.snapshot()))

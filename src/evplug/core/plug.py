@@ -400,6 +400,23 @@ class Plug:
     SNAPSHOT_FIELDS: ClassVar[tuple[str, ...]] = tuple(
         f for f in __slots__ if f not in ("settings", "credit_wh")
     )
+    # What a plug changes without an effect: its meter and relay as readings come, and its
+    # credit. Every other change comes with effects, whose batch saves the whole snapshot, so
+    # between batches a checkpoint saves only these (``meter``).
+    METER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "last_reading_ms",
+        "stale_ms",
+        "actual",
+        "power_w",
+        "last_counter_wh",
+        "billed_to_wh",
+        "counter_ms",
+        "energy_wh",
+        "provisional_wh",
+        "low_since_ms",
+        "low_count",
+        "credit_cents",
+    )
 
     def __init__(self, plug_id: str, fuze_id: str = "", settings: Settings | None = None) -> None:
         self.plug_id = plug_id
@@ -864,6 +881,10 @@ class Plug:
     def snapshot(self) -> dict[str, Any]:
         return _snapshot_of(self)
 
+    def meter(self) -> dict[str, Any]:
+        """The part of the snapshot that changes without an effect (``METER_FIELDS``)."""
+        return _meter_of(self)
+
     @classmethod
     def restore(cls, snapshot: dict[str, Any], settings: Settings | None = None) -> Plug:
         """The plug a snapshot was taken of; a field an older snapshot lacks is a new plug's."""
@@ -937,24 +958,26 @@ _TRIPPABLE = frozenset(s for s, edges in TRANSITIONS.items() if T.TRIPPED in edg
 DEFAULT_SETTINGS = Settings()
 
 
+# snapshot(), meter() and restore's stores are compiled from the field names once, as dataclasses
+# compile their __init__: a dict display and attribute stores run several times faster than
+# loops over the names, and checkpoints and starts handle tens of thousands of plugs at a time.
 def _compiled(name: str, source: str) -> Any:
     namespace: dict[str, Any] = {}
     exec(source, namespace)
     return namespace[name]
 
 
-# Compiled from the field names once, as dataclasses compile their __init__: a dict display and
-# attribute stores run several times faster than loops over the names, and checkpoints and
-# starts take and restore tens of thousands of snapshots at a time.
-_FIELDS = Plug.SNAPSHOT_FIELDS
-_snapshot_of = _compiled(
-    "snapshot_of",
-    f"def snapshot_of(plug):\n    return {{{', '.join(f'{f!r}: plug.{f}' for f in _FIELDS)}}}\n",
-)
+def _dict_of(fields: tuple[str, ...]) -> Any:
+    pairs = ", ".join(f"{f!r}: plug.{f}" for f in fields)
+    return _compiled("dict_of", f"def dict_of(plug):\n    return {{{pairs}}}\n")
+
+
+_snapshot_of = _dict_of(Plug.SNAPSHOT_FIELDS)
+_meter_of = _dict_of(Plug.METER_FIELDS)
 _set_fields = _compiled(
     "set_fields",
     "def set_fields(plug, snapshot):\n"
-    + "".join(f"    plug.{f} = snapshot[{f!r}]\n" for f in _FIELDS),
+    + "".join(f"    plug.{f} = snapshot[{f!r}]\n" for f in Plug.SNAPSHOT_FIELDS),
 )
 # What a restore gives a field its snapshot lacks (plug_id is required).
 _NEW_PLUG = {k: v for k, v in Plug("").snapshot().items() if k != "plug_id"}

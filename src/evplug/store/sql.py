@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -51,12 +51,19 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
     return True
 
 
-# The driver's own executemany, the snapshots encoded here: SQLAlchemy's processing of each
-# row's parameters (the JSON type's above all) cost more than the database's own work, and
-# checkpoints write tens of thousands of snapshots at a time.
+# Snapshots and meters are written by the driver's own executemany, encoded here: SQLAlchemy's
+# processing of each row's parameters (the JSON type's above all) cost more than the database's
+# own work, and checkpoints write tens of thousands at a time. A whole snapshot clears the meter
+# saved before it, which is older.
 _SAVE_SNAPSHOT = {
-    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, updated_ms = ? WHERE id = ?",
-    "postgresql": "UPDATE plugs SET state = $1, snapshot = $2, updated_ms = $3 WHERE id = $4",
+    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, meter = NULL, updated_ms = ? WHERE id = ?",
+    "postgresql": (
+        "UPDATE plugs SET state = $1, snapshot = $2, meter = NULL, updated_ms = $3 WHERE id = $4"
+    ),
+}
+_SAVE_METER = {
+    "sqlite": "UPDATE plugs SET meter = ?, updated_ms = ? WHERE id = ?",
+    "postgresql": "UPDATE plugs SET meter = $1, updated_ms = $2 WHERE id = $3",
 }
 
 
@@ -65,6 +72,19 @@ async def save_snapshots(
 ) -> None:
     """Overwrite plugs' snapshots inside the caller's transaction, one statement for them all."""
     rows = [(str(s["state"]), orjson.dumps(s).decode(), now_ms, s["plug_id"]) for s in snapshots]
+    await _execute_many(db, _SAVE_SNAPSHOT, rows)
+
+
+async def save_meters(db: AsyncSession, meters: Mapping[str, dict[str, Any]], now_ms: int) -> None:
+    """Save plugs' meters (plug id -> ``Plug.meter()``) over their snapshots, in the caller's
+    transaction, one statement for them all."""
+    rows = [(orjson.dumps(meter).decode(), now_ms, plug_id) for plug_id, meter in meters.items()]
+    await _execute_many(db, _SAVE_METER, rows)
+
+
+async def _execute_many(
+    db: AsyncSession, statements: Mapping[str, str], rows: list[tuple[Any, ...]]
+) -> None:
     if rows:
         connection = await db.connection()
-        await connection.exec_driver_sql(_SAVE_SNAPSHOT[connection.dialect.name], rows)
+        await connection.exec_driver_sql(statements[connection.dialect.name], rows)
