@@ -17,7 +17,7 @@ from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.repository import Repository
 
-# Plugs saved per statement: what a driver's action may wait behind (about 15 ms on SQLite).
+# Plugs saved per statement: what a driver's action may wait behind (5 ms or so on SQLite).
 CHUNK_PLUGS = 500
 
 
