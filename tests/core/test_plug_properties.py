@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evplug.core.actual import ActualState
 from evplug.core.plug import (
+    Effect,
     InvalidTransition,
     Plug,
     SessionClosed,
@@ -46,14 +48,22 @@ events = st.lists(
 )
 
 
-def run(plug: Plug, sequence: list[tuple]) -> list:
-    """Feed the events; return every effect with the plug's state and session just after it."""
+def run(
+    plug: Plug,
+    sequence: list[tuple],
+    on_step: Callable[[dict, Sequence[Effect]], None] | None = None,
+) -> list:
+    """Feed the events; return every effect with the plug's state and session just after it.
+
+    ``on_step`` is told the snapshot before each event the plug took, and the event's effects.
+    """
     now = START_MS
     counter = 1_000_000.0
     sessions = 0
     seen = []
     for event in sequence:
         kind = event[0]
+        step_before = plug.snapshot()
         try:
             if kind == "reading":
                 _, dt, actual, power, mode = event
@@ -96,6 +106,8 @@ def run(plug: Plug, sequence: list[tuple]) -> list:
         except InvalidTransition:
             continue
         assert math.isfinite(plug.energy_wh) and plug.energy_wh >= 0
+        if on_step is not None:
+            on_step(step_before, effects)
         seen.extend((e, plug.state, plug.session_id) for e in effects)
     return seen
 

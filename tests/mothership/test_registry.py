@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
+import pytest
+
 from evplug.contracts import evplug_pb2 as pb
-from evplug.core.plug import Settings
+from evplug.core.actual import ActualState
+from evplug.core.plug import Plug, Settings
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
@@ -31,4 +35,50 @@ async def test_the_circuit_tree_is_stored_and_new_relays_go_under_the_supply(
     restarted = PlugRegistry(repo, Settings(), 32.0)
     await restarted.hydrate(10.0)
     assert restarted.tree().chain("s/relay9") == ("s/relay9", "s/supply")
+    await engine.dispose()
+
+
+async def test_a_start_restores_every_plug_exactly_and_indexes_it(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "s.sqlite3"))
+    await create_schema(engine)
+    repo = Repository(engine)
+    await repo.sites.ensure_site("s", "s", 30, "AUD")
+    before = PlugRegistry(repo, Settings(), 32.0)
+    await before.hydrate(10.0)
+    for n in range(5):
+        await before.register("s", pb.Device(plug_id=f"p{n}", fuze_id="relay", model="m"))
+    for n, plug in enumerate(before.plugs.values()):
+        plug.reading(1_700_000_000_000, ActualState.OFF, 0.0, 100.0 + n)
+        if n % 2:
+            plug.enable(f"session{n}", "driver", 500, 30, 1_700_000_000_000)
+        before.track(plug)
+    await repo.sites.save_plugs([p.snapshot() for p in before.plugs.values()], 1)
+
+    after = PlugRegistry(repo, Settings(), 32.0)
+    await after.hydrate(10.0)
+
+    def slots(registry: PlugRegistry) -> dict[str, dict[str, object]]:
+        return {
+            plug_id: {name: getattr(plug, name) for name in Plug.__slots__}
+            for plug_id, plug in registry.plugs.items()
+        }
+
+    assert slots(after) == slots(before)
+    assert after.site_of == before.site_of and after.active == before.active
+    assert [p.plug_id for p in after.plugs_of_user("driver")] == ["p1", "p3"]
+    fuzes = {id(plug.fuze_id) for plug in after.plugs.values()}
+    assert len(fuzes) == 1  # a relay's channels share one string
+    await engine.dispose()
+
+
+async def test_collections_resume_after_a_start_that_failed(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "s.sqlite3"))
+    await create_schema(engine)
+    repo = Repository(engine)
+    await repo.sites.ensure_site("s", "s", 30, "AUD")
+    bad = Plug("p", "f").snapshot() | {"state": "CHARGED"}
+    await repo.sites.register_plug("p", "s", "f", "m", bad)
+    with pytest.raises(ValueError, match="CHARGED"):
+        await PlugRegistry(repo, Settings(), 32.0).hydrate(10.0)
+    assert gc.isenabled()
     await engine.dispose()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from evplug.core.plug import Plug
 from evplug.store import partitions, schema
 from evplug.store.database import driver_url, make_engine
 from evplug.store.models import Base, described
+from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink
 from evplug.store.upkeep import TelemetryUpkeep
 
@@ -117,3 +121,29 @@ async def test_readings_from_before_the_rollups_are_kept_partitioned_and_rolled_
     async with bare_engine.connect() as conn:
         rolled = await conn.exec_driver_sql("SELECT minute_ms, readings FROM reading_rollups")
         assert sorted(rolled.all()) == [(day, 1), (day + 60_000, 1), (day + partitions.DAY_MS, 1)]
+
+
+async def test_plugs_from_before_meters_read_whole_and_a_downgrade_keeps_the_meters(
+    bare_engine: AsyncEngine,
+) -> None:
+    await schema.upgrade(bare_engine, "0007")
+    older = Plug("p", "f")
+    older.energy_wh, older.last_counter_wh = 2.0, 10.0
+    async with bare_engine.begin() as conn:
+        await conn.exec_driver_sql("INSERT INTO sites VALUES ('s', 's', 30, 'AUD')")
+        await conn.exec_driver_sql(
+            "INSERT INTO plugs (id, site_id, fuze_id, label, model, state, snapshot, updated_ms)"
+            f" VALUES ('p', 's', 'f', '', 'm', 'INITIALISING', '{json.dumps(older.snapshot())}', 0)"
+        )
+    await schema.upgrade(bare_engine)
+    repo = Repository(bare_engine)
+    (part,) = [part async for part in repo.sites.plug_snapshots()]
+    assert Plug.restore(part[0].snapshot).snapshot() == older.snapshot()
+
+    older.energy_wh, older.last_counter_wh = 5.0, None
+    await repo.sites.save_meters({"p": older.meter()}, 1)
+    async with bare_engine.connect() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(schema._config(connection=sync), "0007"))
+        await conn.commit()
+        stored = await conn.scalar(text("SELECT CAST(snapshot AS TEXT) FROM plugs"))
+    assert Plug.restore(json.loads(stored)).snapshot() == older.snapshot()

@@ -168,7 +168,7 @@ async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path) -> No
             asyncio.create_task(write("telemetry", sink.flush())),
             asyncio.create_task(write("effects", repo.effects.write([], 1))),
             asyncio.create_task(
-                write("checkpoint", repo.sites.save_plugs([Plug("p", "f").snapshot()], 1))
+                write("checkpoint", repo.sites.save_meters({"p": Plug("p", "f").meter()}, 1))
             ),
         ]
         await asyncio.sleep(0.2)  # a real wait: the writers are in threads of their own

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from operator import attrgetter
 from typing import Any, ClassVar
 
 from evplug.core.actual import ActualState
@@ -400,6 +399,23 @@ class Plug:
     # What the store keeps; settings come from configuration and credit_wh is derived.
     SNAPSHOT_FIELDS: ClassVar[tuple[str, ...]] = tuple(
         f for f in __slots__ if f not in ("settings", "credit_wh")
+    )
+    # What a plug changes without an effect: its meter and relay as readings come, and its
+    # credit. Every other change comes with effects, whose batch saves the whole snapshot, so
+    # between batches a checkpoint saves only these (``meter``).
+    METER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "last_reading_ms",
+        "stale_ms",
+        "actual",
+        "power_w",
+        "last_counter_wh",
+        "billed_to_wh",
+        "counter_ms",
+        "energy_wh",
+        "provisional_wh",
+        "low_since_ms",
+        "low_count",
+        "credit_cents",
     )
 
     def __init__(self, plug_id: str, fuze_id: str = "", settings: Settings | None = None) -> None:
@@ -863,25 +879,47 @@ class Plug:
     # -- persistence ---------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return dict(zip(self.SNAPSHOT_FIELDS, _snapshot_values(self), strict=True))
+        return _snapshot_of(self)
+
+    def meter(self) -> dict[str, Any]:
+        """The part of the snapshot that changes without an effect (``METER_FIELDS``)."""
+        return _meter_of(self)
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any], settings: Settings | None = None) -> Plug:
-        plug = cls(snapshot["plug_id"], snapshot.get("fuze_id", ""), settings)
-        for name in cls.SNAPSHOT_FIELDS:
-            if name in snapshot:
-                setattr(plug, name, snapshot[name])
-        plug.state = State(plug.state)
+        """The plug a snapshot was taken of; a field an older snapshot lacks is a new plug's."""
+        plug = cls.__new__(cls)  # every field is set here: no __init__ to overwrite
+        try:
+            _set_fields(plug, snapshot)
+        except KeyError:  # an older snapshot, from before some fields were added
+            if "plug_id" not in snapshot:
+                raise ValueError(
+                    f"a plug snapshot needs its plug_id, not only {sorted(snapshot)}"
+                ) from None
+            _set_fields(plug, _NEW_PLUG | snapshot)
+        plug.settings = settings or DEFAULT_SETTINGS
+        plug.state = _restored_state(plug.state)
         plug.actual = _restored_actual(plug.actual)
-        plug.credit_wh = affordable_wh(plug.credit_cents, plug.price_cents_per_kwh)
+        # Derived as a session sets it (0 without one, as _clear_session leaves it).
+        plug.credit_wh = (
+            affordable_wh(plug.credit_cents, plug.price_cents_per_kwh) if plug.session_id else 0.0
+        )
         return plug
+
+
+def _restored_state(value: str) -> State:
+    try:
+        return _STATES[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a plug state: one of {', '.join(State)}") from None
 
 
 def _restored_actual(value: int | str) -> ActualState:
     """Snapshots store the number; older ones the name ("" before the first reading)."""
-    if isinstance(value, str):
-        return ActualState[value] if value else ActualState.UNKNOWN
-    return ActualState(value)
+    try:
+        return _ACTUALS[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{value!r} is not a relay state: one of {list(_ACTUALS)}") from None
 
 
 def _credit_guard(plug: Plug) -> Trigger:
@@ -918,5 +956,35 @@ _CREDIT_CHECKED = frozenset(s for s, edges in TRANSITIONS.items() if T.CREDIT_EX
 _TRIPPABLE = frozenset(s for s, edges in TRANSITIONS.items() if T.TRIPPED in edges)
 
 DEFAULT_SETTINGS = Settings()
-# One call for every field: checkpoints take tens of thousands of snapshots at a time.
-_snapshot_values = attrgetter(*Plug.SNAPSHOT_FIELDS)
+
+
+# snapshot(), meter() and restore's stores are compiled from the field names once, as dataclasses
+# compile their __init__: a dict display and attribute stores run several times faster than
+# loops over the names, and checkpoints and starts handle tens of thousands of plugs at a time.
+def _compiled(name: str, source: str) -> Any:
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def _dict_of(fields: tuple[str, ...]) -> Any:
+    pairs = ", ".join(f"{f!r}: plug.{f}" for f in fields)
+    return _compiled("dict_of", f"def dict_of(plug):\n    return {{{pairs}}}\n")
+
+
+_snapshot_of = _dict_of(Plug.SNAPSHOT_FIELDS)
+_meter_of = _dict_of(Plug.METER_FIELDS)
+_set_fields = _compiled(
+    "set_fields",
+    "def set_fields(plug, snapshot):\n"
+    + "".join(f"    plug.{f} = snapshot[{f!r}]\n" for f in Plug.SNAPSHOT_FIELDS),
+)
+# What a restore gives a field its snapshot lacks (plug_id is required).
+_NEW_PLUG = {k: v for k, v in Plug("").snapshot().items() if k != "plug_id"}
+# Lookups a restore makes instead of calling the enum (several times slower).
+_STATES: dict[str, State] = {s.value: s for s in State}
+_ACTUALS: dict[int | str, ActualState] = {
+    **{a.value: a for a in ActualState},
+    **{a.name: a for a in ActualState},
+    "": ActualState.UNKNOWN,
+}

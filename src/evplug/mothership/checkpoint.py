@@ -1,10 +1,12 @@
 """Checkpoints: the meters of plugs with an open session, saved as they move between transitions.
 
-Transitions save their plug's snapshot with their batch; between them, a session's meter moves
-with every reading and is saved here, every ``checkpoint_s``. Only plugs that changed since their
-last checkpoint are written, a chunk at a time, each chunk one statement in one short
-transaction: the effects lock is held for one chunk, never for the whole checkpoint, so the
-batches that carry drivers' actions wait at most one chunk.
+Transitions save their plug's whole snapshot with their batch; between them, a session's meter
+moves with every reading, and a credit change moves its credit, without an effect to carry them.
+That is all that moves without one (``Plug.METER_FIELDS``), so every ``checkpoint_s`` only the
+meters are saved, over the last whole snapshot, for the plugs that changed since their last
+checkpoint. They are saved a chunk at a time, each chunk one statement in one short transaction:
+the effects lock is held for one chunk, never for the whole checkpoint, so the batches that carry
+drivers' actions wait at most one chunk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from evplug.mothership.pending import PendingEffects
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.repository import Repository
 
-# Plugs saved per statement: what a driver's action may wait behind (about 15 ms on SQLite).
+# Plugs saved per statement: what a driver's action may wait behind (5 ms or so on SQLite).
 CHUNK_PLUGS = 500
 
 
@@ -43,8 +45,9 @@ class Checkpoints:
         self._touched.add(plug_id)
 
     async def run(self) -> int:
-        """Save every plug in session that changed since its last checkpoint; how many were."""
-        plugs, saved = self.registry.plugs, self._saved_reading_ms
+        """Save the meter of every plug in session that changed since its last checkpoint; how
+        many were."""
+        plugs, saved, waiting = self.registry.plugs, self._saved_reading_ms, self.pending.waiting
         touched, self._touched = self._touched, set()
         in_session = self.registry.plugs_in_session()
         changed = [
@@ -54,20 +57,19 @@ class Checkpoints:
         written = 0
         for start in range(0, len(changed), self.chunk_plugs):
             async with self.applier.lock:
-                # Taken under the lock: no batch lands between a snapshot and its write. A plug
+                # Taken under the lock: no batch lands between a meter and its write. A plug
                 # whose effects wait is saved with them, never ahead of them.
-                chunk = [
-                    plugs[p]
+                meters = {
+                    p: plugs[p].meter()
                     for p in changed[start : start + self.chunk_plugs]
-                    if p in plugs and not self.pending.waiting(p)
-                ]
-                snapshots = [plug.snapshot() for plug in chunk]
+                    if p in plugs and not waiting(p)
+                }
                 try:
-                    await self.repo.sites.save_plugs(snapshots, self.clock.now_ms())
+                    await self.repo.sites.save_meters(meters, self.clock.now_ms())
                 except Exception:
-                    self._touched.update(plug.plug_id for plug in chunk)  # the next one tries
+                    self._touched.update(meters)  # the next one tries
                     raise
-            for snapshot in snapshots:  # as saved: readings may have come during the write
-                self._saved_reading_ms[snapshot["plug_id"]] = snapshot["last_reading_ms"]
-            written += len(chunk)
+            for plug_id, meter in meters.items():  # as saved: readings may come during the write
+                self._saved_reading_ms[plug_id] = meter["last_reading_ms"]
+            written += len(meters)
         return written

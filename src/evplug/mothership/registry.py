@@ -7,6 +7,7 @@ of time) in step with the plugs themselves.
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterable
 from sys import intern
@@ -21,10 +22,6 @@ from evplug.store.repository import Repository
 from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
-
-
-# Ids many plugs or indexes share (a relay's channels, a driver's sessions, the index keys).
-_SHARED_IDS = ("plug_id", "fuze_id", "user_id")
 
 
 class UnknownPlug(LookupError):
@@ -135,14 +132,22 @@ class PlugRegistry:
                     fix=f"a car on it is expected to draw {default_draw_a} A until it has"
                     " charged once: correct its limit in the site config",
                 )
-        async for part in self.repo.sites.plug_snapshots():
-            for record in part:
-                snapshot = record.snapshot or {"plug_id": record.id, "fuze_id": record.fuze_id}
-                # One string for each id however many plugs and indexes hold it.
-                for key in _SHARED_IDS:
-                    if key in snapshot:
-                        snapshot[key] = intern(snapshot[key])
-                self.add(Plug.restore(snapshot, self.plug_settings), intern(record.site_id))
+        # Every plug is made here at once, and none is garbage: collections meanwhile would only
+        # traverse the growing heap again and again (a fifth of a start's time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            async for part in self.repo.sites.plug_snapshots():
+                for record in part:
+                    snapshot = record.snapshot or {"plug_id": record.id, "fuze_id": record.fuze_id}
+                    plug = Plug.restore(snapshot, self.plug_settings)
+                    # One string for the ids plugs share: a relay's channels, a site's plugs.
+                    # (A plug's own id is one string already: every index holds the plug's.)
+                    plug.fuze_id = intern(plug.fuze_id)
+                    self.add(plug, intern(record.site_id))
+        finally:
+            if collecting:
+                gc.enable()
         log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
 
     async def register(self, site_id: str, device: pb.Device) -> bool:

@@ -69,6 +69,9 @@ class PlugRow(Base):
     state: Mapped[str] = mapped_column(String(40))
     # The plug state machine's snapshot (core.plug.Plug.snapshot), for hydration on restart.
     snapshot: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # Its meter as a checkpoint saved it since (Plug.meter), newer than the snapshot's own
+    # fields; NULL when the snapshot is whole (migration 0008).
+    meter: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
 from evplug.store.database import write_turn
 from evplug.store.models import Circuit, CircuitParent, PlugRow, Site
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
-from evplug.store.sql import driver_insert, insert_new, save_snapshots
+from evplug.store.sql import driver_insert, insert_new, save_meters, save_snapshots
 
 
 class Sites:
@@ -87,14 +88,24 @@ class Sites:
     async def plug_snapshots(self, part_rows: int = 5_000) -> AsyncIterator[list[PlugSnapshot]]:
         """Every plug's site, fuze and snapshot, in parts of ``part_rows`` in id order: a start
         reads them all without holding them all at once, nor a read open in between."""
-        query = select(PlugRow.id, PlugRow.site_id, PlugRow.fuze_id, PlugRow.snapshot)
+        # Core on the session's connection, the JSON as its text decoded here: the ORM's rows
+        # and the JSON type's processing cost more than the decoding itself.
+        query = select(
+            PlugRow.id,
+            PlugRow.site_id,
+            PlugRow.fuze_id,
+            cast(PlugRow.snapshot, Text),
+            cast(PlugRow.meter, Text),
+        ).order_by(PlugRow.id)
         after = ""
         while True:
             async with self._sessions() as db:
-                rows = await db.execute(
-                    query.where(PlugRow.id > after).order_by(PlugRow.id).limit(part_rows)
-                )
-                part = [PlugSnapshot(*row) for row in rows]
+                connection = await db.connection()
+                rows = await connection.execute(query.where(PlugRow.id > after).limit(part_rows))
+                part = [
+                    PlugSnapshot(plug_id, site_id, fuze_id, _decoded(snapshot, meter))
+                    for plug_id, site_id, fuze_id, snapshot, meter in rows
+                ]
             if not part:
                 return
             yield part
@@ -112,6 +123,11 @@ class Sites:
     async def save_plugs(self, snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
         async with write_turn(self._engine), self._sessions.begin() as db:
             await save_snapshots(db, snapshots, now_ms)
+
+    async def save_meters(self, meters: Mapping[str, dict[str, Any]], now_ms: int) -> None:
+        """Save plugs' meters (plug id -> ``Plug.meter()``) over their snapshots."""
+        async with write_turn(self._engine), self._sessions.begin() as db:
+            await save_meters(db, meters, now_ms)
 
     async def record_transitions(self, transitions: Sequence[Transitioned]) -> None:
         """Append to the history; a transition already recorded (a retry) is not added again."""
@@ -148,6 +164,13 @@ def _site(row: Site) -> SiteRecord:
 
 
 def _plug(row: PlugRow) -> PlugRecord:
-    return PlugRecord(
-        row.id, row.site_id, row.fuze_id, row.label, row.model, row.state, dict(row.snapshot)
-    )
+    snapshot = {**row.snapshot, **(row.meter or {})}
+    return PlugRecord(row.id, row.site_id, row.fuze_id, row.label, row.model, row.state, snapshot)
+
+
+def _decoded(snapshot: str | None, meter: str | None) -> dict[str, Any]:
+    """A plug's snapshot from its JSON, with the meter a checkpoint saved since."""
+    whole = orjson.loads(snapshot or "{}") or {}  # JSON null, as SQL NULL: nothing stored
+    if meter:
+        whole.update(orjson.loads(meter))
+    return whole

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, update
+import orjson
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evplug.core import ledger
-from evplug.store.models import Base, LedgerEntry, PlugRow, User
+from evplug.store.models import Base, LedgerEntry, User
 
 
 class UnknownUser(LookupError):
@@ -67,22 +68,40 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
     return True
 
 
-# Core, by primary key, executed once for all rows (the ORM's bulk update costs several times
-# more per row): how checkpoints write tens of thousands of snapshots in one statement.
-_SAVE_SNAPSHOT = (
-    update(PlugRow.__table__)  # type: ignore[arg-type]
-    .where(PlugRow.__table__.c.id == bindparam("plug_id_"))
-    .values(state=bindparam("state_"), snapshot=bindparam("snapshot_"), updated_ms=bindparam("at_"))
-)
+# Snapshots and meters are written by the driver's own executemany, encoded here: SQLAlchemy's
+# processing of each row's parameters (the JSON type's above all) cost more than the database's
+# own work, and checkpoints write tens of thousands at a time. A whole snapshot clears the meter
+# saved before it, which is older.
+_SAVE_SNAPSHOT = {
+    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, meter = NULL, updated_ms = ? WHERE id = ?",
+    "postgresql": (
+        "UPDATE plugs SET state = $1, snapshot = $2, meter = NULL, updated_ms = $3 WHERE id = $4"
+    ),
+}
+_SAVE_METER = {
+    "sqlite": "UPDATE plugs SET meter = ?, updated_ms = ? WHERE id = ?",
+    "postgresql": "UPDATE plugs SET meter = $1, updated_ms = $2 WHERE id = $3",
+}
 
 
 async def save_snapshots(
     db: AsyncSession, snapshots: Iterable[dict[str, Any]], now_ms: int
 ) -> None:
     """Overwrite plugs' snapshots inside the caller's transaction, one statement for them all."""
-    rows = [
-        {"plug_id_": s["plug_id"], "state_": str(s["state"]), "snapshot_": s, "at_": now_ms}
-        for s in snapshots
-    ]
+    rows = [(str(s["state"]), orjson.dumps(s).decode(), now_ms, s["plug_id"]) for s in snapshots]
+    await _execute_many(db, _SAVE_SNAPSHOT, rows)
+
+
+async def save_meters(db: AsyncSession, meters: Mapping[str, dict[str, Any]], now_ms: int) -> None:
+    """Save plugs' meters (plug id -> ``Plug.meter()``) over their snapshots, in the caller's
+    transaction, one statement for them all."""
+    rows = [(orjson.dumps(meter).decode(), now_ms, plug_id) for plug_id, meter in meters.items()]
+    await _execute_many(db, _SAVE_METER, rows)
+
+
+async def _execute_many(
+    db: AsyncSession, statements: Mapping[str, str], rows: list[tuple[Any, ...]]
+) -> None:
     if rows:
-        await db.execute(_SAVE_SNAPSHOT, rows)
+        connection = await db.connection()
+        await connection.exec_driver_sql(statements[connection.dialect.name], rows)
