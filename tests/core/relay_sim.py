@@ -47,9 +47,9 @@ class Relay:
         self.fed.append(reading)  # type: ignore[arg-type]
         return self.replay(reading)  # type: ignore[arg-type]
 
-    def replay(self, reading: Reading) -> list[Effect]:
-        """Deliver a reading (again)."""
-        return self._keep(self.plug.reading(*reading))
+    def replay(self, reading: Reading, redelivered: bool = False) -> list[Effect]:
+        """Deliver a reading (again; ``redelivered`` when the bus says so)."""
+        return self._keep(self.plug.reading(*reading, redelivered=redelivered))
 
     def answer(self, actual: ActualState, ok: bool = True) -> list[Effect]:
         return self._keep(

@@ -2,7 +2,8 @@
 
 The relay carries out the plug's commands (in order, when the sequence says so, answering or
 not), trips, reboots (its counter restarts), and its readings come with glitches: counters
-stepping back or missing, NaN, an out-of-order or redelivered reading, a clock that steps back.
+stepping back or missing, NaN, an out-of-order or redelivered reading, a backlog the bus
+delivers again (repeats that change nothing), a clock that steps back.
 Whatever happens, each session is billed exactly once, never negatively or NaN, and never more
 than the relay delivered while it was the session's, except for intervals the counter could not
 vouch for, each bounded by what the socket's rated power could deliver in it.
@@ -44,6 +45,7 @@ faults = st.lists(
     st.one_of(
         st.tuples(st.just("read"), st.integers(500, 70_000), st.sampled_from(GLITCHES)),
         st.tuples(st.just("redeliver"), st.integers(1, 40)),
+        st.tuples(st.just("backlog"), st.integers(2, 40)),
         st.tuples(st.just("clock_back"), st.integers(11_000, 2 * 3_600_000)),
         st.tuples(st.just("car"), st.floats(0, 4000)),
         st.tuples(st.sampled_from(["trip", "reboot", "disable", "again", "admit"])),
@@ -149,6 +151,14 @@ class World:
         if answered:
             self.apply(self.plug.relay_response(command.request_id, self.actual(), ok, self.now_ms))
 
+    def backlog(self, n: int) -> None:
+        """The bus delivers the last ``n`` readings again, in order (their acks came too late):
+        repeats, which change nothing, however far behind they are."""
+        held = [getattr(self.plug, f) for f in Plug.SNAPSHOT_FIELDS]
+        for reading in self.fed[-min(n, self.epoch) :] if self.epoch else []:
+            assert self.plug.reading(*reading, redelivered=True) == ()
+        assert [getattr(self.plug, f) for f in Plug.SNAPSHOT_FIELDS] == held
+
     # -- the plug ------------------------------------------------------------------------------
 
     def feed(self, reading: tuple[int, ActualState, float, float | None]) -> None:
@@ -182,6 +192,8 @@ class World:
             if self.epoch:
                 self.feed(self.fed[-min(args[0], self.epoch)])
             self.read(2000, "none")  # a straggler among current readings
+        elif kind == "backlog":
+            self.backlog(args[0])
         elif kind == "clock_back":
             self.offset_ms += args[0]
             self.epoch = 0

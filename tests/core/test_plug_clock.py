@@ -8,8 +8,8 @@ import random
 import pytest
 
 from evplug.core.metering import Anomaly
-from evplug.core.plug import MeterAnomaly, State
-from tests.core.relay_sim import Relay
+from evplug.core.plug import MeterAnomaly, Plug, State
+from tests.core.relay_sim import OFF, ON, Relay
 
 HOUR_MS = 3_600_000
 
@@ -75,3 +75,18 @@ def test_a_run_of_readings_redelivered_late_bills_nothing_twice_with_a_counter()
         relay.replay(reading)
     relay.charge(3000.0, readings=10)
     assert relay.plug.energy_wh == pytest.approx(relay.delivered_wh)
+
+
+def test_a_backlog_the_bus_delivers_again_is_repeats_however_far_behind() -> None:
+    relay = Relay(counter_wh=0.0)  # a new relay: its counter near zero, as after a reset
+    relay.request()
+    relay.read(0.0, OFF)  # the ON on its way: OFF, the counter at zero
+    relay.answer(ON)
+    relay.charge(2400.0, readings=20)
+    held = [getattr(relay.plug, f) for f in Plug.SNAPSHOT_FIELDS]
+    for reading in list(relay.fed):  # not acked within the bus's ack wait: all come again
+        assert relay.replay(reading, redelivered=True) == []
+    assert [getattr(relay.plug, f) for f in Plug.SNAPSHOT_FIELDS] == held
+    relay.charge(2400.0, readings=5)
+    assert relay.plug.energy_wh == pytest.approx(relay.delivered_wh)
+    assert relay.commands == [True]

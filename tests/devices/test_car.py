@@ -26,6 +26,18 @@ def test_a_car_charges_at_about_ten_amps_then_tapers_then_trickles() -> None:
     assert tapering == sorted(tapering, reverse=True) and tapering
 
 
+def test_a_long_interval_fills_the_car_no_further_than_it_needs() -> None:
+    car = Car(need_wh=400)
+    socket = Socket(car=car)
+    socket.switch(True, 0)
+    socket.advance(500_000)  # polled late: over 300 Wh at the last interval's 2.4 kW
+    socket.advance(1_000_000)  # the same again, with a tenth of it left to fill
+    assert car.full and car.delivered_wh == pytest.approx(400)
+    assert socket.energy_wh == car.delivered_wh  # the counter counts what the car took
+    socket.advance(1_060_000)
+    assert 400 < socket.energy_wh < 400.1  # then a trickle
+
+
 def test_no_car_or_relay_off_means_no_power() -> None:
     empty = Socket(car=None)
     empty.switch(True, 0)

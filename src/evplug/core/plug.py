@@ -477,9 +477,11 @@ class Plug:
         power_w: float,
         energy_wh: float | None,
         edge_stop: StopReason | None = None,
+        redelivered: bool = False,
     ) -> tuple[Effect, ...] | list[Effect]:
         """A reading from the relay, stamped by the relay's clock; ``edge_stop`` when the relay
-        manager switched the socket off by itself just before taking it.
+        manager switched the socket off by itself just before taking it; ``redelivered`` when
+        the bus delivers it again (its first delivery was not acked in time).
 
         A reading that cannot be physical raises ``InvalidReading`` and changes nothing. One
         stamped at or before the newest seen is a duplicate, a late delivery or a clock that
@@ -490,7 +492,7 @@ class Plug:
             raise InvalidReading(f"{self.plug_id}: {problem}")
         stepped = None
         if timestamp_ms <= self.last_reading_ms:
-            stepped = self._behind(timestamp_ms)
+            stepped = self._behind(timestamp_ms, redelivered)
             if stepped is None:
                 return NO_EFFECTS
         elif self.stale_ms >= 0:
@@ -594,17 +596,20 @@ class Plug:
             effects.append(self._command(on=False, now_ms=now_ms))
         return effects
 
-    def _behind(self, timestamp_ms: int) -> MeterAnomaly | None:
+    def _behind(self, timestamp_ms: int, redelivered: bool) -> MeterAnomaly | None:
         """A reading stamped at or before the newest seen: ``None`` drops it.
 
         Within ``clock_step_ms`` it is a redelivery, a late chunk or a wobbling clock: dropped,
-        and nothing is lost, since the next reading's counter covers its energy. Further behind,
+        and nothing is lost, since the next reading's counter covers its energy. So is a reading
+        the bus delivers again, however far behind: it comes back an ack wait or more after it
+        was first taken in, so a backlog of them (older counters, OFF from before the relay
+        went on) would otherwise look like a relay whose clock stepped back. Further behind,
         twice in a row and in order, the relay's clock has stepped back: every relay time the
         plug holds moves back with it, so state decisions resume at once, and the step counts as
         no time (this reading is taken as simultaneous with the newest). A single straggler
-        among current readings (a redelivered chunk) never moves the clock.
+        among current readings never moves the clock.
         """
-        if self.last_reading_ms - timestamp_ms <= self.settings.clock_step_ms:
+        if redelivered or self.last_reading_ms - timestamp_ms <= self.settings.clock_step_ms:
             return None
         first_ms = self.stale_ms
         if not 0 <= first_ms < timestamp_ms:

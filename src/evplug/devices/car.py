@@ -24,6 +24,15 @@ class Car:
     def full(self) -> bool:
         return self.delivered_wh >= self.need_wh
 
+    def take(self, offered_wh: float) -> float:
+        """What the car takes of ``offered_wh`` (an interval at its last power): all of it, but
+        a car that fills up on the way takes only what it lacked. A long interval (a caller
+        that stalled, in sped-up time minutes of it) must not overfill the battery."""
+        if not self.full:
+            offered_wh = min(offered_wh, self.need_wh - self.delivered_wh)
+        self.delivered_wh += offered_wh
+        return offered_wh
+
     def current_a(self, voltage_v: float) -> float:
         if self.full:
             return self.trickle_w / voltage_v
@@ -50,12 +59,13 @@ class Socket:
     _last_ms: int | None = field(default=None, repr=False)
 
     def advance(self, now_ms: int) -> None:
-        """Run the load up to ``now_ms``: energy flows at the power of the last interval."""
+        """Run the load up to ``now_ms``: energy flows at the power of the last interval, and the
+        counter counts what the car took of it."""
         if self._last_ms is not None and now_ms > self._last_ms:
             wh = self.power_w * (now_ms - self._last_ms) / 3_600_000
-            self.energy_wh += wh
             if self.car is not None and self.relay_on:
-                self.car.delivered_wh += wh
+                wh = self.car.take(wh)
+            self.energy_wh += wh
         self._last_ms = now_ms if self._last_ms is None else max(self._last_ms, now_ms)
         # Mains wobbles a little; deterministic so tests can replay it.
         self.voltage_v = NOMINAL_V + 2.0 * math.sin(now_ms / 7_000)

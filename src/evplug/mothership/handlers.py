@@ -81,6 +81,7 @@ class BusHandlers:
                 self.registry.site_plugs,
                 self._warned,
                 not_after_ms=self.clock.now_ms() + self.max_clock_ahead_ms,
+                redelivered=msg.deliveries > 1,
             )
         except (WireError, ForeignChunk) as exc:
             count_rejected_chunk(exc)

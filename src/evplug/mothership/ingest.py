@@ -70,6 +70,7 @@ def process_chunk(
     site_plugs: dict[str, dict[str, Plug]],
     warned: set[str],
     not_after_ms: int,
+    redelivered: bool = False,
 ) -> tuple[list[Row], list[Effect]]:
     """Decode, route each reading to its plug's state machine, and build the telemetry rows.
 
@@ -78,7 +79,8 @@ def process_chunk(
     its plug ignore every true reading (credit checks, OFF confirmations) until that time. So are
     readings the plug refuses as not physical (NaN, infinite, out of bounds), logged once per
     chunk with the first reason. A chunk over ``MAX_READINGS_PER_CHUNK`` is refused whole
-    (``OversizeChunk``), none of its readings applied.
+    (``OversizeChunk``), none of its readings applied. ``redelivered``: the bus delivers the
+    chunk again, so its readings behind their plug's newest are repeats (``Plug.reading``).
     """
     chunk = unpack(data, pb.ReadingChunk)
     if chunk.site_id != subject_site:
@@ -117,7 +119,9 @@ def process_chunk(
         energy = r.energy_wh if r.HasField("energy_wh") else None
         try:
             stop = _EDGE_STOPS.get(r.edge_stop) if r.edge_stop else None
-            out = plug.reading(ts, by_number.get(actual, unknown_actual), power, energy, stop)
+            out = plug.reading(
+                ts, by_number.get(actual, unknown_actual), power, energy, stop, redelivered
+            )
         except InvalidReading as exc:
             invalid += 1
             invalid_reason = invalid_reason or str(exc)
