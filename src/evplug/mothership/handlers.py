@@ -81,13 +81,13 @@ class BusHandlers:
                 self.registry.site_plugs,
                 self._warned,
                 not_after_ms=self.clock.now_ms() + self.max_clock_ahead_ms,
+                current_a=self.registry.current_a,
             )
         except (WireError, ForeignChunk) as exc:
             count_rejected_chunk(exc)
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()
             return
-        self.registry.note_currents(rows)
         settled = self.submit_many(effects)
         await self.accounts.readings({row[0] for row in rows})
 
