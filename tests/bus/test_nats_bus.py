@@ -142,6 +142,27 @@ async def test_acks_asked_for_together_are_confirmed_by_one_answer_from_the_brok
         await bus.close()
 
 
+async def test_a_caller_that_stops_waiting_for_its_ack_leaves_the_acks_sent_with_it(
+    nats_broker: Broker,
+) -> None:
+    bus = await fresh_nats_bus(nats_broker)
+    nc = await admin_client(nats_broker)
+    try:
+        inbox = Inbox(ack=False)
+        await bus.subscribe("t.*", "d", inbox)
+        await asyncio.gather(*(bus.publish("t.a", b"%d" % i) for i in range(10)))
+        await wait_for(lambda: len(inbox.messages) == 10, timeout_s=5)
+        acks = [asyncio.create_task(m.ack()) for m in inbox.messages]
+        await asyncio.sleep(0)  # every ack asked for, none confirmed yet
+        acks[0].cancel()
+        await asyncio.gather(*acks[1:])  # the others are confirmed, not cancelled with it
+        info = await nc.jetstream().consumer_info("T", "d")
+        assert info.num_ack_pending == 0  # the cancelled caller's ack went too
+    finally:
+        await nc.close()
+        await bus.close()
+
+
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:
     bus = await fresh_nats_bus(nats_broker)
     await bus.close()

@@ -90,6 +90,9 @@ class BusHandlers:
             return
         settled = self.submit_many(effects)
         await self.accounts.readings({row[0] for row in rows})
+        if not settled:  # the common case, readings alone: acked once they are written
+            await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
+            return
 
         async def ack_once_settled() -> None:
             if all(f.done() for f in settled):
