@@ -20,7 +20,7 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -53,6 +54,7 @@ from evplug.bus.base import (
     Handler,
     KvEntry,
     NoResponders,
+    Outgoing,
     RequestTimeout,
     Responder,
     check_bucket,
@@ -70,6 +72,7 @@ STOP_GRACE_S = 10.0
 PULL_BATCH = 64  # messages asked for at once (fewer when max_ack_pending is lower)
 PULL_EXPIRES_S = 5.0  # how long one pull request waits on the broker for messages
 ACKED_REMEMBERED = 1024  # acked stream seqs a subscription keeps, to skip copies that crossed
+STREAMS_REMEMBERED = 10_000  # subjects whose stream the bus remembers (a few per site)
 RETRY_S = 1.0  # after a failed pull request
 RECONNECT_FIRST_S = 0.25  # reconnect backoff: doubles per failed attempt up to RECONNECT_MAX_S
 RECONNECT_MAX_S = 5.0
@@ -492,6 +495,8 @@ class NatsBus:
         self.streams = streams
         self._pulls = events.pulls
         self._buckets: dict[str, NatsKeyValue] = {}
+        # Each subject's stream, as found once: matching the table costs more than a publish.
+        self._stream_of: dict[str, StreamSpec] = {}
 
     @property
     def gone(self) -> asyncio.Future[str]:
@@ -509,8 +514,14 @@ class NatsBus:
                     await self._js.update_stream(spec.config())
 
     def _stream(self, subject: str) -> StreamSpec:
+        spec = self._stream_of.get(subject)
+        if spec is not None:
+            return spec
         for spec in self.streams:
             if spec.takes(subject):
+                if len(self._stream_of) >= STREAMS_REMEMBERED:
+                    self._stream_of.clear()
+                self._stream_of[subject] = spec
                 return spec
         raise BusError(
             f"no stream takes {subject!r}: add its subject family to STREAMS in evplug/bus/nats.py"
@@ -521,10 +532,57 @@ class NatsBus:
         headers = {_MSG_ID: msg_id} if msg_id else None
         with _broker_errors(f"publish on {subject!r}"):
             ack = await self._js.publish(subject, data, stream=stream.name, headers=headers)
-        if ack.duplicate:
-            metrics.BUS_DUPLICATES.labels(stream=stream.name).inc()
-            return False
-        return True
+        return _stored(stream, ack)
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        """Every message sent before any answer is awaited; the answers share one API timeout."""
+        answers = [await self._publish_async(*message) for message in messages]
+        waiting = [answer for answer in answers if isinstance(answer, asyncio.Future)]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=self._api_timeout_s)
+            for answer in late:
+                answer.cancel()  # which frees its place among the client's pending publishes
+        return [
+            answer if isinstance(answer, BusError) else self._published(subject, answer)
+            for (subject, _, _), answer in zip(messages, answers, strict=True)
+        ]
+
+    def _published(self, subject: str, answer: asyncio.Future[PubAck]) -> bool | BaseException:
+        """What one publish of ``publish_many`` came to, once answered or given up on."""
+        doing = f"publish on {subject!r}"
+        if answer.cancelled():
+            return BusError(
+                f"{doing}: the broker did not answer in time: is it running and not overloaded?"
+            )
+        error = answer.exception()
+        if isinstance(error, nats.errors.Error):
+            return _bus_error(doing, error)
+        return error or _stored(self._stream(subject), answer.result())
+
+    async def _publish_async(
+        self, subject: str, data: bytes, msg_id: str
+    ) -> asyncio.Future[PubAck] | BusError:
+        """The broker's answer to come, or why the message could not be sent.
+
+        The client holds a place for each publish until its answer, and one whose sending
+        fails keeps it for good: what the client would refuse is refused here first.
+        """
+        doing = f"publish on {subject!r}"
+        try:
+            stream = self._stream(subject)
+        except BusError as exc:
+            return exc
+        if not self._nc.is_connected:
+            return BusError(f"{doing}: not connected to the broker (reconnecting): sent later")
+        if len(data) > self._nc.max_payload:
+            return BusError(f"{doing}: {len(data)} bytes, over the broker's max_payload")
+        headers = {_MSG_ID: msg_id} if msg_id else None
+        try:
+            # No wait_stall: its timer would make each publish a turn of the loop of its own,
+            # and a write to the socket each. A window is far below the client's places.
+            return await self._js.publish_async(subject, data, stream=stream.name, headers=headers)
+        except nats.errors.Error as exc:
+            return _bus_error(doing, exc)
 
     async def subscribe(
         self,
@@ -625,6 +683,14 @@ class NatsBus:
         # that is already gone has nothing left to flush: closing is still done.
         with contextlib.suppress(OSError, nats.errors.Error):
             await self._nc.close()
+
+
+def _stored(stream: StreamSpec, ack: PubAck) -> bool:
+    """True when the broker stored the message, False when it dropped it as a duplicate."""
+    if ack.duplicate:
+        metrics.BUS_DUPLICATES.labels(stream=stream.name).inc()
+        return False
+    return True
 
 
 def _reconnect_after(servers: list[Server], info: dict[str, Any]) -> tuple[Server | None, float]:
