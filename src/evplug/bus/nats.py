@@ -550,10 +550,8 @@ class NatsBus:
     def _published(self, subject: str, answer: asyncio.Future[PubAck]) -> bool | BaseException:
         """What one publish of ``publish_many`` came to, once answered or given up on."""
         doing = f"publish on {subject!r}"
-        if answer.cancelled():
-            return BusError(
-                f"{doing}: the broker did not answer in time: is it running and not overloaded?"
-            )
+        if answer.cancelled():  # given up on after the API timeout
+            return _bus_error(doing, nats.errors.TimeoutError())
         error = answer.exception()
         if isinstance(error, nats.errors.Error):
             return _bus_error(doing, error)
