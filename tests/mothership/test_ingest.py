@@ -17,6 +17,8 @@ from evplug.demo import DEMO_SITE
 from evplug.metrics import value
 from evplug.mothership.ingest import OversizeChunk, actual_state, process_chunk
 from tests.conftest import wait_for
+from tests.mothership.conftest import MakeSite
+from tests.mothership.harness import FakeMessage
 
 SITE, PLUG = "site-1", "sim:aa01:0"
 NOW_MS = 1_700_000_000_000
@@ -35,14 +37,14 @@ def test_a_chunk_at_the_cap_is_ingested_and_one_past_it_is_refused_whole() -> No
     plug = Plug(PLUG, "main", Settings())
     site_plugs = {SITE: {PLUG: plug}}
     at_cap = chunk_of(MAX_READINGS_PER_CHUNK, SITE, PLUG, NOW_MS - 60_000)
-    rows, _ = process_chunk(at_cap, SITE, site_plugs, set(), not_after_ms=NOW_MS)
+    rows, _ = process_chunk(at_cap, SITE, site_plugs, set(), not_after_ms=NOW_MS, current_a={})
     assert len(rows) == MAX_READINGS_PER_CHUNK
     seen_ms = plug.last_reading_ms
 
     before = value("evplug_readings_rejected_total", reason="oversize_chunk")
     over = chunk_of(MAX_READINGS_PER_CHUNK + 1, SITE, PLUG, NOW_MS - 1_000)
     with pytest.raises(OversizeChunk, match="upgrade that site's relay manager"):
-        process_chunk(over, SITE, site_plugs, set(), not_after_ms=NOW_MS)
+        process_chunk(over, SITE, site_plugs, set(), not_after_ms=NOW_MS, current_a={})
     assert plug.last_reading_ms == seen_ms  # none of its readings reached the plug
     rejected = value("evplug_readings_rejected_total", reason="oversize_chunk")
     assert rejected == before + MAX_READINGS_PER_CHUNK + 1
@@ -90,7 +92,7 @@ def test_impossible_readings_are_dropped_counted_and_logged_once_per_chunk() -> 
     )
     invalid = value("evplug_readings_rejected_total", reason="invalid")
     with capture_logs() as logs:
-        rows, _ = process_chunk(data, SITE, {SITE: {"p": plug}}, set(), start + 10)
+        rows, _ = process_chunk(data, SITE, {SITE: {"p": plug}}, set(), start + 10, {})
     assert [row[1] for row in rows] == [start, start + 3]
     assert value("evplug_readings_rejected_total", reason="invalid") == invalid + 2
     [logged] = [e for e in logs if e["event"] == "ingest.invalid_readings"]
@@ -102,3 +104,27 @@ def test_impossible_readings_are_dropped_counted_and_logged_once_per_chunk() -> 
         ActualState.UNKNOWN,
         7.0,
     )
+
+
+async def test_load_management_keeps_the_current_of_the_newest_reading_that_measured_one(
+    make_site: MakeSite,
+) -> None:
+    """However the readings were chunked: a MIA reading measures nothing, a late one is old."""
+    site = await make_site(plugs=1)
+    [plug_id] = site.plug_ids
+    now = site.clock.now_ms()
+
+    def reading(at_ms: int, state: int, current_a: float) -> pb.Reading:
+        return pb.Reading(
+            plug_id=plug_id, timestamp_ms=at_ms, actual_state=state, current_a=current_a
+        )
+
+    async def send(*readings: pb.Reading) -> None:
+        chunk = pb.ReadingChunk(site_id=SITE, seq=1, readings=readings)
+        message = FakeMessage(subjects.for_site(subjects.TELEMETRY, SITE), pack(chunk))
+        await site.ms.handlers.on_telemetry(message)
+
+    await send(reading(now + 1, pb.ACTUAL_STATE_ON, 5.0), reading(now + 2, pb.ACTUAL_STATE_MIA, 0))
+    assert site.ms.registry.current_a[plug_id] == 5.0  # as if they had come in two chunks
+    await send(reading(now + 9, pb.ACTUAL_STATE_OFF, 0.5), reading(now + 4, pb.ACTUAL_STATE_ON, 9))
+    assert site.ms.registry.current_a[plug_id] == 0.5  # the late reading is not the newest

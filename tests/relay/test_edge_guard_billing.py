@@ -4,12 +4,13 @@ mothership bills what the relay metered, outage included, once, and says why it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evplug.bus.base import Bus, BusError
+from evplug.bus.base import Bus, BusError, Outgoing
 from evplug.core.plug import EndReason, Prompt, State
 from evplug.demo import DEMO_DRIVER, EDGE_REAL_S, STARTING_CREDIT_CENTS, DemoOptions, build
 from evplug.settings import Settings
@@ -31,6 +32,11 @@ class Uplink:
         if self.down:
             raise BusError("uplink down")
         return await self.bus.publish(subject, data, msg_id=msg_id)
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        if self.down:
+            return [BusError("uplink down") for _ in messages]
+        return await self.bus.publish_many(messages)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.bus, name)

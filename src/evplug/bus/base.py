@@ -15,7 +15,7 @@ values, then every change.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,9 +102,20 @@ class KeyValue(Protocol):
         ...
 
 
+Outgoing = tuple[str, bytes, str]  # (subject, data, msg_id) of a message to publish
+
+
 class Bus(Protocol):
     async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
         """Store the message; False when ``msg_id`` was already published (a duplicate)."""
+        ...
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        """Publish every message, all in flight at once and stored in this order.
+
+        For each, in order: what ``publish`` returns, or the error it would have raised (a
+        ``BusError`` when the broker refused it or did not answer in time).
+        """
         ...
 
     async def subscribe(

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,6 +26,7 @@ from evplug import metrics
 from evplug.bus.base import (
     Handler,
     NoResponders,
+    Outgoing,
     RequestTimeout,
     Responder,
     check_bucket,
@@ -193,6 +195,12 @@ class MemoryBus:
         self._servers: list[_Server] = []
         self._turns = itertools.count()  # round robin within a queue group
         self._buckets: dict[str, MemoryKeyValue] = {}
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        return await asyncio.gather(
+            *(self.publish(subject, data, msg_id) for subject, data, msg_id in messages),
+            return_exceptions=True,
+        )
 
     async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
         stream = self._stream(subject)

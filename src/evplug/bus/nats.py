@@ -20,7 +20,7 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -53,6 +54,7 @@ from evplug.bus.base import (
     Handler,
     KvEntry,
     NoResponders,
+    Outgoing,
     RequestTimeout,
     Responder,
     check_bucket,
@@ -70,10 +72,13 @@ STOP_GRACE_S = 10.0
 PULL_BATCH = 64  # messages asked for at once (fewer when max_ack_pending is lower)
 PULL_EXPIRES_S = 5.0  # how long one pull request waits on the broker for messages
 ACKED_REMEMBERED = 1024  # acked stream seqs a subscription keeps, to skip copies that crossed
+STREAMS_REMEMBERED = 10_000  # subjects whose stream the bus remembers (a few per site)
 RETRY_S = 1.0  # after a failed pull request
 RECONNECT_FIRST_S = 0.25  # reconnect backoff: doubles per failed attempt up to RECONNECT_MAX_S
 RECONNECT_MAX_S = 5.0
 _MSG_ID = "Nats-Msg-Id"
+# An ack subject without a domain: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>....
+_V1_TOKENS, _V1_DELIVERED, _V1_STREAM_SEQ = 9, 4, 5
 _STATUS = "Status"
 _HEARTBEAT = "100"
 _REQUEST_OVER = ("404", "408")  # the pull request is over: no messages, or it expired
@@ -141,38 +146,46 @@ def _broker_errors(doing: str) -> Iterator[None]:
     """Any client error while ``doing`` something, as a BusError that says what to check."""
     try:
         yield
-    except nats.errors.ConnectionClosedError:
-        raise BusError(f"{doing}: the bus connection is closed (the bus was closed)") from None
-    except nats.errors.TimeoutError:
-        raise BusError(
-            f"{doing}: the broker did not answer in time: is it running and not overloaded?"
-        ) from None
     except nats.errors.Error as exc:
-        raise BusError(f"{doing}: {type(exc).__name__}: {exc}") from None
+        raise _bus_error(doing, exc) from None
+
+
+def _bus_error(doing: str, exc: nats.errors.Error) -> BusError:
+    """A client error while ``doing`` something, as a BusError that says what to check."""
+    if isinstance(exc, nats.errors.ConnectionClosedError):
+        return BusError(f"{doing}: the bus connection is closed (the bus was closed)")
+    if isinstance(exc, nats.errors.TimeoutError):
+        return BusError(
+            f"{doing}: the broker did not answer in time: is it running and not overloaded?"
+        )
+    return BusError(f"{doing}: {type(exc).__name__}: {exc}")
 
 
 # -- streams -------------------------------------------------------------------------------
 
 
 class NatsMessage:
-    __slots__ = ("subject", "data", "msg_id", "deliveries", "_msg", "_pull", "_done")
+    __slots__ = ("subject", "data", "msg_id", "deliveries", "_msg", "_pull", "_seq", "_done")
 
-    def __init__(self, msg: Msg, pull: _Pull) -> None:
+    def __init__(self, msg: Msg, pull: _Pull, seq: int, deliveries: int, msg_id: str) -> None:
         self.subject = msg.subject
         self.data = msg.data
-        self.msg_id = (msg.headers or {}).get(_MSG_ID, "")
-        self.deliveries = msg.metadata.num_delivered
+        self.msg_id = msg_id
+        self.deliveries = deliveries
         self._msg = msg
         self._pull = pull
+        self._seq = seq  # in the stream
         self._done = False
 
     async def ack(self) -> None:
         if self._done:  # as on the memory bus, a second ack or nak does nothing
             return
-        with _broker_errors(f"ack of {self.subject!r}"):
+        try:  # not _broker_errors: every message is acked, and this is cheaper
             await self._pull.ack(self._msg)
+        except nats.errors.Error as exc:
+            raise _bus_error(f"ack of {self.subject!r}", exc) from None
         self._done = True
-        self._pull.acked(self._msg.metadata.sequence.stream)
+        self._pull.acked(self._seq)
 
     async def nak(self) -> None:
         if self._done:
@@ -200,8 +213,9 @@ class _Pull:
     ) -> None:
         self._nc = nc
         self._ack_timeout_s = ack_timeout_s
-        self._acking: list[Msg] = []  # acks asked for in this turn of the loop
-        self._acks_confirmed: asyncio.Future[None] | None = None
+        # Acks asked for in this turn of the loop, each with its waiter (one per caller, so a
+        # caller cancelled leaves the others' acks alone).
+        self._acking: list[tuple[Msg, asyncio.Future[None]]] = []
         self._confirming: set[asyncio.Task[None]] = set()
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.durable = durable
@@ -241,19 +255,23 @@ class _Pull:
     async def _take(self, deadline: float) -> None:
         """The messages of one pull request, until it is over (or has gone missing)."""
         received = 0
+        arrived = self._arrived
         while received < self._batch and not self._stopping:
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
-                    msg = await self._arrived.get()
-            except TimeoutError:
-                return  # the broker's end-of-request never came (a reconnect lost it): ask again
+            if arrived.empty():
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.01)):
+                        msg = await arrived.get()
+                except TimeoutError:
+                    return  # the end-of-request never came (a reconnect lost it): ask again
+            else:  # the common case under load: no timer to set and cancel
+                msg = arrived.get_nowait()
             if msg is None:
                 return
-            status = (msg.headers or {}).get(_STATUS)
+            headers = msg.headers
+            status = headers.get(_STATUS) if headers else None
             if status is None:
                 received += 1
-                if msg.metadata.sequence.stream not in self._acked:
-                    await self._hand_over(msg)
+                await self._hand_over(msg, headers)
             elif status in _REQUEST_OVER:
                 return
             elif status != _HEARTBEAT:
@@ -269,41 +287,47 @@ class _Pull:
         and the broker's answer to the last one confirms them all, since it takes a
         connection's acks of a durable in order. One answer for the batch, not one per message.
         """
-        if self._acks_confirmed is None:
-            self._acks_confirmed = asyncio.get_running_loop().create_future()
+        if not self._acking:
             task = asyncio.create_task(self._confirm_acks())  # runs once this turn's acks are in
             self._confirming.add(task)
             task.add_done_callback(self._confirming.discard)
-        confirmed = self._acks_confirmed
-        self._acking.append(msg)
-        await asyncio.shield(confirmed)
+        waiter = asyncio.get_running_loop().create_future()
+        self._acking.append((msg, waiter))
+        await waiter
 
     async def _confirm_acks(self) -> None:
-        acking, confirmed = self._acking, self._acks_confirmed
-        assert confirmed is not None
-        self._acking, self._acks_confirmed = [], None
+        acking, self._acking = self._acking, []
         try:
-            for msg in acking[:-1]:
+            for msg, _ in acking[:-1]:
                 await msg.ack()
             # The broker's answer can take a while behind a large batch: the API timeout.
-            await acking[-1].ack_sync(self._ack_timeout_s)
+            await acking[-1][0].ack_sync(self._ack_timeout_s)
         except asyncio.CancelledError:
-            confirmed.cancel()
+            for _, waiter in acking:
+                waiter.cancel()
             raise
         except Exception as exc:  # every waiter raises it, as its own ack's failure
-            confirmed.set_exception(exc)
-            confirmed.exception()  # retrieved, even if every waiter is gone
+            for _, waiter in acking:
+                if not waiter.done():
+                    waiter.set_exception(exc)
         else:
-            confirmed.set_result(None)
+            for _, waiter in acking:
+                if not waiter.done():  # its caller may have given up waiting
+                    waiter.set_result(None)
 
     def acked(self, seq: int) -> None:
         self._acked[seq] = None
         if len(self._acked) > ACKED_REMEMBERED:
             self._acked.popitem(last=False)
 
-    async def _hand_over(self, msg: Msg) -> None:
-        message = NatsMessage(msg, self)
-        if message.deliveries > 1:
+    async def _hand_over(self, msg: Msg, headers: dict[str, str] | None) -> None:
+        seq, deliveries = _delivery(msg)
+        if seq in self._acked:
+            return
+        message = NatsMessage(
+            msg, self, seq, deliveries, headers.get(_MSG_ID, "") if headers else ""
+        )
+        if deliveries > 1:
             metrics.BUS_REDELIVERIES.labels(durable=self.durable).inc()
         self._busy = True
         try:
@@ -338,6 +362,19 @@ class _Pull:
             if msg is not None and not (msg.headers or {}).get(_STATUS):
                 with contextlib.suppress(nats.errors.Error):
                     await msg.nak()
+
+
+def _delivery(msg: Msg) -> tuple[int, int]:
+    """A JetStream message's sequence in its stream and how often it has been delivered.
+
+    Read from its reply subject as the client library does, without the rest of its metadata
+    (a timestamp, a dataclass or two): that took a few microseconds per message.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == _V1_TOKENS and tokens[0] == Msg.Ack.Prefix0 and tokens[1] == Msg.Ack.Prefix1:
+        return int(tokens[_V1_STREAM_SEQ]), int(tokens[_V1_DELIVERED])
+    metadata = msg.metadata  # the longer form, with a domain: the library reads it
+    return metadata.sequence.stream, metadata.num_delivered
 
 
 def _refusal(msg: Msg) -> str:
@@ -458,6 +495,8 @@ class NatsBus:
         self.streams = streams
         self._pulls = events.pulls
         self._buckets: dict[str, NatsKeyValue] = {}
+        # Each subject's stream, as found once: matching the table costs more than a publish.
+        self._stream_of: dict[str, StreamSpec] = {}
 
     @property
     def gone(self) -> asyncio.Future[str]:
@@ -475,8 +514,14 @@ class NatsBus:
                     await self._js.update_stream(spec.config())
 
     def _stream(self, subject: str) -> StreamSpec:
+        spec = self._stream_of.get(subject)
+        if spec is not None:
+            return spec
         for spec in self.streams:
             if spec.takes(subject):
+                if len(self._stream_of) >= STREAMS_REMEMBERED:
+                    self._stream_of.clear()
+                self._stream_of[subject] = spec
                 return spec
         raise BusError(
             f"no stream takes {subject!r}: add its subject family to STREAMS in evplug/bus/nats.py"
@@ -487,10 +532,55 @@ class NatsBus:
         headers = {_MSG_ID: msg_id} if msg_id else None
         with _broker_errors(f"publish on {subject!r}"):
             ack = await self._js.publish(subject, data, stream=stream.name, headers=headers)
-        if ack.duplicate:
-            metrics.BUS_DUPLICATES.labels(stream=stream.name).inc()
-            return False
-        return True
+        return _stored(stream, ack)
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        """Every message sent before any answer is awaited; the answers share one API timeout."""
+        answers = [await self._publish_async(*message) for message in messages]
+        waiting = [answer for answer in answers if isinstance(answer, asyncio.Future)]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=self._api_timeout_s)
+            for answer in late:
+                answer.cancel()  # which frees its place among the client's pending publishes
+        return [
+            answer if isinstance(answer, BusError) else self._published(subject, answer)
+            for (subject, _, _), answer in zip(messages, answers, strict=True)
+        ]
+
+    def _published(self, subject: str, answer: asyncio.Future[PubAck]) -> bool | BaseException:
+        """What one publish of ``publish_many`` came to, once answered or given up on."""
+        doing = f"publish on {subject!r}"
+        if answer.cancelled():  # given up on after the API timeout
+            return _bus_error(doing, nats.errors.TimeoutError())
+        error = answer.exception()
+        if isinstance(error, nats.errors.Error):
+            return _bus_error(doing, error)
+        return error or _stored(self._stream(subject), answer.result())
+
+    async def _publish_async(
+        self, subject: str, data: bytes, msg_id: str
+    ) -> asyncio.Future[PubAck] | BusError:
+        """The broker's answer to come, or why the message could not be sent.
+
+        The client holds a place for each publish until its answer, and one whose sending
+        fails keeps it for good: what the client would refuse is refused here first.
+        """
+        doing = f"publish on {subject!r}"
+        try:
+            stream = self._stream(subject)
+        except BusError as exc:
+            return exc
+        if not self._nc.is_connected:
+            return BusError(f"{doing}: not connected to the broker (reconnecting): sent later")
+        if len(data) > self._nc.max_payload:
+            return BusError(f"{doing}: {len(data)} bytes, over the broker's max_payload")
+        headers = {_MSG_ID: msg_id} if msg_id else None
+        try:
+            # No wait_stall: its timer would make each publish a turn of the loop of its own,
+            # and a write to the socket each. A window is far below the client's places.
+            return await self._js.publish_async(subject, data, stream=stream.name, headers=headers)
+        except nats.errors.Error as exc:
+            return _bus_error(doing, exc)
 
     async def subscribe(
         self,
@@ -591,6 +681,14 @@ class NatsBus:
         # that is already gone has nothing left to flush: closing is still done.
         with contextlib.suppress(OSError, nats.errors.Error):
             await self._nc.close()
+
+
+def _stored(stream: StreamSpec, ack: PubAck) -> bool:
+    """True when the broker stored the message, False when it dropped it as a duplicate."""
+    if ack.duplicate:
+        metrics.BUS_DUPLICATES.labels(stream=stream.name).inc()
+        return False
+    return True
 
 
 def _reconnect_after(servers: list[Server], info: dict[str, Any]) -> tuple[Server | None, float]:

@@ -25,7 +25,12 @@ from evplug.core.actual import ActualState
 from evplug.core.edge_safety import StopReason
 from evplug.core.metering import Anomaly, counter_step, integrated_wh
 from evplug.core.pricing import affordable_wh, cost_cents
-from evplug.core.readings import InvalidReading, reading_problem
+from evplug.core.readings import (
+    IMPLAUSIBLE_POWER_FACTOR,
+    LOWEST_POWER_W,
+    InvalidReading,
+    reading_problem,
+)
 
 
 class State(StrEnum):
@@ -351,6 +356,7 @@ class Transitioned:
 
 Effect = SwitchRelay | SessionOpened | SessionClosed | Transitioned | MeterAnomaly
 NO_EFFECTS: tuple[Effect, ...] = ()
+_INFINITY = math.inf
 
 ON, OFF, MIA, OVERCURRENT = (
     ActualState.ON,
@@ -487,8 +493,14 @@ class Plug:
         stamped at or before the newest seen is a duplicate, a late delivery or a clock that
         stepped back (``_behind``).
         """
-        problem = reading_problem(timestamp_ms, power_w, energy_wh, self.settings.max_power_w)
-        if problem is not None:
+        # The physical case tested here, in one expression: a call per reading costs more.
+        # reading_problem says what is wrong with the rest.
+        if not (
+            timestamp_ms > 0
+            and LOWEST_POWER_W <= power_w <= IMPLAUSIBLE_POWER_FACTOR * self.settings.max_power_w
+            and (energy_wh is None or 0.0 <= energy_wh < _INFINITY)
+        ):
+            problem = reading_problem(timestamp_ms, power_w, energy_wh, self.settings.max_power_w)
             raise InvalidReading(f"{self.plug_id}: {problem}")
         stepped = None
         if timestamp_ms <= self.last_reading_ms:
@@ -529,10 +541,8 @@ class Plug:
     ) -> tuple[Effect, ...] | list[Effect]:
         if edge_stop is not None and (stopped := self._stopped_at_edge(edge_stop, now_ms)):
             return stopped
-        # A reading taken after the last command shows its outcome, even if the answer was lost.
-        settled = now_ms >= self.command_issued_ms
         if actual == OVERCURRENT:
-            if settled and state in _TRIPPABLE:
+            if now_ms >= self.command_issued_ms and state in _TRIPPABLE:
                 return self._fire(T.TRIPPED, now_ms)
         elif (
             actual == OFF
@@ -577,7 +587,8 @@ class Plug:
             return NO_EFFECTS
         if state is _ACCOUNT_NULL or state is _INITIALISING:
             return self._idle_reading(now_ms, actual)
-        if settled:
+        # A reading taken after the last command shows its outcome, even if the answer was lost.
+        if now_ms >= self.command_issued_ms:
             if actual == ON and state in _AWAITING_ON:
                 return self._fire(T.RELAY_ON, now_ms)
             if actual == OFF and state in _AWAITING_OFF:

@@ -81,6 +81,7 @@ class BusHandlers:
                 self.registry.site_plugs,
                 self._warned,
                 not_after_ms=self.clock.now_ms() + self.max_clock_ahead_ms,
+                current_a=self.registry.current_a,
                 redelivered=msg.deliveries > 1,
             )
         except (WireError, ForeignChunk) as exc:
@@ -88,9 +89,11 @@ class BusHandlers:
             log.warning("ingest.rejected_chunk", site=site_id, error=str(exc))
             await msg.ack()
             return
-        self.registry.note_currents(rows)
         settled = self.submit_many(effects)
         self.accounts.readings(row[0] for row in rows)
+        if not settled:  # the common case, readings alone: acked once they are written
+            await self.sink.add(rows, msg.ack, key=msg.msg_id or None)
+            return
 
         async def ack_once_settled() -> None:
             if all(f.done() for f in settled):

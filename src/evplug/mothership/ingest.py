@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 # The core's members carry the contract's numbers (a test holds them equal).
 _ACTUAL_BY_NUMBER = {int(member): member for member in ActualState}
 _EDGE_STOPS = {int(member): member for member in StopReason}
+_MIA = int(ActualState.MIA)
 
 
 def actual_state(number: int) -> ActualState:
@@ -70,10 +71,13 @@ def process_chunk(
     site_plugs: dict[str, dict[str, Plug]],
     warned: set[str],
     not_after_ms: int,
+    current_a: dict[str, float],
     redelivered: bool = False,
 ) -> tuple[list[Row], list[Effect]]:
     """Decode, route each reading to its plug's state machine, and build the telemetry rows.
 
+    ``current_a`` takes the current of each plug's newest reading, for load management (a
+    reading the plug took as its newest and that is not MIA: no news is not zero amps).
     Readings for plugs this site never announced are dropped, counted and logged once per plug.
     So are readings stamped after ``not_after_ms``: a relay clock far ahead would otherwise make
     its plug ignore every true reading (credit checks, OFF confirmations) until that time. So are
@@ -98,6 +102,7 @@ def process_chunk(
     by_number = _ACTUAL_BY_NUMBER
     unknown_actual = ActualState.UNKNOWN
     rows: list[Row] = []
+    append = rows.append
     effects: list[Effect] = []
     unknown = future = invalid = 0
     invalid_reason = ""
@@ -116,17 +121,28 @@ def process_chunk(
             continue
         actual = r.actual_state
         power = r.active_power_w
-        energy = r.energy_wh if r.HasField("energy_wh") else None
+        # An unset counter reads as 0.0: only then is its presence worth asking.
+        energy = r.energy_wh
+        if not energy and not r.HasField("energy_wh"):
+            energy = None
+        stop = r.edge_stop
         try:
-            stop = _EDGE_STOPS.get(r.edge_stop) if r.edge_stop else None
             out = plug.reading(
-                ts, by_number.get(actual, unknown_actual), power, energy, stop, redelivered
+                ts,
+                by_number.get(actual, unknown_actual),
+                power,
+                energy,
+                _EDGE_STOPS.get(stop) if stop else None,
+                redelivered,
             )
         except InvalidReading as exc:
             invalid += 1
             invalid_reason = invalid_reason or str(exc)
             continue
-        rows.append((plug_id, ts, actual, r.current_a, r.voltage_v, r.power_factor, power, energy))
+        current = r.current_a
+        append((plug_id, ts, actual, current, r.voltage_v, r.power_factor, power, energy))
+        if ts == plug.last_reading_ms and actual != _MIA:
+            current_a[plug_id] = current
         if out:
             effects.extend(out)
     _INGESTED.inc(len(rows))

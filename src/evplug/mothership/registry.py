@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterable
 from sys import intern
 
 import structlog
 
 from evplug.contracts import evplug_pb2 as pb
-from evplug.core.actual import ActualState
 from evplug.core.circuits import SITE_SUPPLY, Circuit, CircuitTree
 from evplug.core.plug import TIMED_STATES, Plug, Settings, State
 from evplug.store.repository import Repository
-from evplug.store.telemetry import Row
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +42,8 @@ class PlugRegistry:
         self.circuit_parents: dict[str, str] = {}
         self._tree: CircuitTree | None = None
         self.active: set[str] = set()  # plugs that need ticks or admission
-        # The current each plug's relay measured in its newest reading (0: it measures none).
+        # The current each plug's relay measured in its newest reading (0: it measures none),
+        # kept by ingest as it steps the plugs.
         self.current_a: dict[str, float] = {}
         # Each driver's plugs with an open session (a household may charge two cars at once).
         self._plugs_of_user: dict[str, set[str]] = defaultdict(set)
@@ -68,13 +66,6 @@ class PlugRegistry:
                 for c, limit in self.circuit_limits.items()
             )
         return self._tree
-
-    def note_currents(self, rows: Iterable[Row]) -> None:
-        """Keep the current of each plug's newest reading, for load management."""
-        for plug_id, timestamp_ms, actual, current_a, *_ in rows:
-            plug = self.plugs[plug_id]
-            if timestamp_ms == plug.last_reading_ms and actual != ActualState.MIA:
-                self.current_a[plug_id] = current_a
 
     def plugs_of_user(self, user_id: str) -> list[Plug]:
         """The plugs holding this driver's open sessions, in plug id order."""

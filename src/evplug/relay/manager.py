@@ -485,10 +485,7 @@ class RelayManager:
                 return [await self.bus.publish(pending.subject, pending.data, pending.msg_id)]
             except Exception as exc:
                 return [exc]
-        return await asyncio.gather(
-            *(self.bus.publish(p.subject, p.data, msg_id=p.msg_id) for p in window),
-            return_exceptions=True,
-        )
+        return await self.bus.publish_many([(p.subject, p.data, p.msg_id) for p in window])
 
     async def _send_loop(self) -> None:
         await self._announced.wait()

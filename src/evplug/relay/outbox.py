@@ -103,13 +103,17 @@ class Outbox:
         return [Pending(*row) for row in rows]
 
     def remove(self, sent: Sequence[Pending]) -> None:
-        """Acked by the broker: gone for good, in one transaction (one sync for a window)."""
+        """Acked by the broker: gone for good, in one transaction (one sync for a window).
+
+        ``sent`` are the oldest messages, in order (as ``oldest`` gave them): every message
+        between the first and the last of them is one of them, so one range goes.
+        """
         if not sent:
             return
         with self._db:
             self._db.execute("BEGIN")
-            deleted = self._db.executemany(
-                "DELETE FROM outbox WHERE id = ?", [(p.id,) for p in sent]
+            deleted = self._db.execute(
+                "DELETE FROM outbox WHERE id BETWEEN ? AND ?", (sent[0].id, sent[-1].id)
             ).rowcount
         self._count -= deleted
         self.acked += len(sent)
