@@ -69,10 +69,19 @@ class PlugRow(Base):
     state: Mapped[str] = mapped_column(String(40))
     # The plug state machine's snapshot (core.plug.Plug.snapshot), for hydration on restart.
     snapshot: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
-    # Its meter as a checkpoint saved it since (Plug.meter), newer than the snapshot's own
-    # fields; NULL when the snapshot is whole (migration 0008).
-    meter: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PlugMeter(Base):
+    """A plug's meter as a checkpoint saved it (core.plug.Plug.meter), newer than the fields of
+    its snapshot; the next whole snapshot deletes it (migration 0008). A narrow row of its own:
+    a checkpoint rewrites tens of thousands of them, not the plugs' wide ones."""
+
+    __tablename__ = "plug_meters"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # one B-tree, looked up by its key
+    plug_id: Mapped[str] = mapped_column(ForeignKey("plugs.id"), primary_key=True)
+    meter: Mapped[dict[str, object]] = mapped_column(JSON)
+    saved_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class User(Base):

@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from evplug.core.plug import Transitioned
 from evplug.store.database import write_turn
-from evplug.store.models import Circuit, CircuitParent, PlugRow, Site
+from evplug.store.models import Circuit, CircuitParent, PlugMeter, PlugRow, Site
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
 from evplug.store.sql import driver_insert, insert_new, save_meters, save_snapshots
 
@@ -83,20 +83,25 @@ class Sites:
                     updated_ms=0,
                 )
             )
-            return _plug(await db.get_one(PlugRow, plug_id))
+            (record,) = await _plugs(db, PlugRow.id == plug_id)
+            return record
 
     async def plug_snapshots(self, part_rows: int = 5_000) -> AsyncIterator[list[PlugSnapshot]]:
         """Every plug's site, fuze and snapshot, in parts of ``part_rows`` in id order: a start
         reads them all without holding them all at once, nor a read open in between."""
         # Core on the session's connection, the JSON as its text decoded here: the ORM's rows
         # and the JSON type's processing cost more than the decoding itself.
-        query = select(
-            PlugRow.id,
-            PlugRow.site_id,
-            PlugRow.fuze_id,
-            cast(PlugRow.snapshot, Text),
-            cast(PlugRow.meter, Text),
-        ).order_by(PlugRow.id)
+        query = (
+            select(
+                PlugRow.id,
+                PlugRow.site_id,
+                PlugRow.fuze_id,
+                cast(PlugRow.snapshot, Text),
+                cast(PlugMeter.meter, Text),
+            )
+            .outerjoin(PlugMeter, PlugMeter.plug_id == PlugRow.id)
+            .order_by(PlugRow.id)
+        )
         after = ""
         while True:
             async with self._sessions() as db:
@@ -113,8 +118,7 @@ class Sites:
 
     async def load_plugs(self) -> list[PlugRecord]:
         async with self._sessions() as db:
-            rows = (await db.scalars(select(PlugRow).order_by(PlugRow.id))).all()
-            return [_plug(r) for r in rows]
+            return await _plugs(db)
 
     async def site_of_plug(self, plug_id: str) -> str | None:
         async with self._sessions() as db:
@@ -163,9 +167,26 @@ def _site(row: Site) -> SiteRecord:
     return SiteRecord(row.id, row.name, row.price_cents_per_kwh, row.currency)
 
 
-def _plug(row: PlugRow) -> PlugRecord:
-    snapshot = {**row.snapshot, **(row.meter or {})}
-    return PlugRecord(row.id, row.site_id, row.fuze_id, row.label, row.model, row.state, snapshot)
+async def _plugs(db: AsyncSession, *where: ColumnElement[bool]) -> list[PlugRecord]:
+    """Plugs in id order, each snapshot with the meter saved since."""
+    rows = await db.execute(
+        select(PlugRow, PlugMeter.meter)
+        .outerjoin(PlugMeter, PlugMeter.plug_id == PlugRow.id)
+        .where(*where)
+        .order_by(PlugRow.id)
+    )
+    return [
+        PlugRecord(
+            row.id,
+            row.site_id,
+            row.fuze_id,
+            row.label,
+            row.model,
+            row.state,
+            {**row.snapshot, **(meter or {})},
+        )
+        for row, meter in rows
+    ]
 
 
 def _decoded(snapshot: str | None, meter: str | None) -> dict[str, Any]:

@@ -70,32 +70,41 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
 
 # Snapshots and meters are written by the driver's own executemany, encoded here: SQLAlchemy's
 # processing of each row's parameters (the JSON type's above all) cost more than the database's
-# own work, and checkpoints write tens of thousands at a time. A whole snapshot clears the meter
+# own work, and checkpoints write tens of thousands at a time. A whole snapshot deletes the meter
 # saved before it, which is older.
 _SAVE_SNAPSHOT = {
-    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, meter = NULL, updated_ms = ? WHERE id = ?",
-    "postgresql": (
-        "UPDATE plugs SET state = $1, snapshot = $2, meter = NULL, updated_ms = $3 WHERE id = $4"
-    ),
+    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, updated_ms = ? WHERE id = ?",
+    "postgresql": "UPDATE plugs SET state = $1, snapshot = $2, updated_ms = $3 WHERE id = $4",
 }
+_DELETE_METER = {
+    "sqlite": "DELETE FROM plug_meters WHERE plug_id = ?",
+    "postgresql": "DELETE FROM plug_meters WHERE plug_id = $1",
+}
+_REPLACE_METER = (
+    " ON CONFLICT (plug_id) DO UPDATE SET meter = excluded.meter, saved_ms = excluded.saved_ms"
+)
 _SAVE_METER = {
-    "sqlite": "UPDATE plugs SET meter = ?, updated_ms = ? WHERE id = ?",
-    "postgresql": "UPDATE plugs SET meter = $1, updated_ms = $2 WHERE id = $3",
+    "sqlite": "INSERT INTO plug_meters (plug_id, meter, saved_ms) VALUES (?, ?, ?)"
+    + _REPLACE_METER,
+    "postgresql": "INSERT INTO plug_meters (plug_id, meter, saved_ms) VALUES ($1, $2, $3)"
+    + _REPLACE_METER,
 }
 
 
 async def save_snapshots(
     db: AsyncSession, snapshots: Iterable[dict[str, Any]], now_ms: int
 ) -> None:
-    """Overwrite plugs' snapshots inside the caller's transaction, one statement for them all."""
+    """Overwrite plugs' snapshots, and delete the meters saved before them, inside the caller's
+    transaction, a statement each for them all."""
     rows = [(str(s["state"]), orjson.dumps(s).decode(), now_ms, s["plug_id"]) for s in snapshots]
     await _execute_many(db, _SAVE_SNAPSHOT, rows)
+    await _execute_many(db, _DELETE_METER, [(plug_id,) for *_, plug_id in rows])
 
 
 async def save_meters(db: AsyncSession, meters: Mapping[str, dict[str, Any]], now_ms: int) -> None:
     """Save plugs' meters (plug id -> ``Plug.meter()``) over their snapshots, in the caller's
     transaction, one statement for them all."""
-    rows = [(orjson.dumps(meter).decode(), now_ms, plug_id) for plug_id, meter in meters.items()]
+    rows = [(plug_id, orjson.dumps(meter).decode(), now_ms) for plug_id, meter in meters.items()]
     await _execute_many(db, _SAVE_METER, rows)
 
 
