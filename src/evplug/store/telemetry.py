@@ -5,10 +5,11 @@ so a crash between receipt and write means redelivery, never a lost reading. Rep
 (a redelivered chunk) are ignored by the (timestamp_ms, plug_id) key. Each batch marks the
 minutes it wrote for their rollups (``rollups``), in the same transaction.
 
-On PostgreSQL a batch is COPYed into the day partitions (made here when missing); a batch that
-repeats a stored reading fails the COPY and goes again through a staging table with ON CONFLICT.
-On SQLite it is one executemany of a plain INSERT. A full buffer is written in the background
-while the next one fills.
+On PostgreSQL a batch is COPYed straight into its day's partition (made here when missing); a
+batch that repeats a stored reading fails the COPY and goes again through a staging table with
+ON CONFLICT. On SQLite it is one executemany of a plain INSERT. A full buffer is written in the
+background while the next one fills; on PostgreSQL up to ``writers`` of them at once, each on its
+own connection, so one batch's commit waits for the disk while the next is written.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ class ReadingSink:
         self._batches: dict[object, Batch] = {}
         self._buffered = 0
         self._unkeyed = itertools.count()
-        # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
-        # of its steps too: waiters are served in turn, so a batch waits for one step at most
-        # (SQLite's own busy wait would let a step that follows at once go first, again and again).
+        # SQLite, the one writer: held while a batch is written, and by the upkeep for each of its
+        # steps: waiters are served in turn, so a batch waits for one step at most (SQLite's own
+        # busy wait would let a step that follows at once go first, again and again).
         self.write_lock = asyncio.Lock()
         self.on_written = on_written
         # Readings before this are past their retention: the upkeep moves it before it prunes.
