@@ -88,10 +88,12 @@ def test_an_unwritable_data_dir_is_named(tmp_path: Path) -> None:
 
 
 async def test_the_store_takes_the_telemetry_settings(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, telemetry={"batch_rows": 7, "batch_delay_s": 0.5})
+    settings = Settings(
+        data_dir=tmp_path, telemetry={"batch_rows": 7, "batch_delay_s": 0.5, "writers": 3}
+    )
     store = await assembly.make_store(settings)
     try:
-        assert (store.sink.max_rows, store.sink.max_delay_s) == (7, 0.5)
+        assert (store.sink.max_rows, store.sink.max_delay_s, store.sink.writers) == (7, 0.5, 3)
         assert (tmp_path / "evplug.sqlite3").exists()
         assert await schema.current(store.repo.engine) == schema.head()  # upgraded by itself
     finally:
@@ -108,6 +110,7 @@ def test_default_settings_make_the_default_parts() -> None:
         telemetry.batch_delay_s,
         telemetry.max_buffered_rows,
         None,
+        telemetry.writers,
     )
     assert UpkeepConfig() == assembly.upkeep_config(Settings())
 

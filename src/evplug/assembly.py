@@ -116,6 +116,7 @@ async def make_store(settings: Settings) -> Store:
         max_rows=telemetry.batch_rows,
         max_delay_s=telemetry.batch_delay_s,
         max_buffered_rows=telemetry.max_buffered_rows,
+        writers=telemetry.writers,
     )
     return Store(Repository(engine), sink)
 

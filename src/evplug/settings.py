@@ -398,6 +398,13 @@ class TelemetrySettings(_Group):
         le=60,
         description="a batch is written at the latest this long (s) after it was started",
     )
+    writers: Whole = Field(
+        2,
+        ge=1,
+        le=8,
+        description="PostgreSQL: full batches written at once, each on its own connection, so"
+        " one waits for its commit to reach the disk while the next is written (SQLite: 1)",
+    )
     max_buffered_rows: Whole = Field(
         100_000,
         ge=1,

@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from evplug.bus.base import BusError
 from evplug.core.plug import Plug
 from evplug.metrics import value
+from evplug.store import partitions
 from evplug.store.database import create_schema, make_engine, sqlite_turn, sqlite_url
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink, SinkFull
@@ -21,16 +23,18 @@ FLUSHES = "evplug_telemetry_flushes_total"
 REFUSED = "evplug_telemetry_refused_total"
 
 
-def rows(n: int, start: int = 0) -> list[tuple]:
-    return [(f"p{i}", 1000 + i, 1, 10.0, 240.0, 0.99, 2376.0, 5.0 + i) for i in range(start, n)]
+def rows(n: int, start: int = 0, at_ms: int = 1000) -> list[tuple]:
+    return [(f"p{i}", at_ms + i, 1, 10.0, 240.0, 0.99, 2376.0, 5.0 + i) for i in range(start, n)]
 
 
 class Acks:
     def __init__(self) -> None:
         self.count = 0
+        self.sent = asyncio.Event()
 
     async def __call__(self) -> None:
         self.count += 1
+        self.sent.set()
 
 
 async def stored(engine) -> int:
@@ -137,7 +141,7 @@ async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
 async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
     engine: AsyncEngine,
 ) -> None:
-    sink, acks = ReadingSink(engine, max_rows=10), Acks()
+    sink, acks = ReadingSink(engine, max_rows=10, writers=1), Acks()
     await sink.add(rows(10), acks, key="a")  # full: its write starts, the caller goes on
     assert acks.count == 0 and sink.buffered == 0
     await sink.add(rows(20, start=10), acks, key="b")  # a batch ahead: waits for the first
@@ -177,3 +181,81 @@ async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path) -> No
     assert finished == ["telemetry", "effects", "checkpoint"]
     assert await stored(engine) == 10
     await engine.dispose()
+
+
+async def test_a_batch_written_behind_commits_while_messages_keep_coming_without_a_wait(
+    engine: AsyncEngine,
+) -> None:
+    sink, acks = ReadingSink(engine, max_rows=10), Acks()
+    await sink.add(rows(10), acks, key="full")  # written behind
+    sink.max_rows = 1_000_000  # what comes next never fills a batch
+    loop = asyncio.get_running_loop()
+    deadline, n = loop.time() + 10, 0
+    # A backlog on the bus: each message handled at once, nothing else awaited in between.
+    while acks.count == 0 and loop.time() < deadline:
+        n += 1
+        await sink.add(rows(1, at_ms=10_000 + n), key=n)
+    assert acks.count == 1  # committed and acked while the backlog was handled
+    await sink.flush()
+    assert await stored(engine) == 10 + n
+
+
+async def test_a_batch_across_midnight_lands_in_both_days(engine: AsyncEngine) -> None:
+    midnight = 19_700 * partitions.DAY_MS
+    sink = ReadingSink(engine, max_rows=1000)
+    await sink.add(rows(3, at_ms=midnight - 2) + rows(6, start=3, at_ms=midnight - 2))
+    await sink.flush()
+    assert await stored(engine) == 6
+    if engine.dialect.name == "postgresql":  # each day's readings in that day's partition
+        async with engine.connect() as conn:
+            for day, count in ((19_699, 2), (19_700, 4)):
+                query = f"SELECT count(*) FROM ONLY {partitions.name(day)}"
+                assert (await conn.exec_driver_sql(query)).scalar_one() == count
+
+
+def postgresql_only(engine: AsyncEngine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: its batches are written one at a time")
+
+
+async def test_on_postgresql_a_batch_held_up_holds_up_neither_the_next_batch_nor_its_acks(
+    engine: AsyncEngine,
+) -> None:
+    postgresql_only(engine)
+    day, other_day = (19_700 * partitions.DAY_MS, 19_701 * partitions.DAY_MS)
+    sink = ReadingSink(engine, max_rows=10, writers=2)
+    await sink.add(rows(1, at_ms=day - 1000) + rows(1, at_ms=other_day - 1000))
+    await sink.flush()  # both days' partitions made
+    held, a, b, c = Acks(), Acks(), Acks(), Acks()
+    async with engine.connect() as blocker:  # holds up every write into the first day
+        await blocker.exec_driver_sql(f"LOCK TABLE {partitions.name(19_699)} IN SHARE MODE")
+        await sink.add(rows(10, at_ms=day - 100), held, key="held")
+        await sink.add(rows(10, at_ms=other_day - 100), a, key="a")
+        async with asyncio.timeout(10):
+            await a.sent.wait()  # committed beside the held batch, and acked
+        await sink.add(rows(10, at_ms=day - 50), b, key="b")  # held too: two writers busy
+        third = asyncio.create_task(sink.add(rows(10, at_ms=other_day - 50), c, key="c"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not third.done()  # waits for a writer: no more than two batches at once
+        assert (held.count, b.count) == (0, 0)
+        await blocker.rollback()
+    async with asyncio.timeout(10):
+        await third
+        await sink.flush()
+    assert (held.count, a.count, b.count, c.count) == (1, 1, 1, 1)
+    assert await stored(engine) == 42
+
+
+async def test_on_postgresql_writers_making_one_new_day_at_once_both_land(
+    engine: AsyncEngine,
+) -> None:
+    postgresql_only(engine)
+    sink, acks = ReadingSink(engine, max_rows=10, writers=2), Acks()
+    day = 19_700 * partitions.DAY_MS
+    with capture_logs() as logs:
+        await sink.add(rows(10, at_ms=day), acks, key="a")
+        await sink.add(rows(20, start=10, at_ms=day), acks, key="b")  # beside the first
+        await sink.flush()
+    assert [e for e in logs if e["log_level"] != "info"] == []  # neither write failed
+    assert acks.count == 2 and await stored(engine) == 20

@@ -5,15 +5,17 @@ so a crash between receipt and write means redelivery, never a lost reading. Rep
 (a redelivered chunk) are ignored by the (timestamp_ms, plug_id) key. Each batch marks the
 minutes it wrote for their rollups (``rollups``), in the same transaction.
 
-On PostgreSQL a batch is COPYed into the day partitions (made here when missing); a batch that
-repeats a stored reading fails the COPY and goes again through a staging table with ON CONFLICT.
-On SQLite it is one executemany of a plain INSERT. A full buffer is written in the background
-while the next one fills.
+On PostgreSQL a batch is COPYed straight into its day's partition (made here when missing); a
+batch that repeats a stored reading fails the COPY and goes again through a staging table with
+ON CONFLICT. On SQLite it is one executemany of a plain INSERT. A full buffer is written in the
+background while the next one fills; on PostgreSQL up to ``writers`` of them at once, each on its
+own connection, so one batch's commit waits for the disk while the next is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -69,9 +71,11 @@ class ReadingSink:
         max_delay_s: float = _DEFAULTS.batch_delay_s,
         max_buffered_rows: int = _DEFAULTS.max_buffered_rows,
         on_written: OnWritten | None = None,
+        writers: int = _DEFAULTS.writers,
     ) -> None:
         """``on_written`` is handed each batch once committed (the InfluxDB export); it must
-        not block."""
+        not block. Up to ``writers`` full batches are written at once on PostgreSQL; SQLite,
+        one writer, takes one at a time."""
         self.engine = engine
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
@@ -80,16 +84,18 @@ class ReadingSink:
         self._batches: dict[object, Batch] = {}
         self._buffered = 0
         self._unkeyed = itertools.count()
-        # Held while a batch is written. On SQLite, the one writer, the upkeep takes it for each
-        # of its steps too: waiters are served in turn, so a batch waits for one step at most
-        # (SQLite's own busy wait would let a step that follows at once go first, again and again).
+        # SQLite, the one writer: held while a batch is written, and by the upkeep for each of its
+        # steps: waiters are served in turn, so a batch waits for one step at most (SQLite's own
+        # busy wait would let a step that follows at once go first, again and again).
         self._own_lock = asyncio.Lock()
         self.on_written = on_written
-        self._writing: asyncio.Task[None] | None = None
         # Readings before this are past their retention: the upkeep moves it before it prunes.
         self.keep_from_ms = 0
         self._copy = engine.dialect.name == "postgresql"
+        self.writers = writers
+        self._writing: set[asyncio.Task[None]] = set()  # full batches being written
         self._partitions: set[int] = set()  # days known to have their partition
+        self._adding_partitions = asyncio.Lock()  # one CREATE of a day at a time
         self._statement = _insert_statement(engine.dialect.paramstyle)
         self._mark = MARK.format(_PLACEHOLDERS[engine.dialect.paramstyle](1))
 
@@ -137,17 +143,23 @@ class ReadingSink:
         self._buffered += len(rows)
         if self._buffered >= self.max_rows:
             await self._write_behind()
+        elif self._writing:
+            # A backlog of messages is handled without one wait: the writes behind would make
+            # no step before the next batch is full. Let them take each step once they can.
+            await asyncio.sleep(0)
 
     async def _write_behind(self) -> None:
-        """Write the full buffer in the background, once the batch before it is written.
+        """Write the full buffer in the background, once fewer than ``writers`` are.
 
-        The next batch fills while the database writes this one (on PostgreSQL another process,
-        on SQLite a thread): ingest waits only when it is a whole batch ahead.
+        The next batch fills while the database writes this one (on PostgreSQL other processes,
+        on SQLite a thread): ingest waits only when it is ``writers`` batches ahead. Each batch's
+        messages are acked once that batch has committed.
         """
-        if self._writing is not None:
-            await self._writing
-        batches = self._take()
-        self._writing = asyncio.create_task(self._commit_in_background(batches))
+        while len(self._writing) >= (self.writers if self._copy else 1):
+            await asyncio.wait(self._writing, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._commit_in_background(self._take()))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
 
     async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
         try:
@@ -159,8 +171,9 @@ class ReadingSink:
 
     async def flush(self) -> None:
         """Write everything buffered; when it returns, all rows added before are committed."""
-        if self._writing is not None:
-            await self._writing
+        if self._writing:
+            # A batch that failed there is back in the buffer, and written below.
+            await asyncio.wait(self._writing)
         await self._commit(self._take())
 
     def _take(self) -> dict[object, Batch]:
@@ -171,7 +184,8 @@ class ReadingSink:
         if not batches:
             return
         rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
-        async with self.write_lock:
+        # PostgreSQL's writers and upkeep do not wait for each other (MVCC).
+        async with contextlib.nullcontext() if self._copy else self.write_lock:
             try:
                 if rows:
                     await self._write(rows)
@@ -217,11 +231,14 @@ class ReadingSink:
                 await conn.exec_driver_sql(self._mark, marks)
                 await conn.exec_driver_sql(self._statement, rows)
             return
-        await self._add_partitions({minute // partitions.DAY_MS for minute in minutes})
+        days = _by_day(rows, minutes)
+        await self._add_partitions(set(days))
         try:
             async with self.engine.begin() as conn:
                 await conn.exec_driver_sql(self._mark, marks)
-                await _copy(conn, rows, "readings")
+                for day, of_day in days.items():
+                    # Straight into the day's table: the server routes no row.
+                    await _copy(conn, of_day, partitions.name(day))
         except asyncpg.UniqueViolationError:
             # A repeat (a redelivered chunk): COPY has no ON CONFLICT, a staging table has.
             async with self.engine.begin() as conn:
@@ -238,11 +255,25 @@ class ReadingSink:
                 )
 
     async def _add_partitions(self, days: set[int]) -> None:
-        missing = days - self._partitions
-        if missing:
-            async with self.engine.begin() as conn:
-                await partitions.create(conn, missing)
-            self._partitions |= missing
+        if days <= self._partitions:
+            return
+        async with self._adding_partitions:  # two writers making one day would collide
+            missing = days - self._partitions
+            if missing:
+                async with self.engine.begin() as conn:
+                    await partitions.create(conn, missing)
+                self._partitions |= missing
+
+
+def _by_day(rows: list[Row], minutes: list[int]) -> dict[int, list[Row]]:
+    """The rows by their day (their partition); ``minutes``, sorted, are the rows' minutes."""
+    first, last = partitions.day_of(minutes[0]), partitions.day_of(minutes[-1])
+    if first == last:  # all but the batches that straddle midnight
+        return {first: rows}
+    days: dict[int, list[Row]] = {}
+    for row in rows:
+        days.setdefault(partitions.day_of(row[1]), []).append(row)
+    return days
 
 
 async def _copy(conn: AsyncConnection, rows: list[Row], table: str) -> None:
