@@ -168,7 +168,13 @@ class Accounts:
             return
         if not credit.top_up_due(balance, sessions, auto.threshold_cents):
             return
+        # Due by the balance held here, which a credit may have overtaken: the last credit's key
+        # first, then the balance as it is now. A credit landing between them leaves an old key
+        # with a new balance (not due), never a new key with an old balance (asked twice).
         last = await self.repo.ledger.last_credit_key(user_id)
+        balance = await self.repo.ledger.balance(user_id)
+        if not credit.top_up_due(balance, sessions, auto.threshold_cents):
+            return
         key = credit.top_up_key(user_id, auto.threshold_cents, last)
         if key in self._asked:
             return
