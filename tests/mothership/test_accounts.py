@@ -268,3 +268,25 @@ async def test_telemetry_is_stored_and_acked_while_a_balance_read_is_slow(
     await site.ms.accounts.drain()
     cost = site.ms.plug(first).session_cost_cents
     assert site.ms.plug(second).credit_cents == 100 - cost < shared_before
+
+
+async def test_when_one_of_two_sessions_ends_the_other_may_spend_the_whole_balance(
+    make_site: MakeSite,
+) -> None:
+    site = await make_site()
+    await site.add_driver("d", credit_cents=100)
+    await start_both(site, "d")
+    for _ in range(4):
+        await site.advance(60)
+        await site.read(60)
+        await site.answer()
+    first, second = site.plug_ids
+    await site.ms.choose(first, Prompt.DISABLE_SOCKET, "d")
+    await site.answer()
+    await site.advance(2)
+    await site.read()
+    await site.answer()
+    await site.ms.accounts.drain()
+    assert site.ms.plug(first).state is State.ACCOUNT_NULL
+    balance = await site.repo.ledger.balance("d")
+    assert balance < 100 and site.ms.plug(second).credit_cents == balance

@@ -64,6 +64,9 @@ class Accounts:
     def on_event(self, effect: object) -> None:
         if isinstance(effect, SessionClosed):
             self._forget(effect.user_id)
+            # The account's other sessions may spend what this one no longer accrues.
+            self._due.add(effect.user_id)
+            self._share_soon()
             if self.guests is not None and hold_of_guest(effect.user_id):
                 self._background(self._settle_guest(effect))
 
@@ -101,8 +104,20 @@ class Accounts:
         of readings asks once per account, and its balances are read in bulk.
         """
         plugs = self.registry.plugs
-        self._due.update(user for p in plug_ids if p in plugs and (user := plugs[p].user_id))
+        users = {user for p in plug_ids if p in plugs and (user := plugs[p].user_id)}
+        self._due.update(u for u in users if self._moves_with_readings(u))
         self._share_soon()
+
+    def _moves_with_readings(self, user_id: str) -> bool:
+        """Whether readings can change what this account's sessions may spend, or make its auto
+        top-up due. One session alone may spend the whole balance however much it accrues (its
+        credit changes only with the balance, which postings and closes announce)."""
+        if self.registry.sessions_of_user(user_id) > 1:
+            return True
+        if self.top_ups is None:
+            return False
+        auto = self._auto.get(user_id, ())  # () when not read yet
+        return auto == () or (auto is not None and not auto.paused_reason)
 
     def _share_soon(self) -> None:
         if self._due and self._sharing is None:

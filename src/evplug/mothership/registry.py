@@ -67,6 +67,10 @@ class PlugRegistry:
             )
         return self._tree
 
+    def sessions_of_user(self, user_id: str) -> int:
+        """How many open sessions this driver has."""
+        return len(self._plugs_of_user.get(user_id, ()))
+
     def plugs_of_user(self, user_id: str) -> list[Plug]:
         """The plugs holding this driver's open sessions, in plug id order."""
         return [self.plugs[p] for p in sorted(self._plugs_of_user.get(user_id, ()))]
