@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MINUTE_MS = 60_000
 
-MARK = "INSERT INTO rollups_due (minute_ms) VALUES ({})"
+MARK = "INSERT INTO rollups_due (minute_ms) VALUES (?)"
 
 # The counter's first and last values are looked up by their (time, plug) key; the range is
 # repeated on those lookups so PostgreSQL only looks in the partitions that hold it.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -18,21 +21,28 @@ class UnknownUser(LookupError):
     pass
 
 
-_PLACEHOLDERS = {  # the drivers' own parameter styles
-    "qmark": lambda n: "?",
-    "numeric_dollar": lambda n: f"${n}",
-}
-
-
-def driver_insert(paramstyle: str, table: str, columns: Sequence[str]) -> str:
-    """A raw INSERT that keeps out rows whose key is stored, in the driver's parameter style.
+@lru_cache(maxsize=64)
+def for_driver(statement: str, paramstyle: str) -> str:
+    """A statement written with ``?`` placeholders, in the driver's own parameter style.
 
     For rows written by the thousand: the driver takes them as tuples, with no SQL compiled and
     no parameters processed per row.
     """
-    values = ", ".join(_PLACEHOLDERS[paramstyle](n) for n in range(1, len(columns) + 1))
-    names = ", ".join(columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    if paramstyle == "qmark":
+        return statement
+    if paramstyle == "numeric_dollar":
+        numbers = itertools.count(1)
+        return re.sub(r"\?", lambda _: f"${next(numbers)}", statement)
+    raise ValueError(f"no raw statements for the {paramstyle!r} parameter style")
+
+
+def driver_insert(paramstyle: str, table: str, columns: Sequence[str]) -> str:
+    """A raw INSERT that keeps out rows whose key is stored (``for_driver``)."""
+    values = ", ".join("?" for _ in columns)
+    statement = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    )
+    return for_driver(statement, paramstyle)
 
 
 def insert_new(db: AsyncSession, model: type[Base], *key: str) -> postgresql.Insert | sqlite.Insert:
@@ -72,23 +82,12 @@ async def post_entry(db: AsyncSession, entry: ledger.Entry) -> bool:
 # processing of each row's parameters (the JSON type's above all) cost more than the database's
 # own work, and checkpoints write tens of thousands at a time. A whole snapshot deletes the meter
 # saved before it, which is older.
-_SAVE_SNAPSHOT = {
-    "sqlite": "UPDATE plugs SET state = ?, snapshot = ?, updated_ms = ? WHERE id = ?",
-    "postgresql": "UPDATE plugs SET state = $1, snapshot = $2, updated_ms = $3 WHERE id = $4",
-}
-_DELETE_METER = {
-    "sqlite": "DELETE FROM plug_meters WHERE plug_id = ?",
-    "postgresql": "DELETE FROM plug_meters WHERE plug_id = $1",
-}
-_REPLACE_METER = (
+_SAVE_SNAPSHOT = "UPDATE plugs SET state = ?, snapshot = ?, updated_ms = ? WHERE id = ?"
+_DELETE_METER = "DELETE FROM plug_meters WHERE plug_id = ?"
+_SAVE_METER = (
+    "INSERT INTO plug_meters (plug_id, meter, saved_ms) VALUES (?, ?, ?)"
     " ON CONFLICT (plug_id) DO UPDATE SET meter = excluded.meter, saved_ms = excluded.saved_ms"
 )
-_SAVE_METER = {
-    "sqlite": "INSERT INTO plug_meters (plug_id, meter, saved_ms) VALUES (?, ?, ?)"
-    + _REPLACE_METER,
-    "postgresql": "INSERT INTO plug_meters (plug_id, meter, saved_ms) VALUES ($1, $2, $3)"
-    + _REPLACE_METER,
-}
 
 
 async def save_snapshots(
@@ -108,9 +107,7 @@ async def save_meters(db: AsyncSession, meters: Mapping[str, dict[str, Any]], no
     await _execute_many(db, _SAVE_METER, rows)
 
 
-async def _execute_many(
-    db: AsyncSession, statements: Mapping[str, str], rows: list[tuple[Any, ...]]
-) -> None:
+async def _execute_many(db: AsyncSession, statement: str, rows: list[tuple[Any, ...]]) -> None:
     if rows:
         connection = await db.connection()
-        await connection.exec_driver_sql(statements[connection.dialect.name], rows)
+        await connection.exec_driver_sql(for_driver(statement, connection.dialect.paramstyle), rows)

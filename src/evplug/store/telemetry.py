@@ -29,6 +29,7 @@ from evplug.settings import TelemetrySettings
 from evplug.store import partitions
 from evplug.store.database import sqlite_turn
 from evplug.store.rollups import MARK, MINUTE_MS
+from evplug.store.sql import driver_insert, for_driver
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = TelemetrySettings()  # the settings hold each default once
@@ -48,10 +49,6 @@ COLUMNS = (
     "active_power_w",
     "energy_wh",
 )
-_PLACEHOLDERS = {  # the drivers' own parameter styles: the rows go to them as they are
-    "qmark": lambda n: "?",
-    "numeric_dollar": lambda n: f"${n}",
-}
 
 
 class SinkFull(RuntimeError):
@@ -96,8 +93,8 @@ class ReadingSink:
         self._writing: set[asyncio.Task[None]] = set()  # full batches being written
         self._partitions: set[int] = set()  # days known to have their partition
         self._adding_partitions = asyncio.Lock()  # one CREATE of a day at a time
-        self._statement = _insert_statement(engine.dialect.paramstyle)
-        self._mark = MARK.format(_PLACEHOLDERS[engine.dialect.paramstyle](1))
+        self._statement = driver_insert(engine.dialect.paramstyle, "readings", COLUMNS)
+        self._mark = for_driver(MARK, engine.dialect.paramstyle)
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -281,10 +278,3 @@ async def _copy(conn: AsyncConnection, rows: list[Row], table: str) -> None:
     raw = (await conn.get_raw_connection()).driver_connection
     assert isinstance(raw, asyncpg.Connection)
     await raw.copy_records_to_table(table, records=rows, columns=COLUMNS)
-
-
-def _insert_statement(paramstyle: str) -> str:
-    """A raw INSERT (the fast path: no SQL compiled per batch) naming every column it fills."""
-    placeholder = _PLACEHOLDERS[paramstyle]
-    values = ", ".join(placeholder(n) for n in range(1, len(COLUMNS) + 1))
-    return f"INSERT INTO readings ({', '.join(COLUMNS)}) VALUES ({values}) ON CONFLICT DO NOTHING"
