@@ -13,6 +13,7 @@ from evplug.core.plug import Plug, Settings
 from evplug.mothership.registry import PlugRegistry
 from evplug.store.database import create_schema, make_engine, sqlite_url
 from evplug.store.repository import Repository
+from tests.store.test_plug_snapshots import writes
 
 
 async def test_the_circuit_tree_is_stored_and_new_relays_go_under_the_supply(
@@ -52,7 +53,7 @@ async def test_a_start_restores_every_plug_exactly_and_indexes_it(tmp_path: Path
         if n % 2:
             plug.enable(f"session{n}", "driver", 500, 30, 1_700_000_000_000)
         before.track(plug)
-    await repo.sites.save_plugs([p.snapshot() for p in before.plugs.values()], 1)
+    await repo.effects.write(writes([p.snapshot() for p in before.plugs.values()]), 1)
 
     after = PlugRegistry(repo, Settings(), 32.0)
     await after.hydrate(10.0)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from evplug.core.actual import ActualState
 from evplug.core.plug import Plug, State
+from evplug.store.effect_batches import PlugWrite
 from evplug.store.repository import Repository
+
+
+def writes(snapshots: list[dict[str, Any]]) -> list[PlugWrite]:
+    """Snapshots saved as an effect batch saves them: whole, with no effects."""
+    return [PlugWrite(s["plug_id"], [], s) for s in snapshots]
 
 
 def varied(n: int) -> Plug:
@@ -30,7 +38,7 @@ async def test_saved_snapshots_are_read_back_exactly_in_parts_in_id_order(
     for plug in plugs:
         new = Plug(plug.plug_id, plug.fuze_id).snapshot()
         await repo.sites.register_plug(plug.plug_id, "site", plug.fuze_id, "sim", new)
-    await repo.sites.save_plugs([p.snapshot() for p in plugs], 50)
+    await repo.effects.write(writes([p.snapshot() for p in plugs]), 50)
 
     parts = [part async for part in repo.sites.plug_snapshots(part_rows=3)]
 
@@ -49,7 +57,7 @@ async def test_saved_snapshots_are_read_back_exactly_in_parts_in_id_order(
 
 async def test_saving_no_snapshots_changes_nothing(repo: Repository) -> None:
     before = await repo.sites.load_plugs()
-    await repo.sites.save_plugs([], 50)
+    await repo.effects.write(writes([]), 50)
     assert await repo.sites.load_plugs() == before
 
 
@@ -58,7 +66,7 @@ async def test_a_meter_is_read_with_its_snapshot_until_a_whole_snapshot_replaces
 ) -> None:
     plug = varied(1)
     plug.plug_id = "p"
-    await repo.sites.save_plugs([plug.snapshot()], 50)
+    await repo.effects.write(writes([plug.snapshot()]), 50)
     plug.energy_wh, plug.last_counter_wh, plug.credit_cents = 7.5, None, 120
     await repo.sites.save_meters({"p": plug.meter()}, 60)  # a checkpoint
 
@@ -71,6 +79,6 @@ async def test_a_meter_is_read_with_its_snapshot_until_a_whole_snapshot_replaces
         assert Plug.restore(snapshot).snapshot() == plug.snapshot()
 
     plug.energy_wh = 6.0  # the batch of a later transition: its snapshot is the whole truth
-    await repo.sites.save_plugs([plug.snapshot()], 70)
+    await repo.effects.write(writes([plug.snapshot()]), 70)
     for snapshot in await read():
         assert snapshot == orjson.loads(orjson.dumps(plug.snapshot()))

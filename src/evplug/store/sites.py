@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from evplug.core.plug import Transitioned
 from evplug.store.database import write_turn
 from evplug.store.models import Circuit, CircuitParent, PlugMeter, PlugRow, Site
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
-from evplug.store.sql import driver_insert, insert_new, save_meters, save_snapshots
+from evplug.store.sql import driver_insert, insert_new, save_meters
 
 
 class Sites:
@@ -123,10 +123,6 @@ class Sites:
     async def site_of_plug(self, plug_id: str) -> str | None:
         async with self._sessions() as db:
             return await db.scalar(select(PlugRow.site_id).where(PlugRow.id == plug_id))
-
-    async def save_plugs(self, snapshots: Iterable[dict[str, Any]], now_ms: int) -> None:
-        async with write_turn(self._engine), self._sessions.begin() as db:
-            await save_snapshots(db, snapshots, now_ms)
 
     async def save_meters(self, meters: Mapping[str, dict[str, Any]], now_ms: int) -> None:
         """Save plugs' meters (plug id -> ``Plug.meter()``) over their snapshots."""
