@@ -10,7 +10,7 @@ from evplug.core.plug import Plug, Prompt
 from evplug.mothership.checkpoint import Checkpoints
 from evplug.mothership.status import StatusPublisher
 from tests.mothership.conftest import MakeSite
-from tests.mothership.harness import SITE, restart
+from tests.mothership.harness import SITE, Site, restart
 
 
 async def test_a_checkpoint_writes_only_the_sessions_that_moved_in_chunks(
@@ -66,9 +66,8 @@ async def test_statuses_are_put_a_page_per_flush_and_read_per_site(make_site: Ma
     assert await status.site_page("no-such-site", 0, 2) == []
 
 
-async def test_a_reading_during_a_checkpoint_write_is_saved_by_the_next(
-    make_site: MakeSite,
-) -> None:
+async def one_plug_charging(make_site: MakeSite) -> tuple[Site, str]:
+    """A site of one plug, its driver's car charging and read once."""
     site = await make_site(plugs=1)
     plug_id = site.plug_ids[0]
     await site.add_driver("d")
@@ -77,6 +76,13 @@ async def test_a_reading_during_a_checkpoint_write_is_saved_by_the_next(
     await site.answer()
     await site.advance(2)
     await site.read()
+    return site, plug_id
+
+
+async def test_a_reading_during_a_checkpoint_write_is_saved_by_the_next(
+    make_site: MakeSite,
+) -> None:
+    site, plug_id = await one_plug_charging(make_site)
     real_save = site.repo.sites.save_meters
     during: list[float] = []
 
@@ -127,14 +133,7 @@ async def test_a_restart_after_a_checkpoint_restores_every_plug_as_it_was(
 async def test_a_checkpoint_never_saves_a_meter_ahead_of_its_plugs_waiting_effects(
     make_site: MakeSite,
 ) -> None:
-    site = await make_site(plugs=1)
-    plug_id = site.plug_ids[0]
-    await site.add_driver("d")
-    site.sockets[plug_id].power_w = 2300.0
-    await site.enable(plug_id, "d")
-    await site.answer()
-    await site.advance(2)
-    await site.read()
+    site, plug_id = await one_plug_charging(make_site)
     await site.ms.checkpoint()
     real_write = site.repo.effects.write
     down = True
