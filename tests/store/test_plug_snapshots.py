@@ -82,3 +82,16 @@ async def test_a_meter_is_read_with_its_snapshot_until_a_whole_snapshot_replaces
     await repo.effects.write(writes([plug.snapshot()]), 70)
     for snapshot in await read():
         assert snapshot == orjson.loads(orjson.dumps(plug.snapshot()))
+
+
+async def test_a_plug_saved_twice_in_one_batch_keeps_the_later_snapshot(
+    repo: Repository,
+) -> None:
+    first, later = Plug("p"), Plug("p")
+    first.energy_wh, later.energy_wh = 1.0, 2.0
+    later.state = State.CHARGING
+    await repo.effects.write(writes([first.snapshot(), later.snapshot()]), 50)
+
+    (record,) = await repo.sites.load_plugs()
+    assert record.state == "CHARGING"
+    assert Plug.restore(record.snapshot).snapshot() == later.snapshot()

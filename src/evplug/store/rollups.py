@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from evplug.store.sql import RowsStatement
+
 MINUTE_MS = 60_000
 
-MARK = "INSERT INTO rollups_due (minute_ms) VALUES (?)"
+MARK = RowsStatement("INSERT INTO rollups_due (minute_ms)")
 
 # The counter's first and last values are looked up by their (time, plug) key; the range is
 # repeated on those lookups so PostgreSQL only looks in the partitions that hold it.

@@ -13,7 +13,7 @@ from evplug.core.plug import Transitioned
 from evplug.store.database import write_turn
 from evplug.store.models import Circuit, CircuitParent, PlugMeter, PlugRow, Site
 from evplug.store.records import PlugRecord, PlugSnapshot, SiteRecord
-from evplug.store.sql import driver_insert, insert_new, save_meters
+from evplug.store.sql import insert_new, insert_new_rows, save_meters, write_rows
 
 
 class Sites:
@@ -137,14 +137,16 @@ class Sites:
             await insert_transitions(db, transitions)
 
 
-_TRANSITION_COLUMNS = ("plug_id", "session_id", "from_state", "to_state", "trigger", "at_ms")
+_INSERT_TRANSITIONS = insert_new_rows(
+    "transitions", ("plug_id", "session_id", "from_state", "to_state", "trigger", "at_ms")
+)
 
 
 async def insert_transitions(db: AsyncSession, transitions: Sequence[Transitioned]) -> None:
     """Append inside the caller's transaction, one statement for them all; repeats are kept out."""
-    conn = await db.connection()
-    await conn.exec_driver_sql(
-        driver_insert(conn.dialect.paramstyle, "transitions", _TRANSITION_COLUMNS),
+    await write_rows(
+        await db.connection(),
+        _INSERT_TRANSITIONS,
         [
             (
                 t.plug_id,

@@ -7,9 +7,10 @@ minutes it wrote for their rollups (``rollups``), in the same transaction.
 
 On PostgreSQL a batch is COPYed straight into its day's partition (made here when missing); a
 batch that repeats a stored reading fails the COPY and goes again through a staging table with
-ON CONFLICT. On SQLite it is one executemany of a plain INSERT. A full buffer is written in the
-background while the next one fills; on PostgreSQL up to ``writers`` of them at once, each on its
-own connection, so one batch's commit waits for the disk while the next is written.
+ON CONFLICT. On SQLite it is a plain INSERT of many rows at a time (``sql.write_rows``). A full
+buffer is written in the background while the next one fills; on PostgreSQL up to ``writers`` of
+them at once, each on its own connection, so one batch's commit waits for the disk while the
+next is written.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from evplug.settings import TelemetrySettings
 from evplug.store import partitions
 from evplug.store.database import sqlite_turn
 from evplug.store.rollups import MARK, MINUTE_MS
-from evplug.store.sql import driver_insert, for_driver
+from evplug.store.sql import insert_new_rows, write_rows
 
 log = structlog.get_logger(__name__)
 _DEFAULTS = TelemetrySettings()  # the settings hold each default once
@@ -58,6 +59,7 @@ class SinkFull(RuntimeError):
 _REFUSED_BACKLOG = metrics.TELEMETRY_REFUSED.labels(reason="backlog")
 _REFUSED_OVERSIZE = metrics.TELEMETRY_REFUSED.labels(reason="oversize_batch")
 _STAGING = "readings_incoming"
+_INSERT = insert_new_rows("readings", COLUMNS)
 
 
 class ReadingSink:
@@ -93,8 +95,6 @@ class ReadingSink:
         self._writing: set[asyncio.Task[None]] = set()  # full batches being written
         self._partitions: set[int] = set()  # days known to have their partition
         self._adding_partitions = asyncio.Lock()  # one CREATE of a day at a time
-        self._statement = driver_insert(engine.dialect.paramstyle, "readings", COLUMNS)
-        self._mark = for_driver(MARK, engine.dialect.paramstyle)
 
     @property
     def write_lock(self) -> asyncio.Lock:
@@ -225,21 +225,21 @@ class ReadingSink:
         marks = [(minute,) for minute in minutes]
         if not self._copy:
             async with self.engine.begin() as conn:
-                await conn.exec_driver_sql(self._mark, marks)
-                await conn.exec_driver_sql(self._statement, rows)
+                await write_rows(conn, MARK, marks)
+                await write_rows(conn, _INSERT, rows)
             return
         days = _by_day(rows, minutes)
         await self._add_partitions(set(days))
         try:
             async with self.engine.begin() as conn:
-                await conn.exec_driver_sql(self._mark, marks)
+                await write_rows(conn, MARK, marks)
                 for day, of_day in days.items():
                     # Straight into the day's table: the server routes no row.
                     await _copy(conn, of_day, partitions.name(day))
         except asyncpg.UniqueViolationError:
             # A repeat (a redelivered chunk): COPY has no ON CONFLICT, a staging table has.
             async with self.engine.begin() as conn:
-                await conn.exec_driver_sql(self._mark, marks)
+                await write_rows(conn, MARK, marks)
                 await conn.exec_driver_sql(
                     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (LIKE readings)"
                     " ON COMMIT DELETE ROWS"
