@@ -54,7 +54,7 @@ async def test_a_statement_that_fails_writes_none_of_the_rows(
     monkeypatch.setattr(sql, "_STATEMENT_PARAMETERS", 3 * len(COLUMNS))
     rows = [reading(n) for n in range(7)]
     rows[5] = (None, *rows[5][1:])  # no plug: refused by the NOT NULL of the key
-    with pytest.raises(Exception, match="(?i)null"):
+    with pytest.raises(Exception, match=r"(?i)null"):
         async with engine.begin() as conn:
             await sql.write_rows(conn, INSERT, rows)
 
