@@ -9,7 +9,8 @@ are in a session, with real (uuid) session and user ids, and as many more driver
   second, from the burst's first chunk until its last transition is committed;
   ``reading_rate_share_during_burst`` is the readings handled per second in that window (the
   burst's own included) over the rate of the same round without a burst.
-- Checkpoint: every plug in session has moved; one checkpoint's time (``checkpoint_ms_30k``).
+- Checkpoint: every plug in session has moved; one checkpoint's time (``checkpoint_ms_30k``, the
+  median of 5).
   Then checkpoints run back to back, every plug in session moved before each, while drivers
   press Enable on idle plugs: ``enable_p99_ms_during_checkpoint``.
 - Wall times are what a driver would see; the CPU times beside them, and the share of a core
@@ -283,12 +284,14 @@ async def checkpoints(ms: Mothership, in_session: int, idle_users: list[str]):
         for p in session_plugs:
             ms.checkpoints.touched(p)
 
-    all_moved()
-    gc.collect()
-    started_at, cpu = time.perf_counter(), time.process_time()
-    await ms.checkpoint()
-    one_ms = (time.perf_counter() - started_at) * 1000
-    cpu_ms = (time.process_time() - cpu) * 1000
+    times = []
+    for _ in range(5):
+        all_moved()
+        gc.collect()
+        started_at, cpu = time.perf_counter(), time.process_time()
+        await ms.checkpoint()
+        times.append((time.perf_counter() - started_at, time.process_time() - cpu))
+    one_s, cpu_s = statistics.median(times)  # one WAL checkpoint of SQLite's may land in any
 
     stop = asyncio.Event()
 
@@ -312,7 +315,7 @@ async def checkpoints(ms: Mothership, in_session: int, idle_users: list[str]):
     stop.set()
     runs = await running
     latencies.sort()
-    return one_ms, cpu_ms, latencies[int(len(latencies) * 0.99) - 1], runs
+    return one_s * 1000, cpu_s * 1000, latencies[int(len(latencies) * 0.99) - 1], runs
 
 
 # -- the child: start-up and memory ----------------------------------------------------------

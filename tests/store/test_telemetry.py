@@ -14,7 +14,7 @@ from evplug.bus.base import BusError
 from evplug.core.plug import Plug
 from evplug.metrics import value
 from evplug.store import partitions
-from evplug.store.database import create_schema, make_engine, sqlite_turn, sqlite_url
+from evplug.store.database import create_schema, make_engine, sqlite_turn, sqlite_url, write_turn
 from evplug.store.repository import Repository
 from evplug.store.telemetry import ReadingSink, SinkFull
 
@@ -141,13 +141,28 @@ async def test_each_value_lands_in_its_named_column_whatever_the_table_order(
 async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
     engine: AsyncEngine,
 ) -> None:
-    sink, acks = ReadingSink(engine, max_rows=10, writers=1), Acks()
+    sink, acks = ReadingSink(engine, max_rows=10, writers=1, max_buffered_rows=40), Acks()
     await sink.add(rows(10), acks, key="a")  # full: its write starts, the caller goes on
     assert acks.count == 0 and sink.buffered == 0
-    await sink.add(rows(20, start=10), acks, key="b")  # a batch ahead: waits for the first
-    assert acks.count == 1
+    await sink.add(rows(20, start=10), acks, key="b")  # full too: waits for the writer alone
+    assert acks.count == 0 and sink.buffered == 10
+    await sink.add(rows(30, start=20), acks, key="c")  # half the buffer waits: so does ingest
+    assert acks.count >= 1
     await sink.flush()  # waits for what is being written, then writes the rest
-    assert acks.count == 2 and await stored(engine) == 20
+    assert acks.count == 3 and await stored(engine) == 30
+
+
+async def test_what_fills_during_a_write_is_written_when_it_ends_without_another_message(
+    engine: AsyncEngine,
+) -> None:
+    sink, first, second = ReadingSink(engine, max_rows=10, writers=1), Acks(), Acks()
+    async with write_turn(engine):  # SQLite: held up behind another writer, a batch of effects
+        await sink.add(rows(10), first, key="a")
+        await sink.add(rows(20, start=10), second, key="b")  # the caller goes on
+        assert sink.buffered == 10
+    async with asyncio.timeout(10):
+        await second.sent.wait()
+    assert first.count == 1 and await stored(engine) == 20
 
 
 async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path) -> None:
@@ -223,7 +238,7 @@ async def test_on_postgresql_a_batch_held_up_holds_up_neither_the_next_batch_nor
 ) -> None:
     postgresql_only(engine)
     day, other_day = (19_700 * partitions.DAY_MS, 19_701 * partitions.DAY_MS)
-    sink = ReadingSink(engine, max_rows=10, writers=2)
+    sink = ReadingSink(engine, max_rows=10, writers=2, max_buffered_rows=20)
     await sink.add(rows(1, at_ms=day - 1000) + rows(1, at_ms=other_day - 1000))
     await sink.flush()  # both days' partitions made
     held, a, b, c = Acks(), Acks(), Acks(), Acks()

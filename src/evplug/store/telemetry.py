@@ -79,6 +79,7 @@ class ReadingSink:
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.max_buffered_rows = max_buffered_rows
+        self._waits_past = max(max_rows, max_buffered_rows // 2)  # see _write_behind
         # One batch per bus message: a redelivered message replaces its batch, never adds to it.
         self._batches: dict[object, Batch] = {}
         self._buffered = 0
@@ -93,6 +94,7 @@ class ReadingSink:
         self._copy = engine.dialect.name == "postgresql"
         self.writers = writers
         self._writing: set[asyncio.Task[None]] = set()  # full batches being written
+        self._room = asyncio.Event()  # set when a writer finishes or takes the buffer
         self._partitions: set[int] = set()  # days known to have their partition
         self._adding_partitions = asyncio.Lock()  # one CREATE of a day at a time
 
@@ -138,29 +140,43 @@ class ReadingSink:
             )
         self._batches[key] = (rows, on_flushed)
         self._buffered += len(rows)
-        if self._buffered >= self.max_rows:
-            await self._write_behind()
-        elif self._writing:
+        if self._buffered >= self.max_rows and await self._write_behind():
+            return
+        if self._writing:
             # A backlog of messages is handled without one wait: the writes behind would make
             # no step before the next batch is full. Let them take each step once they can.
             await asyncio.sleep(0)
 
-    async def _write_behind(self) -> None:
-        """Write the full buffer in the background, once fewer than ``writers`` are.
+    async def _write_behind(self) -> bool:
+        """Start writing the full buffer in the background, once fewer than ``writers`` are;
+        whether it started.
 
         The next batch fills while the database writes this one (on PostgreSQL other processes,
-        on SQLite a thread): ingest waits only when it is ``writers`` batches ahead. Each batch's
-        messages are acked once that batch has committed.
+        on SQLite a thread). With every writer busy the buffer goes on filling, and the first to
+        finish takes it all; ingest waits for one only past half of ``max_buffered_rows``, so a
+        write held up (behind a batch of effects on SQLite, by a slow disk) never stalls the
+        state machines. Each batch's messages are acked once that batch has committed.
         """
-        while len(self._writing) >= (self.writers if self._copy else 1):
-            await asyncio.wait(self._writing, return_when=asyncio.FIRST_COMPLETED)
+        writers = self.writers if self._copy else 1
+        while len(self._writing) >= writers and self._buffered >= self._waits_past:
+            self._room.clear()
+            await self._room.wait()
+        if len(self._writing) >= writers or self._buffered < self.max_rows:
+            return False  # a writer takes them, or took them already
         task = asyncio.create_task(self._commit_in_background(self._take()))
         self._writing.add(task)
-        task.add_done_callback(self._writing.discard)
+        task.add_done_callback(self._written)
+        return True
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        self._room.set()
 
     async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
         try:
             await self._commit(batches)
+            while self._buffered >= self.max_rows:  # filled meanwhile: written next, at once
+                await self._commit(self._take())
         except Exception as exc:
             # Unwritten rows wait for the next flush; committed ones whose acks failed come
             # back from the bus and are ignored as repeats.
@@ -175,6 +191,7 @@ class ReadingSink:
 
     def _take(self) -> dict[object, Batch]:
         batches, self._batches, self._buffered = self._batches, {}, 0
+        self._room.set()
         return batches
 
     async def _commit(self, batches: dict[object, Batch]) -> None:
