@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import tempfile
 import warnings
@@ -17,6 +18,14 @@ from evplug.demo import DemoOptions, build
 from evplug.settings import Settings
 
 _databases = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _collectable_again() -> Iterator[None]:
+    """A mothership's start freezes what is alive for the process's life (``gc.freeze``): a
+    test's life is shorter, and what it left behind is garbage to the next."""
+    yield
+    gc.unfreeze()
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:

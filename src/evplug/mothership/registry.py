@@ -143,6 +143,10 @@ class PlugRegistry:
         finally:
             if collecting:
                 gc.enable()
+        # They live as long as the process: out of the collector's way, so a full collection
+        # walks what came since, not every plug (a 100-200 ms pause at 100,000 plugs, taken in
+        # the middle of whatever the loop does; ``bench/scale.py``'s burst met them).
+        gc.freeze()
         log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
 
     async def register(self, site_id: str, device: pb.Device) -> bool:
