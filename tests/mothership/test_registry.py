@@ -85,3 +85,25 @@ async def test_collections_resume_after_a_start_that_failed(tmp_path: Path) -> N
         await PlugRegistry(repo, Settings(), 32.0).hydrate(10.0)
     assert gc.isenabled()
     await engine.dispose()
+
+
+def test_drivers_with_more_than_one_open_session_are_known_as_sessions_open_and_close() -> None:
+    registry = PlugRegistry(Repository(make_engine("sqlite+aiosqlite://")), Settings(), 32.0)
+    plugs = [Plug(f"p{n}", "f") for n in range(3)]
+    for plug in plugs:
+        registry.add(plug, "s")
+
+    def hold(plug: Plug, user: str) -> None:
+        plug.user_id = user
+        registry.track(plug)
+
+    hold(plugs[0], "a")
+    assert registry.users_sharing == set()
+    hold(plugs[1], "a")
+    hold(plugs[2], "b")
+    assert registry.users_sharing == {"a"}
+    hold(plugs[1], "b")  # a's second session ends, b starts a second
+    assert registry.users_sharing == {"b"}
+    hold(plugs[2], "")
+    hold(plugs[0], "")
+    assert registry.users_sharing == set()

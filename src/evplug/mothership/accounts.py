@@ -103,6 +103,8 @@ class Accounts:
         from the store). One task at a time works through every account that is due, so a burst
         of readings asks once per account, and its balances are read in bulk.
         """
+        if self.top_ups is None and not self.registry.users_sharing:
+            return  # no account whose sessions readings move (``_moves_with_readings``)
         plugs = self.registry.plugs
         users = {user for p in plug_ids if p in plugs and (user := plugs[p].user_id)}
         self._due.update(u for u in users if self._moves_with_readings(u))
@@ -112,7 +114,7 @@ class Accounts:
         """Whether readings can change what this account's sessions may spend, or make its auto
         top-up due. One session alone may spend the whole balance however much it accrues (its
         credit changes only with the balance, which postings and closes announce)."""
-        if self.registry.sessions_of_user(user_id) > 1:
+        if user_id in self.registry.users_sharing:
             return True
         if self.top_ups is None:
             return False

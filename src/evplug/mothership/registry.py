@@ -48,6 +48,7 @@ class PlugRegistry:
         # Each driver's plugs with an open session (a household may charge two cars at once).
         self._plugs_of_user: dict[str, set[str]] = defaultdict(set)
         self._user_of_plug: dict[str, str] = {}
+        self.users_sharing: set[str] = set()  # drivers with more than one open session
 
     def get(self, plug_id: str) -> Plug:
         try:
@@ -67,9 +68,6 @@ class PlugRegistry:
             )
         return self._tree
 
-    def sessions_of_user(self, user_id: str) -> int:
-        """How many open sessions this driver has."""
-        return len(self._plugs_of_user.get(user_id, ()))
 
     def plugs_of_user(self, user_id: str) -> list[Plug]:
         """The plugs holding this driver's open sessions, in plug id order."""
@@ -89,10 +87,15 @@ class PlugRegistry:
         if owner:
             held = self._plugs_of_user[owner]
             held.discard(plug.plug_id)
+            if len(held) < 2:
+                self.users_sharing.discard(owner)
             if not held:
                 del self._plugs_of_user[owner]
         if plug.user_id:
-            self._plugs_of_user[plug.user_id].add(plug.plug_id)
+            held = self._plugs_of_user[plug.user_id]
+            held.add(plug.plug_id)
+            if len(held) > 1:
+                self.users_sharing.add(plug.user_id)
             self._user_of_plug[plug.plug_id] = plug.user_id
         else:
             del self._user_of_plug[plug.plug_id]
