@@ -68,7 +68,6 @@ class PlugRegistry:
             )
         return self._tree
 
-
     def plugs_of_user(self, user_id: str) -> list[Plug]:
         """The plugs holding this driver's open sessions, in plug id order."""
         return [self.plugs[p] for p in sorted(self._plugs_of_user.get(user_id, ()))]
