@@ -69,6 +69,7 @@ async def test_a_start_restores_every_plug_exactly_and_indexes_it(tmp_path: Path
     collected = {id(o) for o in gc.get_objects()}  # frozen: no collection walks them
     assert not any(id(plug) in collected for plug in after.plugs.values())
     assert [p.plug_id for p in after.plugs_of_user("driver")] == ["p1", "p3"]
+    assert after.users_sharing == {"driver"}
     fuzes = {id(plug.fuze_id) for plug in after.plugs.values()}
     assert len(fuzes) == 1  # a relay's channels share one string
     await engine.dispose()

@@ -143,26 +143,46 @@ async def test_a_full_buffer_is_written_in_the_background_while_the_next_fills(
 ) -> None:
     sink, acks = ReadingSink(engine, max_rows=10, writers=1, max_buffered_rows=40), Acks()
     await sink.add(rows(10), acks, key="a")  # full: its write starts, the caller goes on
-    assert acks.count == 0 and sink.buffered == 0
+    assert acks.count == 0
     await sink.add(rows(20, start=10), acks, key="b")  # full too: waits for the writer alone
     assert acks.count == 0 and sink.buffered == 10
     await sink.add(rows(30, start=20), acks, key="c")  # half the buffer waits: so does ingest
-    assert acks.count >= 1
+    assert acks.count == 1 and sink.buffered == 10  # the writer took b, ingest went on
     await sink.flush()  # waits for what is being written, then writes the rest
     assert acks.count == 3 and await stored(engine) == 30
 
 
-async def test_what_fills_during_a_write_is_written_when_it_ends_without_another_message(
+async def test_what_fills_during_a_write_is_written_when_it_ends_a_batch_at_a_time(
     engine: AsyncEngine,
 ) -> None:
-    sink, first, second = ReadingSink(engine, max_rows=10, writers=1), Acks(), Acks()
+    batches: list[int] = []
+    sink = ReadingSink(engine, max_rows=10, writers=1, on_written=lambda r: batches.append(len(r)))
+    acks = Acks()
     async with write_turn(engine):  # SQLite: held up behind another writer, a batch of effects
-        await sink.add(rows(10), first, key="a")
-        await sink.add(rows(20, start=10), second, key="b")  # the caller goes on
-        assert sink.buffered == 10
-    async with asyncio.timeout(10):
-        await second.sent.wait()
-    assert first.count == 1 and await stored(engine) == 20
+        await sink.add(rows(10), acks, key="a")
+        await sink.add(rows(20, start=10), acks, key="b")  # the caller goes on
+        await sink.add(rows(30, start=20), acks, key="c")
+        assert sink.buffered == 20
+    async with asyncio.timeout(10):  # no other message, no flush: the writer goes on alone
+        while acks.count < 3:
+            await acks.sent.wait()
+            acks.sent.clear()
+    assert batches == [10, 10, 10] and await stored(engine) == 30
+
+
+async def test_a_flush_returns_once_what_a_writer_took_before_it_is_committed(
+    engine: AsyncEngine,
+) -> None:
+    sink, acks = ReadingSink(engine, max_rows=10, writers=1), Acks()
+    async with write_turn(engine):
+        await sink.add(rows(10), acks, key="a")
+        await asyncio.sleep(0)  # the writer takes them
+        assert sink.buffered == 0
+        flushing = asyncio.create_task(sink.flush())
+        await asyncio.sleep(0)
+        assert not flushing.done()
+    await flushing
+    assert acks.count == 1 and await stored(engine) == 10
 
 
 async def test_sqlite_writers_of_one_process_take_turns_in_order(tmp_path) -> None:
@@ -203,6 +223,7 @@ async def test_a_batch_written_behind_commits_while_messages_keep_coming_without
 ) -> None:
     sink, acks = ReadingSink(engine, max_rows=10), Acks()
     await sink.add(rows(10), acks, key="full")  # written behind
+    await asyncio.sleep(0)  # the writer takes them
     sink.max_rows = 1_000_000  # what comes next never fills a batch
     loop = asyncio.get_running_loop()
     deadline, n = loop.time() + 10, 0

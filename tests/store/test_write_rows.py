@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from evplug.store import partitions, sql
+from evplug.store import database, partitions, sql
 from evplug.store.telemetry import COLUMNS
 
 INSERT = sql.insert_new_rows("readings", COLUMNS)
@@ -65,3 +65,12 @@ async def test_no_rows_is_no_statement(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await sql.write_rows(conn, INSERT, [])
     assert await stored(engine) == []
+
+
+def test_an_sqlite_too_old_for_many_rows_a_statement_is_named_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(database.sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(database.sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.31\.1 is too old: evplug needs 3\.33"):
+        database.make_engine("sqlite+aiosqlite://")

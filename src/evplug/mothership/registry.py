@@ -147,7 +147,10 @@ class PlugRegistry:
                 gc.enable()
         # They live as long as the process: out of the collector's way, so a full collection
         # walks what came since, not every plug (a 100-200 ms pause at 100,000 plugs, taken in
-        # the middle of whatever the loop does; ``bench/scale.py``'s burst met them).
+        # the middle of whatever the loop does; ``bench/scale.py``'s burst met them). What is
+        # alive now is frozen with them (the engine, the bus client): collected first, so no
+        # garbage of the start is kept; a cycle they make later and drop is kept too.
+        gc.collect()
         gc.freeze()
         log.info("mothership.hydrated", plugs=len(self.plugs), active=len(self.active))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,21 @@ def driver_url(url: str) -> str:
     raise ValueError(f"{url}: not a sqlite:/// or postgresql:// URL")
 
 
+# Rows are written many to a statement (``sql.write_rows``): UPDATE ... FROM came in 3.33, the
+# default limit of 32,766 parameters in 3.32.
+SQLITE_AT_LEAST = (3, 33)
+
+
 def make_engine(url: str) -> AsyncEngine:
     # orjson: plug snapshots are written and read by the tens of thousands (checkpoints, starts).
     engine = create_async_engine(url, json_serializer=_json_text, json_deserializer=orjson.loads)
     if engine.dialect.name == "sqlite":
+        if sqlite3.sqlite_version_info < SQLITE_AT_LEAST:
+            raise RuntimeError(
+                f"SQLite {sqlite3.sqlite_version} is too old: evplug needs"
+                f" {'.'.join(map(str, SQLITE_AT_LEAST))} or newer (UPDATE ... FROM, 32,766"
+                " parameters a statement); use a newer Python build or PostgreSQL"
+            )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -138,7 +138,11 @@ _SAVE_SNAPSHOTS = RowsStatement(
     ") AS v WHERE plugs.id = v.column4",
     single="UPDATE plugs SET state = ?, snapshot = ?, updated_ms = ? WHERE id = ?",
 )
-_DELETE_METERS = RowsStatement("DELETE FROM plug_meters WHERE plug_id IN (", ")")
+_DELETE_METERS = RowsStatement(
+    "DELETE FROM plug_meters WHERE plug_id IN (",
+    ")",
+    single="DELETE FROM plug_meters WHERE plug_id = ?",
+)
 _SAVE_METERS = RowsStatement(
     "INSERT INTO plug_meters (plug_id, meter, saved_ms)",
     " ON CONFLICT (plug_id) DO UPDATE SET meter = excluded.meter, saved_ms = excluded.saved_ms",

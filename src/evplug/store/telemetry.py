@@ -95,6 +95,7 @@ class ReadingSink:
         self.writers = writers
         self._writing: set[asyncio.Task[None]] = set()  # full batches being written
         self._room = asyncio.Event()  # set when a writer finishes or takes the buffer
+        self._commits: set[asyncio.Future[None]] = set()  # one per commit under way
         self._partitions: set[int] = set()  # days known to have their partition
         self._adding_partitions = asyncio.Lock()  # one CREATE of a day at a time
 
@@ -163,40 +164,61 @@ class ReadingSink:
             await self._room.wait()
         if len(self._writing) >= writers or self._buffered < self.max_rows:
             return False  # a writer takes them, or took them already
-        task = asyncio.create_task(self._commit_in_background(self._take()))
-        self._writing.add(task)
-        task.add_done_callback(self._written)
+        self._writing.add(asyncio.create_task(self._write_full()))
         return True
 
-    def _written(self, task: asyncio.Task[None]) -> None:
-        self._writing.discard(task)
-        self._room.set()
-
-    async def _commit_in_background(self, batches: dict[object, Batch]) -> None:
+    async def _write_full(self) -> None:
+        """Commit the oldest batch's worth of messages while the buffer holds one. (Taken here,
+        not when the task is made: until it runs they are the buffer's, for a flush to take.)"""
         try:
-            await self._commit(batches)
-            while self._buffered >= self.max_rows:  # filled meanwhile: written next, at once
-                await self._commit(self._take())
+            while self._buffered >= self.max_rows:
+                await self._commit(self._take(self.max_rows))
         except Exception as exc:
             # Unwritten rows wait for the next flush; committed ones whose acks failed come
             # back from the bus and are ignored as repeats.
             log.warning("telemetry.background_write_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            # Now, not in a done callback a turn later: an add in between would find every
+            # writer busy and leave a full buffer to wait for the next one.
+            self._writing.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._room.set()
 
     async def flush(self) -> None:
         """Write everything buffered; when it returns, all rows added before are committed."""
-        if self._writing:
-            # A batch that failed there is back in the buffer, and written below.
-            await asyncio.wait(self._writing)
+        in_flight = set(self._commits)  # these may hold rows added before
         await self._commit(self._take())
+        if in_flight:
+            await asyncio.wait(in_flight)
+            await self._commit(self._take())  # what failed there is back in the buffer
 
-    def _take(self) -> dict[object, Batch]:
-        batches, self._batches, self._buffered = self._batches, {}, 0
+    def _take(self, rows: int | None = None) -> dict[object, Batch]:
+        """The buffered messages' batches: all of them, or the oldest holding ``rows``."""
+        if rows is None or rows >= self._buffered:
+            taken, self._batches, self._buffered = self._batches, {}, 0
+        else:
+            keys, count = [], 0
+            for key, (batch, _) in self._batches.items():
+                if count >= rows:
+                    break
+                keys.append(key)
+                count += len(batch)
+            taken = {key: self._batches.pop(key) for key in keys}
+            self._buffered -= count
         self._room.set()
-        return batches
+        return taken
 
     async def _commit(self, batches: dict[object, Batch]) -> None:
         if not batches:
             return
+        done = asyncio.get_running_loop().create_future()
+        self._commits.add(done)
+        try:
+            await self._commit_now(batches)
+        finally:
+            self._commits.discard(done)
+            done.set_result(None)
+
+    async def _commit_now(self, batches: dict[object, Batch]) -> None:
         rows = self._unexpired([row for batch, _ in batches.values() for row in batch])
         # PostgreSQL's writers and upkeep do not wait for each other (MVCC).
         async with contextlib.nullcontext() if self._copy else self.write_lock:
