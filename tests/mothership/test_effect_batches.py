@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import structlog
 from sqlalchemy import select
 
+from evplug.bus.base import BusError, Outgoing
 from evplug.contracts import evplug_pb2 as pb
 from evplug.core.plug import Prompt, SessionClosed, State, SwitchRelay
 from evplug.mothership.admission import LoadSettings
@@ -80,26 +81,51 @@ async def test_a_batch_of_many_plugs_keeps_each_plugs_order(make_site: MakeSite)
 
 
 async def test_a_batchs_commands_are_in_flight_together(make_site: MakeSite) -> None:
-    """On a broker each publish waits for its ack: a batch's plugs must not wait in turn."""
+    """On a broker each publish waits for its ack: a batch's plugs must not wait in turn, so
+    their commands go to the bus together (``publish_many`` has them all in flight at once)."""
     site = await make_site(plugs=4)
-    in_flight, all_in_flight = 0, asyncio.Event()
-    real_publish = site.bus.publish
+    calls: list[list[str]] = []
+    real_publish_many = site.bus.publish_many
 
-    async def publish(subject: str, data: bytes, msg_id: str = "") -> bool:
-        nonlocal in_flight
-        in_flight += 1
-        if in_flight == len(site.plug_ids):
-            all_in_flight.set()
-        await asyncio.wait_for(all_in_flight.wait(), timeout=5)
-        return await real_publish(subject, data, msg_id)
+    async def publish_many(messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        calls.append([msg_id for _, _, msg_id in messages])
+        return await real_publish_many(messages)
 
-    site.bus.publish = publish  # type: ignore[method-assign]
+    site.bus.publish_many = publish_many  # type: ignore[method-assign]
     settled = [
         site.ms.pending.submit(site.ms.plug(p), [SwitchRelay(p, f"{p}#on", True, 1)])
         for p in site.plug_ids
     ]
     assert all(await asyncio.gather(*settled))
+    assert calls == [[f"{p}#on" for p in site.plug_ids]]
     assert sorted(c.request_id for c in site.commands) == sorted(f"{p}#on" for p in site.plug_ids)
+
+
+async def test_a_command_the_bus_refuses_parks_its_plug_alone(make_site: MakeSite) -> None:
+    site = await make_site(plugs=3)
+    refused_plug = site.plug_ids[1]
+    real_publish_many = site.bus.publish_many
+
+    async def publish_many(messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        kept = [m for m in messages if not m[2].startswith(refused_plug)]
+        results = iter(await real_publish_many(kept))
+        return [
+            BusError("no answer from the broker")
+            if m[2].startswith(refused_plug)
+            else next(results)
+            for m in messages
+        ]
+
+    site.bus.publish_many = publish_many  # type: ignore[method-assign]
+    settled = [
+        site.ms.pending.submit(site.ms.plug(p), [SwitchRelay(p, f"{p}#on", True, 1)])
+        for p in site.plug_ids
+    ]
+    assert await asyncio.gather(*settled) == [True, False, True]
+    assert site.ms.pending.waiting(refused_plug) == 1  # kept, to be sent again
+    assert sorted(c.request_id for c in site.commands) == [
+        f"{p}#on" for p in site.plug_ids if p != refused_plug
+    ]
 
 
 async def test_a_crash_between_batches_applies_every_effect_once(make_site: MakeSite) -> None:

@@ -197,10 +197,14 @@ class MemoryBus:
         self._buckets: dict[str, MemoryKeyValue] = {}
 
     async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
-        return await asyncio.gather(
-            *(self.publish(subject, data, msg_id) for subject, data, msg_id in messages),
-            return_exceptions=True,
-        )
+        # In turn: a publish here waits for nothing, so a task each would only cost.
+        results: list[bool | BaseException] = []
+        for subject, data, msg_id in messages:
+            try:
+                results.append(await self.publish(subject, data, msg_id))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     async def publish(self, subject: str, data: bytes, msg_id: str = "") -> bool:
         stream = self._stream(subject)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import structlog
 
 from evplug import metrics
-from evplug.bus.base import Bus
+from evplug.bus.base import Bus, Outgoing
 from evplug.clock import Clock
 from evplug.contracts import evplug_pb2 as pb
 from evplug.contracts import subjects
@@ -76,11 +76,26 @@ class EffectApplier:
                     " through): they are kept and retried; correct the data or the schema",
                 )
 
-    async def send(self, site_id: str, effects: Sequence[Effect]) -> None:
-        """Send the commands among ``effects``, once what they follow from is on disk."""
-        for effect in effects:
-            if isinstance(effect, SwitchRelay):
-                await self._send_command(site_id, effect)
+    async def send(self, writes: Sequence[tuple[str, Sequence[Effect]]]) -> list[Exception | None]:
+        """Send the commands among each plug's effects (its site's id, its effects), once what
+        they follow from is on disk: all on the bus at once, each plug's in its order. For each
+        plug, the first error that kept one of its commands off the bus."""
+        messages: list[Outgoing] = []
+        owners: list[int] = []
+        for n, (site_id, effects) in enumerate(writes):
+            for effect in effects:
+                if isinstance(effect, SwitchRelay):
+                    messages.append(_command(site_id, effect))
+                    owners.append(n)
+        errors: list[Exception | None] = [None] * len(writes)
+        if messages:
+            results = await self.bus.publish_many(messages)
+            for owner, result in zip(owners, results, strict=True):
+                if isinstance(result, BaseException) and errors[owner] is None:
+                    if not isinstance(result, Exception):
+                        raise result  # a cancellation, not the bus
+                    errors[owner] = result
+        return errors
 
     def applied(self, effects: Sequence[Effect], balances: dict[str, int]) -> None:
         """Count, log and announce effects that are on disk and sent."""
@@ -93,16 +108,15 @@ class EffectApplier:
                 _closed(effect, balances.get(effect.session_id))
             self.events.emit(effect)
 
-    async def _send_command(self, site_id: str, effect: SwitchRelay) -> None:
-        request = pb.LocalStateRequest(
-            request_id=effect.request_id,
-            plug_id=effect.plug_id,
-            requested_state=pb.REQUESTED_STATE_ON if effect.on else pb.REQUESTED_STATE_OFF,
-            issued_ms=effect.issued_ms,
-        )
-        await self.bus.publish(
-            subjects.for_site(subjects.COMMANDS, site_id), pack(request), msg_id=effect.request_id
-        )
+
+def _command(site_id: str, effect: SwitchRelay) -> Outgoing:
+    request = pb.LocalStateRequest(
+        request_id=effect.request_id,
+        plug_id=effect.plug_id,
+        requested_state=pb.REQUESTED_STATE_ON if effect.on else pb.REQUESTED_STATE_OFF,
+        issued_ms=effect.issued_ms,
+    )
+    return subjects.for_site(subjects.COMMANDS, site_id), pack(request), effect.request_id
 
 
 def _meter_anomaly(anomaly: MeterAnomaly) -> None:

@@ -22,7 +22,7 @@ import structlog
 
 from evplug import metrics
 from evplug.clock import Clock
-from evplug.core.plug import Effect, Plug, SwitchRelay
+from evplug.core.plug import Effect, Plug
 from evplug.mothership.effects import EffectApplier
 from evplug.store.effect_batches import PlugWrite
 
@@ -151,13 +151,15 @@ class PendingEffects:
             batch = [PlugWrite(q.plug.plug_id, list(q.effects), q.plug.snapshot()) for q in queues]
             refused, balances = await self.applier.write(batch)
         # Every plug's commands in flight together: on a broker each publish waits for its ack,
-        # and a burst of plugs waiting in turn would hold the next batch back.
-        errors = await asyncio.gather(
-            *(
-                self._send(queue, write, refused.get(write.plug_id))
-                for queue, write in zip(queues, batch, strict=True)
-            )
+        # and a burst of plugs waiting in turn would hold the next batch back. A plug whose
+        # effects the store refused sends nothing.
+        errors: list[Exception | None] = [refused.get(write.plug_id) for write in batch]
+        going = [n for n, error in enumerate(errors) if error is None]
+        sent = await self.applier.send(
+            [(self.site_of(queues[n].plug), batch[n].effects) for n in going]
         )
+        for n, error in zip(going, sent, strict=True):
+            errors[n] = error
         for queue, write, error in zip(queues, batch, errors, strict=True):
             if error is not None:
                 self._failed(queue, len(write.effects), error)
@@ -177,18 +179,6 @@ class PendingEffects:
                 log.exception("effects.listener_failed", plug_id=write.plug_id)
             if not queue.effects and self._queues.get(write.plug_id) is queue:
                 del self._queues[write.plug_id]
-
-    async def _send(
-        self, queue: _Queue, write: PlugWrite, refused: Exception | None
-    ) -> Exception | None:
-        """Send the plug's commands once its effects are written; what keeps them waiting."""
-        if refused is not None or not any(isinstance(e, SwitchRelay) for e in write.effects):
-            return refused
-        try:
-            await self.applier.send(self.site_of(queue.plug), write.effects)
-        except Exception as exc:  # the bus: written again (idempotent) and resent
-            return exc
-        return None
 
     @staticmethod
     def _tell(queue: _Queue, covered: Callable[[int], bool], result: bool) -> None:
