@@ -56,9 +56,11 @@ def insert_new_rows(table: str, columns: Sequence[str]) -> RowsStatement:
     return RowsStatement(f"INSERT INTO {table} ({', '.join(columns)})", " ON CONFLICT DO NOTHING")
 
 
-# Parameters in one statement, well under SQLite's limit (32,766 by default): binding them holds
-# the GIL, so the loop waits on a statement's binding no longer than a millisecond or so.
-_STATEMENT_PARAMETERS = 16_384
+# Parameters in one statement: SQLite's default limit (since 3.32; older is refused). The fewer
+# statements a batch takes, the fewer times the writing thread takes the GIL back: against
+# 2,048 and 16,384 parameters this limit gave the most readings per second in process and
+# through the broker (`bench/broker_ingest.py`), although binding them holds the GIL longest.
+_STATEMENT_PARAMETERS = 32_766
 
 
 async def write_rows(
