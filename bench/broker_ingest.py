@@ -1,4 +1,4 @@
-"""Telemetry throughput through a real broker: a relay's outbox to the SQLite telemetry store.
+"""Telemetry throughput through a real broker: a relay's outbox to the telemetry store.
 
 A nats-server on loopback per chunk size. The relay side is a process of its own (as deployed):
 a ``RelayManager`` whose outbox holds every chunk, sent by its ``send_pending`` (a window of
@@ -17,8 +17,11 @@ cores, so a share well under 1 means the mothership waited (for the broker, the 
 core busy with other work), near 1 that its own CPU time is what limits the rate.
 
 The relay's outbox is in memory here: on disk it syncs every removal, which measures the disk.
+The store is SQLite (the embedded default) or, with ``--store postgresql``, a PostgreSQL server
+on the same machine (what a deployment with a broker runs); both sides use the same one.
 
-Usage: python bench/broker_ingest.py [--plugs 50000] [--rounds 2] [--sizes 64,4] [--repeat 3]
+Usage: python bench/broker_ingest.py [--store sqlite] [--plugs 50000] [--rounds 2]
+       [--sizes 64,4] [--repeat 3]
 Ends with one JSON line of its figures.
 """
 
@@ -39,6 +42,7 @@ from ingest import (
     INGESTED,
     SITE,
     WRITTEN,
+    PostgresStores,
     Rate,
     SqliteStores,
     bench_mothership,
@@ -46,6 +50,7 @@ from ingest import (
     make_chunks,
     open_store,
     plug_ids,
+    stores_for,
 )
 
 from evplug import logs, metrics
@@ -95,15 +100,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+Stores = SqliteStores | PostgresStores
+
+
 async def through_broker(
-    broker: Broker, args: argparse.Namespace, size: int, directory: Path
+    broker: Broker, args: argparse.Namespace, size: int, stores: Stores
 ) -> BrokerRun:
     """Readings per second from the relay process's first publish until all are in the store."""
     ids = plug_ids(args.plugs)
     total = args.plugs * args.rounds
-    stores = SqliteStores(directory)
-    await stores.prepare(ids, 0)
-    engine = make_engine(stores.empty())
+    url = stores.empty()
+    engine = make_engine(url)
     repo, sink = Repository(engine), ReadingSink(engine)
     bus = await connect_nats(broker.url, credentials=broker.credentials())
     mothership = await bench_mothership(ids, make_chunks(ids, 1), (repo, sink), bus)
@@ -165,6 +172,7 @@ async def through_broker(
         await bus.close()
     stored = await readings_stored(repo) - args.plugs  # less the warm-up round
     await repo.engine.dispose()
+    stores.drop(url)
     assert stored == total, f"{stored} readings in the store, not {total}"
     redelivered = metrics.value(REDELIVERED, durable=DURABLE) - redelivered0
     assert redelivered or metrics.value(WRITTEN) - written0 == total, "a reading written twice"
@@ -181,26 +189,48 @@ async def readings_stored(repo: Repository) -> int:
         return (await db.exec_driver_sql("SELECT count(*) FROM readings")).scalar_one()
 
 
-async def in_process(ids: list[str], chunks: list[bytes]) -> Rate:
-    with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
-        stores = SqliteStores(Path(tmp))
-        await stores.prepare(ids, 0)
-        async with open_store(stores, aged=False) as store:
-            return await end_to_end(ids, make_chunks(ids, 1), chunks, store)
+async def in_process(ids: list[str], chunks: list[bytes], stores: Stores) -> Rate:
+    async with open_store(stores, aged=False) as store:
+        return await end_to_end(ids, make_chunks(ids, 1), chunks, store)
 
 
-def through_a_broker(args: argparse.Namespace, size: int) -> BrokerRun:
+async def through_a_broker(args: argparse.Namespace, size: int, stores: Stores) -> BrokerRun:
     """One run on a broker of its own: the relay's message ids repeat from run to run."""
     with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
         broker = start_broker("127.0.0.1", free_port(), Path(tmp) / "broker")
         try:
-            return asyncio.run(through_broker(broker, args, size, Path(tmp)))
+            return await through_broker(broker, args, size, stores)
         finally:
             broker.stop()
 
 
+async def measure(
+    args: argparse.Namespace, sizes: list[int]
+) -> tuple[list[Rate], dict[int, list[BrokerRun]]]:
+    """Each run in process, then through a broker for each size, on copies of one store."""
+    ids = plug_ids(args.plugs)
+    chunks = make_chunks(ids, args.rounds, first=1)
+    base_runs: list[Rate] = []
+    runs: dict[int, list[BrokerRun]] = {size: [] for size in sizes}
+    with tempfile.TemporaryDirectory(prefix="evplug-bench-") as tmp:
+        async with stores_for(args.store, Path(tmp)) as stores:
+            await stores.prepare(ids, 0)
+            # Taken in turns, so that a busy spell on the machine slows both sides alike.
+            for run in range(1, args.repeat + 1):
+                base_runs.append(await in_process(ids, chunks, stores))
+                print(f"run {run}/{args.repeat}: in process {_rate(base_runs[-1])}", flush=True)
+                for size in sizes:
+                    runs[size].append(await through_a_broker(args, size, stores))
+                    print(
+                        f"  broker, {size}-reading chunks: {_broker_rate(runs[size][-1])}",
+                        flush=True,
+                    )
+    return base_runs, runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--plugs", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=2, help="readings per plug")
     parser.add_argument("--sizes", default="64,4", help="readings per chunk, comma separated")
@@ -216,18 +246,11 @@ def main() -> None:
         return
 
     readings = args.plugs * args.rounds
-    print(f"{readings:,} readings, load average {os.getloadavg()[0]:.2f}", flush=True)
-    ids = plug_ids(args.plugs)
-    chunks = make_chunks(ids, args.rounds, first=1)
-    # Taken in turns, so that a busy spell on the machine slows both sides alike.
-    base_runs: list[Rate] = []
-    runs: dict[int, list[BrokerRun]] = {size: [] for size in sizes}
-    for run in range(1, args.repeat + 1):
-        base_runs.append(asyncio.run(in_process(ids, chunks)))
-        print(f"run {run}/{args.repeat}: in process {_rate(base_runs[-1])}", flush=True)
-        for size in sizes:
-            runs[size].append(through_a_broker(args, size))
-            print(f"  broker, {size}-reading chunks: {_broker_rate(runs[size][-1])}", flush=True)
+    print(
+        f"{readings:,} readings into {args.store}, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    base_runs, runs = asyncio.run(measure(args, sizes))
     base = statistics.median(r.per_s for r in base_runs)
     print(f"medians of {args.repeat} runs")
     print(f"in process, 64-reading chunks: {base:,.0f} readings/s")
@@ -261,6 +284,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "broker_ingest",
+                "store": args.store,
                 "readings": readings,
                 "runs": args.repeat,
                 "in_process_readings_per_s": round(base),

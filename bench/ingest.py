@@ -277,6 +277,7 @@ async def bench_mothership(
     mothership = Mothership(bus or MemoryBus(clock), repo, sink, clock)
     for plug_id in ids:
         mothership.registry.add(charging_plug(plug_id), SITE)
+    mothership.registry.keep_for_good()  # as a start does once it has made its plugs
     subject = subjects.for_site(subjects.TELEMETRY, SITE)
     for data in warm_up:
         await mothership.handlers.on_telemetry(_Msg(subject, data))
