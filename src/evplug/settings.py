@@ -409,7 +409,8 @@ class TelemetrySettings(_Group):
         100_000,
         ge=1,
         le=10_000_000,
-        description="past this many readings waiting for the database, new ones are refused",
+        description="past this many readings waiting for the database, new ones are refused"
+        " (past half of it, ingest waits for a write to end)",
     )
     raw_retention_days: Number = Field(
         30,
