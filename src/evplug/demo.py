@@ -51,6 +51,7 @@ class ScenarioFailed(StartupError):
 
 
 EDGE_REAL_S = 10.0
+STAMP_REAL_S = 0.2
 _EDGE_TIMEOUTS = ("mothership_silent_s", "unsupervised_max_s", "dead_man_s")
 
 
@@ -112,18 +113,27 @@ def check_options(options: DemoOptions) -> None:
         raise SettingsError(problems)
 
 
-def edge_in_real_time(settings: Settings, speed: float) -> Settings:
-    """The relay manager's safety timeouts wait on broker acks and relay round trips, which take
-    real time whatever the demo's speed: each lasts at least ``EDGE_REAL_S`` real seconds."""
-    relay, floor_s = settings.relay, EDGE_REAL_S * speed
-    update = {name: max(getattr(relay, name), floor_s) for name in _EDGE_TIMEOUTS}
-    return settings.model_copy(update={"relay": relay.model_copy(update=update)})
+def in_real_time(settings: Settings, speed: float) -> Settings:
+    """What takes real time whatever the demo's speed. The relay manager's safety timeouts wait
+    on broker acks and relay round trips: each lasts at least ``EDGE_REAL_S`` real seconds. A
+    reading is stamped when its poll ends and handled when the bus delivers it: the slack the
+    rated-power check gives a stamp is at least ``STAMP_REAL_S`` real seconds (at 300x a 20 ms
+    lag is 6 s of the demo's time, and the energy of those seconds was refused, not billed)."""
+    relay, plug, floor_s = settings.relay, settings.plug, EDGE_REAL_S * speed
+    edge = {name: max(getattr(relay, name), floor_s) for name in _EDGE_TIMEOUTS}
+    jitter_s = max(plug.reading_jitter_s, STAMP_REAL_S * speed)
+    return settings.model_copy(
+        update={
+            "relay": relay.model_copy(update=edge),
+            "plug": plug.model_copy(update={"reading_jitter_s": jitter_s}),
+        }
+    )
 
 
 async def build(settings: Settings, options: DemoOptions) -> System:
     """Every part, on the site file's relays or on simulated plugs, seeded with demo data."""
     check_options(options)
-    settings = edge_in_real_time(settings, options.speed)
+    settings = in_real_time(settings, options.speed)
     # Hashed before the sped-up clock starts: its second of work is minutes of demo time.
     password_hash = await asyncio.to_thread(PasswordHasher().hash, DEMO_PASSWORD)
     clock = ScaledClock(options.speed)

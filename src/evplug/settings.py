@@ -241,6 +241,13 @@ class PlugSettings(_Group):
         le=100_000,
         description="a socket's rated power (W): no interval is billed more than it could deliver",
     )
+    reading_jitter_s: Number = Field(
+        _seconds(_CORE.reading_jitter_ms),
+        ge=0,
+        le=600,
+        description="readings are stamped when a poll ends: the rated-power check allows each"
+        " interval this much more time (s)",
+    )
     off_retry_s: Number = Field(
         _seconds(_CORE.off_retry_ms),
         ge=1,
@@ -715,6 +722,7 @@ class Settings(BaseSettings):
             no_car_timeout_ms=_ms(p.no_car_timeout_s),
             min_start_credit_cents=p.min_start_credit_cents,
             max_power_w=p.max_power_w,
+            reading_jitter_ms=_ms(p.reading_jitter_s),
             off_retry_ms=_ms(p.off_retry_s),
             give_up_ms=_ms(p.give_up_s),
             relay_settle_ms=_ms(p.relay_settle_s),
