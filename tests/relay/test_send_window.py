@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
-from evplug.bus.base import BusError
+from evplug.bus.base import BusError, Outgoing
 from evplug.bus.memory import MemoryBus
 from evplug.clock import FakeClock, settle
 from evplug.contracts import subjects
@@ -41,6 +42,14 @@ class HeldBus(MemoryBus):
         if msg_id in self.refused:
             raise BusError("broker unreachable")
         return stored
+
+    async def publish_many(self, messages: Sequence[Outgoing]) -> list[bool | BaseException]:
+        """All in flight at once, as a broker's are (the memory bus's own go in turn: its
+        publishes never wait)."""
+        return await asyncio.gather(
+            *(self.publish(subject, data, msg_id) for subject, data, msg_id in messages),
+            return_exceptions=True,
+        )
 
 
 def relay_with(bus: MemoryBus, chunks: int) -> RelayManager:
