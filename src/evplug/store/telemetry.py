@@ -153,10 +153,11 @@ class ReadingSink:
         whether it started.
 
         The next batch fills while the database writes this one (on PostgreSQL other processes,
-        on SQLite a thread). With every writer busy the buffer goes on filling, and the first to
-        finish takes it all; ingest waits for one only past half of ``max_buffered_rows``, so a
-        write held up (behind a batch of effects on SQLite, by a slow disk) never stalls the
-        state machines. Each batch's messages are acked once that batch has committed.
+        on SQLite a thread). With every writer busy the buffer goes on filling, and a writer
+        done with its batch takes the next batch's worth at once; ingest waits for one only past
+        half of ``max_buffered_rows``, so a write held up (behind a batch of effects on SQLite,
+        by a slow disk) never stalls the state machines. Each batch's messages are acked once
+        that batch has committed.
         """
         writers = self.writers if self._copy else 1
         while len(self._writing) >= writers and self._buffered >= self._waits_past:
