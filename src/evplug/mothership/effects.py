@@ -91,9 +91,9 @@ class EffectApplier:
         if messages:
             results = await self.bus.publish_many(messages)
             for owner, result in zip(owners, results, strict=True):
-                if isinstance(result, BaseException) and errors[owner] is None:
-                    if not isinstance(result, Exception):
-                        raise result  # a cancellation, not the bus
+                if isinstance(result, BaseException) and not isinstance(result, Exception):
+                    raise result  # a cancellation, not the bus
+                if isinstance(result, Exception) and errors[owner] is None:
                     errors[owner] = result
         return errors
 

@@ -77,17 +77,16 @@ async def write_rows(
     """
     if not rows:
         return
-    paramstyle = conn.dialect.paramstyle
     width = len(rows[0])
     if conn.dialect.name != "sqlite":
         single = statement.single or _with_values(statement, width, 1)
-        await conn.exec_driver_sql(for_driver(single, paramstyle), list(rows))
+        await conn.exec_driver_sql(for_driver(single, conn.dialect.paramstyle), list(rows))
         return
     per = max(1, _STATEMENT_PARAMETERS // width)
     for start in range(0, len(rows), per):
         part = rows[start : start + per]
-        await conn.exec_driver_sql(
-            for_driver(_with_values(statement, width, len(part)), paramstyle),
+        await conn.exec_driver_sql(  # written with ?, SQLite's own style
+            _with_values(statement, width, len(part)),
             tuple(itertools.chain.from_iterable(part)),
         )
 
